@@ -1,0 +1,44 @@
+"""mcp_sync_auth: a synchronous, thread- and process-safe OAuth 2.1 client for MCP servers.
+
+For one refresh chain, at most one refresh grant is in flight across every thread and process that
+share a token store, so authorization servers that rotate refresh tokens and revoke on reuse never
+see a reuse from us.
+"""
+
+from .auth import MCPAuth
+from .chain import ChainKey, ChainRecord
+from .errors import (
+    AuthorizationRequired,
+    ConfigurationError,
+    CorruptTokenCache,
+    InsecureTransportError,
+    LockTimeout,
+    MCPAuthError,
+    RefreshChainRevoked,
+    TokenEndpointError,
+    TokenStoreError,
+)
+from .store import FileTokenStore, MemoryTokenStore, TokenStore
+from .tokens import TokenSet
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuthorizationRequired",
+    "ChainKey",
+    "ChainRecord",
+    "ConfigurationError",
+    "CorruptTokenCache",
+    "FileTokenStore",
+    "InsecureTransportError",
+    "LockTimeout",
+    "MCPAuth",
+    "MCPAuthError",
+    "MemoryTokenStore",
+    "RefreshChainRevoked",
+    "TokenEndpointError",
+    "TokenSet",
+    "TokenStore",
+    "TokenStoreError",
+    "__version__",
+]

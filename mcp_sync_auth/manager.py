@@ -1,0 +1,266 @@
+"""The token manager: the fast path, and the refresh protocol that keeps one grant per chain in flight.
+
+The invariant: for one chain, at most one refresh grant is in flight at any moment across every thread
+and process sharing the store, and no refresh token is ever presented by this client after a newer
+one was stored. How:
+
+1. Fast path: a fresh token in memory is returned with no lock, no file and no network.
+2. Otherwise the caller joins the chain's in-process flight (:mod:`singleflight`); only its leader
+   goes on. Every ``TokenManager`` for the same store and chain shares the same flight and memory.
+3. The leader first reads the store without the lock: another process may have rotated already.
+4. Then it takes the store's lock, reads again, and adopts a newer set if there is one. Only if the
+   stored set is still the stale one does it spend the *stored* refresh token, exactly once.
+5. The new set is written to the store before the lock is released and before any waiter wakes.
+6. ``invalid_grant`` kills the chain in the store (its refresh token is dropped), so no thread or
+   process presents it again; every caller gets :class:`RefreshChainRevoked`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from typing import Callable, NoReturn, Optional
+
+from .chain import ChainKey, ChainRecord
+from .errors import (
+    AuthorizationRequired,
+    CorruptTokenCache,
+    RefreshChainRevoked,
+    TokenEndpointError,
+    TokenStoreError,
+)
+from .redact import fingerprint
+from .singleflight import SingleFlight
+from .store import TokenStore
+from .tokens import TokenSet, parse_token_response
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+Refresher = Callable[[TokenSet, int], TokenSet]
+
+
+@dataclasses.dataclass
+class _ChainMemory:
+    """What this process knows about a chain. Attributes are replaced whole, never mutated in place,
+    so the fast path can read them without a lock."""
+
+    current: Optional[TokenSet] = None
+    dead_reason: Optional[str] = None
+
+
+_memory_guard = threading.Lock()
+_memory: dict[tuple[str, ChainKey], _ChainMemory] = {}
+_flights: SingleFlight[TokenSet] = SingleFlight()
+
+
+def _memory_for(store: TokenStore, key: ChainKey) -> _ChainMemory:
+    with _memory_guard:
+        return _memory.setdefault((store.identity, key), _ChainMemory())
+
+
+class TokenManager:
+    """Hands out valid access tokens for one chain and refreshes it under the protocol above."""
+
+    def __init__(
+        self,
+        key: ChainKey,
+        store: TokenStore,
+        refresher: Optional[Refresher],
+        *,
+        refresh_skew: float = 60.0,
+        lock_timeout: float = 60.0,
+        clock: Clock = time.time,
+        login_hint: str = "",
+    ) -> None:
+        self.key = key
+        self.store = store
+        self._refresher = refresher
+        self._skew = refresh_skew
+        self._lock_timeout = lock_timeout
+        self._clock = clock
+        self._login_hint = login_hint
+        self._flight_key = (store.identity, key)
+        self._memory = _memory_for(store, key)
+
+    def __repr__(self) -> str:
+        return f"TokenManager({self.key.describe()}, store={self.store!r})"
+
+    # -- public ----------------------------------------------------------------------------------
+
+    def token(self) -> TokenSet:
+        """A token set that is valid now and outside the refresh window, refreshing if it must."""
+        current = self._memory.current
+        if current is not None and current.is_fresh(self._clock(), self._skew):
+            return current
+        return self._refresh(rejected=None)
+
+    def token_after_rejection(self, rejected_access_token: str) -> TokenSet:
+        """The resource refused ``rejected_access_token``: a set with a different access token.
+
+        If the rejected token is no longer the current one, somebody already replaced it and no
+        refresh is needed (the token-aware 401).
+        """
+        current = self._memory.current
+        if current is not None and current.access_token != rejected_access_token and current.is_usable(self._clock()):
+            return current
+        return self._refresh(rejected=rejected_access_token)
+
+    def save_response(self, token_response: dict[str, object], token_endpoint: Optional[str] = None) -> TokenSet:
+        """Store a token endpoint response as this chain's newest set (a login, or tokens from elsewhere)."""
+        with self.store.lock(self.key, self._lock_timeout):
+            try:
+                previous = self.store.load(self.key)
+            except CorruptTokenCache:
+                previous = None  # moved aside already; the new login replaces it
+            generation = (previous.generation if previous is not None else 0) + 1
+            tokens = parse_token_response(token_response, now=self._clock(), generation=generation)
+            if token_endpoint is None and previous is not None:
+                token_endpoint = previous.token_endpoint
+            self.store.save(
+                ChainRecord(self.key, generation, tokens, token_endpoint=token_endpoint, updated_at=self._clock())
+            )
+            self._memory.current = tokens
+            self._memory.dead_reason = None
+        log.debug("stored a new token set for %s (generation %d)", self.key.describe(), generation)
+        return tokens
+
+    def forget(self) -> None:
+        """Remove the chain from the store and from memory (logout)."""
+        with self.store.lock(self.key, self._lock_timeout):
+            self.store.delete(self.key)
+            self._memory.current = None
+            self._memory.dead_reason = None
+
+    # -- the protocol ----------------------------------------------------------------------------
+
+    def _refresh(self, rejected: Optional[str]) -> TokenSet:
+        result = _flights.run(self._flight_key, lambda: self._lead(rejected))
+        if rejected is not None and result.access_token == rejected:
+            # We joined a flight that was started for another reason and ended with the very token
+            # the resource just refused. One more flight, led with our knowledge; never a loop.
+            result = _flights.run(self._flight_key, lambda: self._lead(rejected))
+        return result
+
+    def _acceptable(self, candidate: Optional[TokenSet], rejected: Optional[str], now: float) -> bool:
+        if candidate is None:
+            return False
+        if rejected is not None:
+            return candidate.access_token != rejected and candidate.is_usable(now)
+        return candidate.is_fresh(now, self._skew)
+
+    def _lead(self, rejected: Optional[str]) -> TokenSet:
+        # A flight that ended just before this one may already have done the work.
+        current = self._memory.current
+        if self._acceptable(current, rejected, self._clock()):
+            assert current is not None
+            return current
+        # Another process may have rotated: a read without the lock is safe (writes are atomic).
+        adopted = self._adopt_without_lock(rejected)
+        if adopted is not None:
+            return adopted
+        with self.store.lock(self.key, self._lock_timeout):
+            record = self._load_checked()
+            stored = record.tokens
+            if self._acceptable(stored, rejected, self._clock()):
+                assert stored is not None
+                log.debug("adopted generation %d of %s from the store", record.generation, self.key.describe())
+                self._memory.current = stored
+                return stored
+            return self._spend_refresh_token(record)
+
+    def _adopt_without_lock(self, rejected: Optional[str]) -> Optional[TokenSet]:
+        try:
+            record = self.store.load(self.key)
+        except TokenStoreError:
+            return None  # decided again under the lock, where a broken file can be moved aside
+        if record is None:
+            return None
+        if record.is_dead:
+            self._die(record.dead_reason or "revoked")
+        if self._acceptable(record.tokens, rejected, self._clock()):
+            self._memory.current = record.tokens
+            return record.tokens
+        return None
+
+    def _load_checked(self) -> ChainRecord:
+        record = self.store.load(self.key)
+        if record is None:
+            self._memory.current = None
+            raise AuthorizationRequired(
+                f"no tokens are stored for {self.key.describe()}. {self._login_hint}".strip(),
+                login_hint=self._login_hint,
+            )
+        if record.is_dead:
+            self._die(record.dead_reason or "revoked")
+        return record
+
+    def _spend_refresh_token(self, record: ChainRecord) -> TokenSet:
+        stored = record.tokens
+        if stored is None or not stored.refresh_token:
+            raise AuthorizationRequired(
+                f"the access token for {self.key.describe()} has expired and there is no refresh token. "
+                f"{self._login_hint}".strip(),
+                login_hint=self._login_hint,
+            )
+        if self._refresher is None:
+            raise AuthorizationRequired(
+                f"the tokens for {self.key.describe()} need a refresh, but no token endpoint is configured. "
+                f"{self._login_hint}".strip(),
+                login_hint=self._login_hint,
+            )
+        generation = record.generation + 1
+        log.debug(
+            "refreshing %s: generation %d -> %d, refresh token <%s>",
+            self.key.describe(),
+            record.generation,
+            generation,
+            fingerprint(stored.refresh_token),
+        )
+        try:
+            fresh = self._refresher(stored, generation)
+        except TokenEndpointError as exc:
+            if exc.error_code == "invalid_grant":
+                return self._after_invalid_grant(record, exc)
+            raise
+        # Persist first: this is the one window in which a crash loses the chain, keep it short.
+        new_record = ChainRecord(
+            self.key, generation, fresh, token_endpoint=record.token_endpoint, updated_at=self._clock()
+        )
+        try:
+            self.store.save(new_record)
+        finally:
+            # Even if the write failed, this process must use the new set: the old one is spent.
+            self._memory.current = fresh
+        return fresh
+
+    def _after_invalid_grant(self, record: ChainRecord, cause: TokenEndpointError) -> TokenSet:
+        # We hold the lock, so nobody should have written since our read; read again anyway, in case
+        # the lock was not respected (a second host on a network share). Never wipe a newer set.
+        latest = self.store.load(self.key)
+        newer = latest is not None and latest.generation != record.generation and not latest.is_dead
+        if newer and latest is not None and latest.tokens is not None and latest.tokens.is_usable(self._clock()):
+            self._memory.current = latest.tokens
+            return latest.tokens
+        dead = ChainRecord(
+            self.key,
+            record.generation + 1,
+            None,
+            token_endpoint=record.token_endpoint,
+            dead_reason=f"refresh refused by the authorization server ({cause.error_code})",
+            updated_at=self._clock(),
+        )
+        self.store.save(dead)
+        log.warning("the refresh chain of %s was revoked by the authorization server", self.key.describe())
+        self._die(dead.dead_reason or "revoked", cause)
+
+    def _die(self, reason: str, cause: Optional[BaseException] = None) -> NoReturn:
+        self._memory.current = None
+        self._memory.dead_reason = reason
+        error = RefreshChainRevoked(
+            f"the refresh chain of {self.key.describe()} is dead: {reason}. {self._login_hint}".strip(),
+            login_hint=self._login_hint,
+        )
+        raise error from cause

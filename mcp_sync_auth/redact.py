@@ -1,0 +1,34 @@
+"""Keeping secrets out of messages, logs and reprs."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Iterable, Optional
+
+MAX_SERVER_TEXT = 200
+
+
+def fingerprint(secret: Optional[str]) -> str:
+    """A short, one-way name for a secret, so logs can tell tokens apart without showing them."""
+    if not secret:
+        return "-"
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+
+
+def clean_server_text(text: object, secrets: Iterable[Optional[str]] = ()) -> str:
+    """Make server-supplied text safe to put in an exception message.
+
+    A hostile or buggy server may echo our tokens back (in ``error_description`` or an HTML page),
+    send control characters, or send megabytes; none of that may reach a message or a log line.
+    """
+    if not isinstance(text, str):
+        text = repr(text) if text is not None else ""
+    # Whole secrets are replaced before anything is cut, so no fragment of one survives truncation.
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    text = "".join(ch if ch.isprintable() else " " for ch in text[: MAX_SERVER_TEXT * 4])
+    text = " ".join(text.split())
+    if len(text) > MAX_SERVER_TEXT:
+        text = text[:MAX_SERVER_TEXT] + "..."
+    return text

@@ -1,0 +1,118 @@
+"""Per-key leader/waiter coordination inside one process.
+
+The first caller for a key becomes the leader and runs the work; callers that arrive while it runs
+wait on that flight's ``threading.Condition`` and receive the leader's result, or the leader's error.
+A waiter never runs the work itself. When the flight ends, the next caller starts a new one.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import threading
+import weakref
+from typing import Callable, Generic, Hashable, Optional, TypeVar
+
+from .errors import MCPAuthError
+
+T = TypeVar("T")
+
+
+class _Flight(Generic[T]):
+    __slots__ = ("done", "done_event", "error", "result", "waiters")
+
+    def __init__(self) -> None:
+        self.done_event = threading.Condition(threading.Lock())
+        self.done = False
+        self.result: Optional[T] = None
+        self.error: Optional[BaseException] = None
+        self.waiters = 0
+
+
+class SingleFlight(Generic[T]):
+    """Coalesces concurrent calls per key. Safe across ``fork()``: a child starts with no flights."""
+
+    def __init__(self) -> None:
+        self._reset()
+        _forget_after_fork.add(self)  # type: ignore[arg-type]
+
+    def _reset(self) -> None:
+        self._guard = threading.Lock()
+        self._flights: dict[Hashable, _Flight[T]] = {}
+
+    def run(self, key: Hashable, work: Callable[[], T]) -> T:
+        with self._guard:
+            flight = self._flights.get(key)
+            leading = flight is None
+            if flight is None:
+                flight = self._flights[key] = _Flight()
+            else:
+                flight.waiters += 1
+        if leading:
+            return self._lead(key, flight, work)
+        return self._wait(flight)
+
+    def waiting(self, key: Hashable) -> int:
+        """How many callers wait on the key's flight now (-1 when none is in flight)."""
+        with self._guard:
+            flight = self._flights.get(key)
+            return -1 if flight is None else flight.waiters
+
+    def _lead(self, key: Hashable, flight: _Flight[T], work: Callable[[], T]) -> T:
+        try:
+            result = work()
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        else:
+            flight.result = result
+            return result
+        finally:
+            # Remove the flight before waking anyone: a caller that arrives after this point starts a
+            # new flight (and sees whatever the work stored), it never joins a finished one.
+            with self._guard:
+                if self._flights.get(key) is flight:
+                    del self._flights[key]
+            with flight.done_event:
+                flight.done = True
+                flight.done_event.notify_all()
+
+    @staticmethod
+    def _wait(flight: _Flight[T]) -> T:
+        with flight.done_event:
+            while not flight.done:
+                flight.done_event.wait()
+        if flight.error is not None:
+            raise _for_waiter(flight.error)
+        return flight.result  # type: ignore[return-value]
+
+
+def _for_waiter(error: BaseException) -> BaseException:
+    """Each waiter raises its own copy, so tracebacks of different threads do not pile onto one object.
+
+    A leader interrupted by KeyboardInterrupt or SystemExit must not stop every waiting thread too:
+    they get an ordinary error instead.
+    """
+    if not isinstance(error, Exception):
+        return MCPAuthError(f"the refresh was interrupted in another thread ({type(error).__name__})")
+    try:
+        twin = copy.copy(error)
+    except Exception:  # an exception type copy cannot rebuild: share the original
+        return error
+    twin.__cause__ = error.__cause__
+    twin.__traceback__ = None
+    return twin
+
+
+_forget_after_fork: weakref.WeakSet[SingleFlight[object]] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # Threads that were leading or waiting in the parent do not exist in the child; their flights
+    # would never end. The child starts clean.
+    for flight_group in list(_forget_after_fork):
+        flight_group._reset()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

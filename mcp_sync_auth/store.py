@@ -1,0 +1,356 @@
+"""Token stores: where chains live between calls and between processes.
+
+A store offers four things: a per-chain lock that excludes every other thread *and process* using the
+same store, a read, an atomic write, and a delete. The refresh protocol in :mod:`manager` relies on
+exactly these; a store for many hosts (a database, a KMS-backed service) only has to provide them too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import stat
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator, NoReturn, Optional, Protocol, Union
+
+import filelock
+
+from .chain import ChainKey, ChainRecord
+from .errors import CorruptTokenCache, LockTimeout, TokenStoreError
+from .tokens import TokenSet
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+ENV_HOME = "MCP_SYNC_AUTH_HOME"
+# Lock files and record files share a folder; the lock file never holds data.
+_RECORD_SUFFIX = ".json"
+_LOCK_SUFFIX = ".lock"
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_POSIX = hasattr(os, "geteuid")
+
+
+class TokenStore(Protocol):
+    """What the token manager needs from a store."""
+
+    @property
+    def identity(self) -> str:
+        """Equal for two store objects that share their data (used to share in-process flights)."""
+
+    def lock(self, key: ChainKey, timeout: float) -> contextlib.AbstractContextManager[None]:
+        """Exclusive access to one chain across threads and processes; raises LockTimeout."""
+
+    def load(self, key: ChainKey) -> Optional[ChainRecord]:
+        """The chain's record, or None when there is none."""
+
+    def save(self, record: ChainRecord) -> None:
+        """Replace the chain's record atomically: a reader sees the old record or the new one."""
+
+    def delete(self, key: ChainKey) -> None:
+        """Forget the chain (logout)."""
+
+
+def default_directory() -> Path:
+    home = os.environ.get(ENV_HOME)
+    if home:
+        return Path(home).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME")
+    base = Path(cache).expanduser() if cache else Path.home() / ".cache"
+    return base / "mcp-sync-auth"
+
+
+# --- the JSON document ---------------------------------------------------------------------------
+
+
+def record_to_document(record: ChainRecord) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA_VERSION,
+        "key": record.key.to_json(),
+        "generation": record.generation,
+        "tokens": None if record.tokens is None else record.tokens.to_json(),
+        "token_endpoint": record.token_endpoint,
+        "dead": None if record.dead_reason is None else {"reason": record.dead_reason},
+        "updated_at": record.updated_at,
+    }
+
+
+def document_to_record(doc: Any) -> ChainRecord:
+    """Parse a stored document; ``ValueError`` for any shape we did not write."""
+    if not isinstance(doc, dict):
+        raise ValueError("the document is not a JSON object")
+    key = ChainKey.from_json(_require_dict(doc.get("key"), "key"))
+    generation = doc.get("generation")
+    if not isinstance(generation, int) or isinstance(generation, bool) or generation < 0:
+        raise ValueError("'generation' is not a non-negative integer")
+    raw_tokens = doc.get("tokens")
+    tokens = None if raw_tokens is None else TokenSet.from_json(_require_dict(raw_tokens, "tokens"))
+    token_endpoint = doc.get("token_endpoint")
+    if token_endpoint is not None and not isinstance(token_endpoint, str):
+        raise ValueError("'token_endpoint' is not a string")
+    dead = doc.get("dead")
+    dead_reason = None
+    if dead is not None:
+        reason = _require_dict(dead, "dead").get("reason")
+        dead_reason = reason if isinstance(reason, str) and reason else "revoked"
+    updated_at = doc.get("updated_at", 0.0)
+    if not isinstance(updated_at, (int, float)) or isinstance(updated_at, bool):
+        raise ValueError("'updated_at' is not a number")
+    return ChainRecord(
+        key=key,
+        generation=generation,
+        tokens=tokens,
+        token_endpoint=token_endpoint,
+        dead_reason=dead_reason,
+        updated_at=float(updated_at),
+    )
+
+
+def _require_dict(value: Any, name: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{name!r} is not a JSON object")
+    return value
+
+
+# --- stores ----------------------------------------------------------------------------------------
+
+
+class MemoryTokenStore:
+    """Tokens in this process only: for tests, and for programs that log in on every start."""
+
+    def __init__(self) -> None:
+        self._records: dict[ChainKey, ChainRecord] = {}
+        self._locks: dict[ChainKey, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    @property
+    def identity(self) -> str:
+        return f"memory:{id(self):x}"
+
+    def __repr__(self) -> str:
+        return f"MemoryTokenStore({len(self._records)} chains)"
+
+    @contextlib.contextmanager
+    def lock(self, key: ChainKey, timeout: float) -> Iterator[None]:
+        with self._guard:
+            key_lock = self._locks.setdefault(key, threading.Lock())
+        if not key_lock.acquire(timeout=timeout):
+            raise LockTimeout(f"could not lock the chain {key.describe()} within {timeout:g} s")
+        try:
+            yield
+        finally:
+            key_lock.release()
+
+    def load(self, key: ChainKey) -> Optional[ChainRecord]:
+        with self._guard:
+            return self._records.get(key)
+
+    def save(self, record: ChainRecord) -> None:
+        with self._guard:
+            self._records[record.key] = record
+
+    def delete(self, key: ChainKey) -> None:
+        with self._guard:
+            self._records.pop(key, None)
+
+
+class FileTokenStore:
+    """One JSON file per chain in a private folder, guarded by a ``filelock`` per chain.
+
+    - The folder is created with mode 0700 and must be owned by us, not be a symlink, and not be
+      writable by others; each file is written with mode 0600 and must stay that way.
+    - Writes go to a temp file in the same folder, are flushed and fsynced, then ``os.replace``d over
+      the old file, and the folder is fsynced: a reader (or a crash) sees the old set or the new one.
+    - The lock is an OS-level lock (``flock``): a process that dies while holding it releases it.
+      This is not reliable on network file systems (NFS, SMB); use a local folder per host.
+    """
+
+    def __init__(self, directory: Union[str, os.PathLike[str], None] = None) -> None:
+        self.directory = Path(directory).expanduser() if directory is not None else default_directory()
+        self.directory = Path(os.path.abspath(self.directory))
+        self._checked = False
+        self._check_guard = threading.Lock()
+        # Which thread holds which chain's lock in this process: only a lock holder may move files.
+        self._holders: dict[ChainKey, int] = {}
+
+    @property
+    def identity(self) -> str:
+        return f"file:{self.directory}"
+
+    def __repr__(self) -> str:
+        return f"FileTokenStore({str(self.directory)!r})"
+
+    def path_for(self, key: ChainKey) -> Path:
+        return self.directory / (key.stem + _RECORD_SUFFIX)
+
+    # -- folder ----------------------------------------------------------------------------------
+
+    def _ensure_directory(self) -> None:
+        if self._checked:
+            return
+        with self._check_guard:
+            if self._checked:
+                return
+            try:
+                self.directory.parent.mkdir(parents=True, exist_ok=True)
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(self.directory, 0o700)
+                info = os.lstat(self.directory)
+            except OSError as exc:
+                raise TokenStoreError(f"cannot create the token folder {self.directory}: {exc.strerror}") from exc
+            if stat.S_ISLNK(info.st_mode):
+                raise TokenStoreError(
+                    f"the token folder {self.directory} is a symbolic link; refusing to use it "
+                    "(point MCP_SYNC_AUTH_HOME or the store's directory at a real folder)"
+                )
+            if not stat.S_ISDIR(info.st_mode):
+                raise TokenStoreError(f"the token folder {self.directory} is not a folder")
+            if _POSIX:
+                if info.st_uid != os.geteuid():
+                    raise TokenStoreError(f"the token folder {self.directory} belongs to another user")
+                if info.st_mode & 0o022:
+                    raise TokenStoreError(
+                        f"the token folder {self.directory} is writable by other users "
+                        f"(mode {stat.S_IMODE(info.st_mode):04o}); run: chmod 700 {self.directory}"
+                    )
+            self._checked = True
+
+    # -- lock ------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self, key: ChainKey, timeout: float) -> Iterator[None]:
+        self._ensure_directory()
+        lock_path = self.directory / (key.stem + _LOCK_SUFFIX)
+        # A fresh FileLock object each time: nothing about a held lock survives in process memory,
+        # so a fork in another thread cannot leave the child believing it holds the lock.
+        file_lock = filelock.FileLock(str(lock_path), timeout=timeout, mode=0o600)
+        try:
+            file_lock.acquire()
+        except filelock.Timeout as exc:
+            raise LockTimeout(
+                f"could not lock the chain {key.describe()} within {timeout:g} s: another process holds "
+                f"{lock_path} (a stopped process, or a network file system, can cause this)"
+            ) from exc
+        except OSError as exc:
+            raise TokenStoreError(f"cannot lock {lock_path}: {exc.strerror}") from exc
+        self._holders[key] = threading.get_ident()
+        try:
+            yield
+        finally:
+            self._holders.pop(key, None)
+            file_lock.release()
+
+    def _holds_lock(self, key: ChainKey) -> bool:
+        return self._holders.get(key) == threading.get_ident()
+
+    # -- read ------------------------------------------------------------------------------------
+
+    def load(self, key: ChainKey) -> Optional[ChainRecord]:
+        self._ensure_directory()
+        path = self.path_for(key)
+        try:
+            fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise TokenStoreError(f"the token file {path} is a symbolic link; refusing to read it") from exc
+            raise TokenStoreError(f"cannot read the token file {path}: {exc.strerror}") from exc
+        with os.fdopen(fd, "rb") as handle:
+            self._check_file(path, os.fstat(handle.fileno()))
+            raw = handle.read()
+        try:
+            doc = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            self._corrupt(key, path, "it is not valid JSON", exc)
+        if isinstance(doc, dict) and doc.get("schema") != SCHEMA_VERSION:
+            schema = doc.get("schema")
+            if isinstance(schema, int) and not isinstance(schema, bool) and schema > SCHEMA_VERSION:
+                # Written by a newer mcp_sync_auth: leave it exactly as it is.
+                raise TokenStoreError(
+                    f"the token file {path} has schema version {schema}, newer than this library "
+                    f"understands ({SCHEMA_VERSION}); upgrade mcp-sync-auth"
+                )
+            self._corrupt(key, path, f"its schema version {schema!r} is unknown", None)
+        try:
+            record = document_to_record(doc)
+        except ValueError as exc:
+            self._corrupt(key, path, str(exc), exc)
+        if record.key != key:
+            self._corrupt(key, path, "it belongs to another chain", None)
+        return record
+
+    def _check_file(self, path: Path, info: os.stat_result) -> None:
+        if not stat.S_ISREG(info.st_mode):
+            raise TokenStoreError(f"the token file {path} is not a regular file")
+        if _POSIX:
+            if info.st_uid != os.geteuid():
+                raise TokenStoreError(f"the token file {path} belongs to another user; refusing to use it")
+            if info.st_mode & 0o077:
+                raise TokenStoreError(
+                    f"the token file {path} can be read or written by other users "
+                    f"(mode {stat.S_IMODE(info.st_mode):04o}); its tokens may have leaked. "
+                    f"Run: chmod 600 {path} (and log in again if others could read it)"
+                )
+
+    def _corrupt(self, key: ChainKey, path: Path, why: str, cause: Optional[BaseException]) -> NoReturn:
+        """Report a broken file; move it aside when we hold the chain's lock (else someone may be
+        replacing it right now with a good one)."""
+        quarantined: Optional[str] = None
+        if self._holds_lock(key):
+            target = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+            try:
+                os.replace(path, target)
+                quarantined = str(target)
+            except OSError:
+                quarantined = None
+        where = f"; moved aside to {quarantined}" if quarantined else ""
+        message = (
+            f"the token file {path} for {key.describe()} is unreadable ({why}){where}. "
+            "Its tokens are lost: log in again."
+        )
+        log.warning("%s", message)
+        raise CorruptTokenCache(message, quarantined_to=quarantined) from cause
+
+    # -- write -----------------------------------------------------------------------------------
+
+    def save(self, record: ChainRecord) -> None:
+        self._ensure_directory()
+        path = self.path_for(record.key)
+        data = json.dumps(record_to_document(record), indent=1, sort_keys=True).encode("utf-8")
+        fd, temp = tempfile.mkstemp(dir=self.directory, prefix=f".{record.key.stem}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise TokenStoreError(f"cannot write the token file {path}: {exc.strerror}") from exc
+        self._fsync_directory()
+
+    def _fsync_directory(self) -> None:
+        # The rename is durable only once the folder's entry is on disk.
+        try:
+            dir_fd = os.open(self.directory, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(dir_fd)
+        except OSError:
+            pass  # some file systems refuse fsync on folders; the rename is still atomic
+        finally:
+            os.close(dir_fd)
+
+    def delete(self, key: ChainKey) -> None:
+        self._ensure_directory()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path_for(key))
+        self._fsync_directory()

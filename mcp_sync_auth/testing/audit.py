@@ -1,0 +1,170 @@
+"""Audit trail of the strict reference server.
+
+The recorder is mutated only by :class:`~mcp_sync_auth.testing.state.AuthState`
+while it holds its lock; tests read immutable :class:`Audit` snapshots.
+Details never contain full tokens, only :func:`fingerprint` values.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+from dataclasses import dataclass, field
+from typing import Deque, Dict, List, Optional, Tuple
+
+__all__ = [
+    "Audit",
+    "AuditEvent",
+    "AuditRecorder",
+    "EventKind",
+    "fingerprint",
+]
+
+MAX_EVENTS = 200_000
+MISSING_GRANT_TYPE = "(invalid)"
+
+
+def fingerprint(token: str) -> str:
+    """Short, non-reversible token fingerprint safe to put in logs and audit details."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()[:8]
+
+
+class EventKind:
+    """String constants used as :attr:`AuditEvent.kind`."""
+
+    CLIENT_REGISTERED = "client_registered"
+    TOKENS_MINTED = "tokens_minted"
+    FAULT = "fault"
+    GRANT_OK = "grant_ok"
+    GRANT_FAILED = "grant_failed"
+    REUSE_DETECTED = "reuse_detected"
+    CHAIN_REVOKED = "chain_revoked"
+    ACCESS_TOKENS_REVOKED = "access_tokens_revoked"
+    ACCESS_TOKENS_EXPIRED = "access_tokens_expired"
+    MCP_OK = "mcp_ok"
+    MCP_UNAUTHORIZED = "mcp_unauthorized"
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One audited occurrence. ``detail`` never holds a full token."""
+
+    time: float
+    kind: str
+    client_id: Optional[str]
+    detail: str
+
+
+@dataclass(frozen=True)
+class Audit:
+    """Immutable snapshot of the server's counters and events.
+
+    ``grants`` counts every token request whose form was parsed, keyed by
+    ``grant_type`` (``"(invalid)"`` when the form could not be parsed or had no
+    grant_type); ``grants_ok``/``grants_failed`` split the same requests by outcome.
+    Requests answered by a ``*_BEFORE`` fault are counted only in
+    ``token_requests`` and ``faults_injected``. ``presented_refresh_tokens``
+    holds full tokens (for assertions) and is therefore left out of ``repr``.
+    """
+
+    token_requests: int
+    grants: Dict[str, int]
+    grants_ok: Dict[str, int]
+    grants_failed: Dict[str, int]
+    refresh_ok: int
+    refresh_failed: int
+    reuse_detections: int
+    revocations: int
+    access_token_revocations: int
+    faults_injected: int
+    faults: Dict[str, int]
+    mcp_ok: int
+    mcp_unauthorized: int
+    mcp_methods: Dict[str, int]
+    presented_refresh_tokens: Tuple[str, ...] = field(repr=False)
+    events: Tuple[AuditEvent, ...]
+
+    def events_of(self, kind: str) -> Tuple[AuditEvent, ...]:
+        """Events of one :class:`EventKind`, in order."""
+        return tuple(event for event in self.events if event.kind == kind)
+
+
+def _bump(counter: Dict[str, int], key: str) -> None:
+    counter[key] = counter.get(key, 0) + 1
+
+
+class AuditRecorder:
+    """Mutable counters; NOT thread-safe on its own (the state lock guards it)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Zero every counter and forget every event."""
+        self.token_requests = 0
+        self.grants: Dict[str, int] = {}
+        self.grants_ok: Dict[str, int] = {}
+        self.grants_failed: Dict[str, int] = {}
+        self.reuse_detections = 0
+        self.revocations = 0
+        self.access_token_revocations = 0
+        self.faults_injected = 0
+        self.faults: Dict[str, int] = {}
+        self.mcp_ok = 0
+        self.mcp_unauthorized = 0
+        self.mcp_methods: Dict[str, int] = {}
+        self.presented_refresh_tokens: List[str] = []
+        self.events: Deque[AuditEvent] = collections.deque(maxlen=MAX_EVENTS)
+
+    def event(self, time: float, kind: str, client_id: Optional[str], detail: str = "") -> None:
+        self.events.append(AuditEvent(time=time, kind=kind, client_id=client_id, detail=detail))
+
+    def token_request(self) -> None:
+        self.token_requests += 1
+
+    def fault(self, time: float, name: str) -> None:
+        self.faults_injected += 1
+        _bump(self.faults, name)
+        self.event(time, EventKind.FAULT, None, name)
+
+    def grant_request(self, grant_type: str, presented_refresh_token: Optional[str]) -> None:
+        _bump(self.grants, grant_type)
+        if presented_refresh_token is not None:
+            self.presented_refresh_tokens.append(presented_refresh_token)
+
+    def grant_ok(self, time: float, grant_type: str, client_id: Optional[str], detail: str) -> None:
+        _bump(self.grants_ok, grant_type)
+        self.event(time, EventKind.GRANT_OK, client_id, f"{grant_type}: {detail}")
+
+    def grant_failed(self, time: float, grant_type: str, client_id: Optional[str], detail: str) -> None:
+        _bump(self.grants_failed, grant_type)
+        self.event(time, EventKind.GRANT_FAILED, client_id, f"{grant_type}: {detail}")
+
+    def mcp(self, time: float, ok: bool, client_id: Optional[str], detail: str) -> None:
+        if ok:
+            self.mcp_ok += 1
+            _bump(self.mcp_methods, detail)
+            self.event(time, EventKind.MCP_OK, client_id, detail)
+        else:
+            self.mcp_unauthorized += 1
+            self.event(time, EventKind.MCP_UNAUTHORIZED, client_id, detail)
+
+    def snapshot(self) -> Audit:
+        return Audit(
+            token_requests=self.token_requests,
+            grants=dict(self.grants),
+            grants_ok=dict(self.grants_ok),
+            grants_failed=dict(self.grants_failed),
+            refresh_ok=self.grants_ok.get("refresh_token", 0),
+            refresh_failed=self.grants_failed.get("refresh_token", 0),
+            reuse_detections=self.reuse_detections,
+            revocations=self.revocations,
+            access_token_revocations=self.access_token_revocations,
+            faults_injected=self.faults_injected,
+            faults=dict(self.faults),
+            mcp_ok=self.mcp_ok,
+            mcp_unauthorized=self.mcp_unauthorized,
+            mcp_methods=dict(self.mcp_methods),
+            presented_refresh_tokens=tuple(self.presented_refresh_tokens),
+            events=tuple(self.events),
+        )

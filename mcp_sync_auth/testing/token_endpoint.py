@@ -1,0 +1,101 @@
+"""POST /token: form parsing, client authentication, grant dispatch and faults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable, Dict, Mapping, Optional, Tuple
+
+from .client_auth import authenticate_client, claimed_client_id
+from .errors import OAuthError
+from .faults import Fault
+from .forms import TOKEN_MULTI_ERRORS, Pairs, form_pairs, single_value, to_params
+from .http_types import NO_STORE, Request, Response, html_response, json_response
+from .models import ClientInfo, TokenGrant
+from .state import AuthState
+
+__all__ = ["MALFORMED_BODY", "GrantHandler", "GrantRequest", "TokenEndpoint"]
+
+MALFORMED_BODY = b'{"token_type": "Bearer", "access_tok'
+"""Body of a MALFORMED_200_AFTER answer: truncated JSON, served as application/json."""
+
+
+@dataclass(frozen=True)
+class GrantRequest:
+    """An authenticated token request handed to a grant handler."""
+
+    client: ClientInfo
+    params: Mapping[str, str]
+
+
+GrantHandler = Callable[[GrantRequest], TokenGrant]
+
+
+def error_response(error: OAuthError) -> Response:
+    headers: Tuple[Tuple[str, str], ...] = NO_STORE
+    if error.basic_challenge:
+        headers = (*headers, ("WWW-Authenticate", 'Basic realm="token", charset="UTF-8"'))
+    payload = {"error": error.error, "error_description": error.description}
+    return json_response(error.status, payload, headers)
+
+
+class TokenEndpoint:
+    """The token endpoint. Grants live in a table: add one with :meth:`add_grant`."""
+
+    def __init__(self, state: AuthState, *, fault_delay: float) -> None:
+        self._state = state
+        self._fault_delay = fault_delay
+        self._grants: Dict[str, GrantHandler] = {"refresh_token": self._refresh_grant}
+
+    def add_grant(self, grant_type: str, handler: GrantHandler) -> None:
+        self._grants[grant_type] = handler
+
+    def __call__(self, request: Request) -> Response:
+        self._state.wait_at_door()
+        fault = self._state.begin_token_request()
+        if fault is Fault.HTTP_500_BEFORE:
+            return html_response(500, "500 Internal Server Error")
+        if fault is Fault.RESET_BEFORE:
+            return Response.connection_reset()
+        response = self._process(request)
+        if fault is Fault.SLOW_AFTER:
+            return replace(response, delay=self._fault_delay)
+        if fault is Fault.MALFORMED_200_AFTER:
+            return Response(200, MALFORMED_BODY, (("Content-Type", "application/json"), *NO_STORE))
+        return response
+
+    def _process(self, request: Request) -> Response:
+        grant_type: Optional[str] = None
+        pairs: Pairs = []
+        params: Mapping[str, str] = {}
+        try:
+            try:
+                pairs = form_pairs(request)
+            finally:
+                grant_type = single_value(pairs, "grant_type")
+                presented = single_value(pairs, "refresh_token") if grant_type == "refresh_token" else None
+                self._state.record_grant_request(grant_type, presented)
+            params = to_params(pairs, TOKEN_MULTI_ERRORS)
+            if grant_type is None:
+                raise OAuthError("invalid_request", "missing grant_type")
+            handler = self._grants.get(grant_type)
+            if handler is None:
+                raise OAuthError("unsupported_grant_type", "grant_type is not supported")
+            client = authenticate_client(request, params, self._state)
+            grant = handler(GrantRequest(client, params))
+        except OAuthError as exc:
+            if not exc.audited:
+                claimed = claimed_client_id(request, params or dict(pairs))
+                self._state.record_grant_failure(grant_type, claimed, exc)
+            return error_response(exc)
+        return json_response(200, grant.to_response(), NO_STORE)
+
+    def _refresh_grant(self, request: GrantRequest) -> TokenGrant:
+        refresh_token = request.params.get("refresh_token")
+        if refresh_token is None:
+            raise OAuthError("invalid_request", "missing refresh_token")
+        return self._state.refresh(
+            client_id=request.client.client_id,
+            refresh_token=refresh_token,
+            resource=request.params.get("resource"),
+            scope=request.params.get("scope"),
+        )

@@ -1,0 +1,220 @@
+"""Talking to the token endpoint: one POST, one strict reading of the answer.
+
+Request bodies are built by oauthlib (the protocol engine of requests-oauthlib). We send them and read
+the answers ourselves, for three reasons: requests-oauthlib's transport check can only be relaxed for
+loopback servers through a process-wide environment variable (which would switch it off for every
+other oauthlib user in the process); its scope check raises unless another process-wide variable is
+set; and the refresh protocol must tell apart "the server did not process this" from "the server may
+have rotated and we lost the answer", which needs the raw transport failure.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+from typing import Any, Callable, Mapping, Optional, Tuple, Union
+from urllib.parse import quote
+
+import requests
+from oauthlib.oauth2 import WebApplicationClient
+
+from .errors import ConfigurationError, TokenEndpointError
+from .redact import clean_server_text, fingerprint
+from .tokens import TokenSet, parse_token_response
+from .urls import require_secure
+
+log = logging.getLogger(__name__)
+
+AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post")
+MAX_RESPONSE_BYTES = 1024 * 1024
+Timeout = Union[float, Tuple[float, float]]
+
+
+class TokenEndpointClient:
+    """Sends token requests for one registered client to one token endpoint."""
+
+    def __init__(
+        self,
+        token_endpoint: str,
+        client_id: str,
+        *,
+        client_secret: Optional[str] = None,
+        auth_method: Optional[str] = None,
+        resource: Optional[str] = None,
+        session: Optional[requests.Session] = None,
+        timeout: Timeout = 30.0,
+        clock: Callable[[], float],
+    ) -> None:
+        self.token_endpoint = require_secure(token_endpoint, "the token endpoint")
+        self.client_id = client_id
+        self._client_secret = client_secret
+        if auth_method is None:
+            auth_method = "client_secret_basic" if client_secret else "none"
+        if auth_method not in AUTH_METHODS:
+            raise ConfigurationError(f"unsupported token endpoint auth method {auth_method!r}")
+        if auth_method != "none" and not client_secret:
+            raise ConfigurationError(f"{auth_method} needs a client_secret")
+        self.auth_method = auth_method
+        self.resource = resource
+        self._own_session = session is None
+        self._session = session if session is not None else requests.Session()
+        self._session_pid = os.getpid()
+        self._timeout = timeout
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"TokenEndpointClient({self.token_endpoint!r}, client_id={self.client_id!r}, {self.auth_method})"
+
+    def refresh(self, tokens: TokenSet, generation: int) -> TokenSet:
+        """Spend ``tokens.refresh_token`` once. Raises TokenEndpointError; never retries."""
+        assert tokens.refresh_token, "refresh() needs a refresh token"
+        extra: dict[str, Any] = {}
+        if self.resource is not None:
+            extra["resource"] = self.resource
+        body = self._oauthlib_client().prepare_refresh_body(
+            refresh_token=tokens.refresh_token, scope=None, **self._body_credentials(), **extra
+        )
+        secrets = (tokens.refresh_token, tokens.access_token)
+        log.debug(
+            "refresh grant: presenting refresh token <%s> to %s",
+            fingerprint(tokens.refresh_token),
+            self.token_endpoint,
+        )
+        answer = self._post(body, secrets)
+        return parse_token_response(answer, now=self._clock(), generation=generation, previous=tokens)
+
+    # -- request ---------------------------------------------------------------------------------
+
+    def _oauthlib_client(self) -> WebApplicationClient:
+        return WebApplicationClient(self.client_id)
+
+    def _body_credentials(self) -> dict[str, Any]:
+        if self.auth_method == "client_secret_post":
+            return {"client_id": self.client_id, "client_secret": self._client_secret, "include_client_id": True}
+        if self.auth_method == "none":
+            return {"client_id": self.client_id, "include_client_id": True}
+        return {"include_client_id": False}
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}
+        if self.auth_method == "client_secret_basic":
+            # RFC 6749 §2.3.1: both parts are form-urlencoded before they are joined.
+            assert self._client_secret is not None
+            pair = f"{quote(self.client_id, safe='')}:{quote(self._client_secret, safe='')}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
+        return headers
+
+    def _post(self, body: str, secrets: tuple[Optional[str], ...]) -> Mapping[str, Any]:
+        secrets = (*secrets, self._client_secret)
+        try:
+            response = self._http().post(
+                self.token_endpoint,
+                data=body,
+                headers=self._headers(),
+                timeout=self._timeout,
+                allow_redirects=False,
+                stream=True,
+            )
+        except (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError) as exc:
+            raise self._transport_error("could not connect", exc, ambiguous=False) from None
+        except requests.exceptions.Timeout as exc:
+            raise self._transport_error("no answer in time", exc, ambiguous=True) from None
+        except requests.exceptions.ConnectionError as exc:
+            # A refused connection never reached the server; a reset may have come after it rotated.
+            refused = "refused" in str(exc).lower() or "NewConnectionError" in str(exc)
+            raise self._transport_error("the connection failed", exc, ambiguous=not refused) from None
+        except requests.exceptions.RequestException as exc:
+            raise self._transport_error("the request failed", exc, ambiguous=True) from None
+        with response:
+            try:
+                raw = _read_limited(response)
+            except requests.exceptions.RequestException as exc:
+                raise self._transport_error("the answer was cut off", exc, ambiguous=True) from None
+        return self._interpret(response, raw, secrets)
+
+    def _http(self) -> requests.Session:
+        # A forked child must not share pooled connections with its parent: their bytes would mix.
+        if self._own_session and self._session_pid != os.getpid():
+            self._session = requests.Session()
+            self._session_pid = os.getpid()
+        return self._session
+
+    def _transport_error(self, what: str, exc: Exception, *, ambiguous: bool) -> TokenEndpointError:
+        consequence = (
+            " The server may have rotated the refresh token; if the next refresh is refused, log in again."
+            if ambiguous
+            else ""
+        )
+        return TokenEndpointError(
+            f"token endpoint {self.token_endpoint}: {what} ({type(exc).__name__}).{consequence}",
+            transient=True,
+            ambiguous=ambiguous,
+        )
+
+    def _interpret(
+        self, response: requests.Response, raw: Optional[bytes], secrets: tuple[Optional[str], ...]
+    ) -> Mapping[str, Any]:
+        status = response.status_code
+        where = f"token endpoint {self.token_endpoint}"
+        if raw is None:
+            raise TokenEndpointError(
+                f"{where} answered HTTP {status} with more than {MAX_RESPONSE_BYTES} bytes",
+                status_code=status,
+                ambiguous=status == 200,
+            )
+        document = _json_object(raw)
+        if status == 200:
+            if document is None:
+                raise TokenEndpointError(
+                    f"{where} answered HTTP 200 but not with a JSON object; the server may have rotated "
+                    "the refresh token, in which case the next refresh will be refused and you must log in again",
+                    status_code=status,
+                    ambiguous=True,
+                )
+            return document
+        if document is not None and isinstance(document.get("error"), str):
+            code = clean_server_text(document["error"], secrets)
+            description = clean_server_text(document.get("error_description", ""), secrets)
+            detail = f"{code}: {description}" if description else code
+            raise TokenEndpointError(
+                f"{where} refused the request (HTTP {status}, {detail})",
+                status_code=status,
+                error_code=code,
+                transient=status >= 500 or code == "temporarily_unavailable",
+            )
+        if status >= 500:
+            raise TokenEndpointError(
+                f"{where} failed with HTTP {status}; the chain is intact, the next call will refresh again",
+                status_code=status,
+                transient=True,
+            )
+        raise TokenEndpointError(
+            f"{where} answered HTTP {status} without an OAuth error: {clean_server_text(_text(raw), secrets)}",
+            status_code=status,
+        )
+
+
+def _read_limited(response: requests.Response) -> Optional[bytes]:
+    """The body, or None when it is larger than any token response has a reason to be."""
+    chunks = []
+    size = 0
+    for chunk in response.iter_content(chunk_size=64 * 1024):
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _json_object(raw: bytes) -> Optional[dict[str, Any]]:
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")

@@ -1,0 +1,23 @@
+"""Clocks that tests move forward instead of sleeping.
+
+``SharedClock`` is wall time plus an offset held in shared memory, so a test can expire every token
+in every process at once (the server and all clients read the same offset).
+"""
+
+import multiprocessing
+import time
+
+
+class SharedClock:
+    def __init__(self, offset=None):
+        self._offset = offset if offset is not None else multiprocessing.get_context("spawn").Value("d", 0.0)
+
+    def __call__(self):
+        return time.time() + self._offset.value
+
+    def advance(self, seconds):
+        with self._offset.get_lock():
+            self._offset.value += seconds
+
+    def __reduce__(self):
+        return (SharedClock, (self._offset,))

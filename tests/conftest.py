@@ -1,0 +1,65 @@
+import multiprocessing
+
+import pytest
+import requests
+
+from mcp_sync_auth import FileTokenStore, MCPAuth
+from mcp_sync_auth.testing import StrictAuthServer
+
+from .clocks import SharedClock
+
+TTL = 300.0
+
+
+@pytest.fixture
+def clock():
+    return SharedClock()
+
+
+@pytest.fixture
+def server(clock):
+    with StrictAuthServer(access_token_ttl=TTL, clock=clock, token_marker="SECRETMARK") as strict:
+        yield strict
+
+
+@pytest.fixture
+def client_id(server):
+    return server.register_client()
+
+
+@pytest.fixture
+def store_dir(tmp_path):
+    return tmp_path / "tokens"
+
+
+@pytest.fixture
+def make_auth(server, client_id, store_dir, clock):
+    def make(**overrides):
+        options = dict(
+            store=FileTokenStore(store_dir),
+            client_id=client_id,
+            token_endpoint=server.token_endpoint,
+            clock=clock,
+        )
+        options.update(overrides)
+        return MCPAuth(server.mcp_url, **options)
+
+    return make
+
+
+@pytest.fixture
+def auth(make_auth, server, client_id):
+    auth = make_auth()
+    auth.save_token(server.mint_tokens(client_id))
+    return auth
+
+
+@pytest.fixture
+def http():
+    with requests.Session() as session:
+        yield session
+
+
+@pytest.fixture
+def spawn():
+    return multiprocessing.get_context("spawn")

@@ -1,0 +1,204 @@
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from mcp_sync_auth import ChainKey, ChainRecord, FileTokenStore, MemoryTokenStore, TokenSet
+from mcp_sync_auth.errors import CorruptTokenCache, LockTimeout, TokenStoreError
+from mcp_sync_auth.store import SCHEMA_VERSION, default_directory
+
+KEY = ChainKey("http://127.0.0.1:1/mcp", "http://127.0.0.1:1/token", "client-1")
+SECRET = "secret-token-marker-abc"
+
+
+def record(generation=1, access_token=SECRET):
+    tokens = TokenSet(access_token, refresh_token=SECRET + "-rt", expires_at=100.0, generation=generation)
+    return ChainRecord(KEY, generation, tokens, token_endpoint="http://127.0.0.1:1/token", updated_at=5.0)
+
+
+@pytest.fixture
+def store(tmp_path):
+    return FileTokenStore(tmp_path / "tokens")
+
+
+def test_round_trip_and_private_modes(store):
+    store.save(record())
+    assert store.load(KEY).tokens == record().tokens
+    assert stat.S_IMODE(os.stat(store.directory).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(store.path_for(KEY)).st_mode) == 0o600
+    # No temp file is left behind.
+    assert sorted(p.name for p in store.directory.iterdir() if not p.name.endswith(".lock")) == [
+        store.path_for(KEY).name
+    ]
+
+
+def test_document_has_schema_generation_and_key(store):
+    store.save(record(generation=4))
+    doc = json.loads(store.path_for(KEY).read_text())
+    assert doc["schema"] == SCHEMA_VERSION
+    assert doc["generation"] == 4
+    assert doc["key"]["client_id"] == "client-1"
+
+
+def test_missing_file_is_none(store):
+    assert store.load(KEY) is None
+
+
+def test_repr_has_no_secret(store):
+    store.save(record())
+    assert SECRET not in repr(store.load(KEY))
+    assert SECRET not in repr(store)
+
+
+def test_dead_record_round_trip(store):
+    store.save(ChainRecord(KEY, 3, None, dead_reason="refused"))
+    loaded = store.load(KEY)
+    assert loaded.is_dead and loaded.tokens is None and loaded.generation == 3
+
+
+def test_corrupt_file_outside_the_lock_is_reported_but_left_in_place(store):
+    store.save(record())
+    store.path_for(KEY).write_text("{not json")
+    with pytest.raises(CorruptTokenCache) as info:
+        store.load(KEY)
+    assert info.value.quarantined_to is None
+    assert store.path_for(KEY).exists()
+
+
+def test_corrupt_file_under_the_lock_is_moved_aside_and_kept(store):
+    store.save(record())
+    store.path_for(KEY).write_text('{"schema": 1, "key": "garbage ' + SECRET + '"}')
+    with store.lock(KEY, timeout=5), pytest.raises(CorruptTokenCache) as info:
+        store.load(KEY)
+    moved = info.value.quarantined_to
+    assert moved and os.path.exists(moved)
+    assert SECRET in Path(moved).read_text()  # kept for inspection...
+    assert SECRET not in str(info.value)  # ...but never quoted in the message
+    assert "log in again" in str(info.value)
+    assert store.load(KEY) is None
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"\xff\xfe",
+        b"[]",
+        b"null",
+        b'{"schema": 0}',
+        b'{"schema": "1"}',
+        b'{"schema": 1, "key": {}, "generation": 1}',
+        b'{"schema": 1, "key": {"resource": "r", "issuer": "i", "client_id": "c", "account": "default"},'
+        b' "generation": 1, "tokens": null}',
+    ],
+)
+def test_any_broken_document_is_a_clear_error(store, content):
+    store.save(record())
+    store.path_for(KEY).write_bytes(content)
+    with store.lock(KEY, timeout=5), pytest.raises(CorruptTokenCache):
+        store.load(KEY)
+
+
+def test_newer_schema_is_refused_and_left_untouched(store):
+    store.save(record())
+    store.path_for(KEY).write_text(json.dumps({"schema": SCHEMA_VERSION + 1, "whatever": True}))
+    with store.lock(KEY, timeout=5), pytest.raises(TokenStoreError) as info:
+        store.load(KEY)
+    assert not isinstance(info.value, CorruptTokenCache)
+    assert "upgrade" in str(info.value)
+    assert store.path_for(KEY).exists()
+
+
+def test_group_readable_file_is_refused(store):
+    store.save(record())
+    os.chmod(store.path_for(KEY), 0o644)
+    with pytest.raises(TokenStoreError, match="chmod 600"):
+        store.load(KEY)
+
+
+def test_symlinked_file_is_refused(store, tmp_path):
+    store.save(record())
+    real = tmp_path / "elsewhere.json"
+    os.replace(store.path_for(KEY), real)
+    os.symlink(real, store.path_for(KEY))
+    with pytest.raises(TokenStoreError, match="symbolic link"):
+        store.load(KEY)
+
+
+def test_symlinked_folder_is_refused(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir(mode=0o700)
+    os.symlink(real, tmp_path / "link")
+    with pytest.raises(TokenStoreError, match="symbolic link"):
+        FileTokenStore(tmp_path / "link").load(KEY)
+
+
+def test_world_writable_folder_is_refused(tmp_path):
+    folder = tmp_path / "open"
+    folder.mkdir()
+    os.chmod(folder, 0o777)
+    with pytest.raises(TokenStoreError, match="chmod 700"):
+        FileTokenStore(folder).load(KEY)
+
+
+def test_default_directory_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("MCP_SYNC_AUTH_HOME", str(tmp_path / "home"))
+    assert default_directory() == tmp_path / "home"
+    monkeypatch.delenv("MCP_SYNC_AUTH_HOME")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_directory() == tmp_path / "xdg" / "mcp-sync-auth"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    assert default_directory() == tmp_path / "user" / ".cache" / "mcp-sync-auth"
+
+
+def test_lock_held_by_another_process_times_out(store):
+    store.save(record())
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys
+            from mcp_sync_auth import ChainKey, FileTokenStore
+            key = ChainKey({KEY.resource!r}, {KEY.issuer!r}, {KEY.client_id!r})
+            with FileTokenStore({str(store.directory)!r}).lock(key, timeout=5):
+                print("locked", flush=True)
+                sys.stdin.readline()
+        """)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(LockTimeout, match="another process"), store.lock(KEY, timeout=0.2):
+            pass
+    finally:
+        holder.stdin.close()
+        holder.wait(10)
+    with store.lock(KEY, timeout=5):
+        pass
+
+
+def test_memory_store_lock_times_out_and_round_trips():
+    memory = MemoryTokenStore()
+    memory.save(record())
+    assert memory.load(KEY) == record()
+    with memory.lock(KEY, timeout=1):
+        errors = []
+
+        def other():
+            try:
+                with memory.lock(KEY, timeout=0.05):
+                    pass
+            except LockTimeout as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+    assert len(errors) == 1
+    memory.delete(KEY)
+    assert memory.load(KEY) is None

@@ -1,0 +1,70 @@
+"""Code that runs in worker processes (started with the spawn method, so it must be importable)."""
+
+import threading
+from collections import Counter
+
+import requests
+
+from mcp_sync_auth import FileTokenStore, MCPAuth, MCPAuthError
+
+
+def echo_call(session, url, auth, text="hi"):
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": text}}}
+    headers = {"Accept": "application/json, text/event-stream"}
+    response = session.post(url, json=body, auth=auth, headers=headers, timeout=30)
+    if response.status_code != 200:
+        return f"http {response.status_code}"
+    result = response.json().get("result", {})
+    if result.get("content", [{}])[0].get("text") != text:
+        return "wrong answer"
+    return "ok"
+
+
+def make_auth(config, clock):
+    return MCPAuth(
+        config["mcp_url"],
+        store=FileTokenStore(config["store_dir"]),
+        client_id=config["client_id"],
+        token_endpoint=config["token_endpoint"],
+        clock=clock,
+        timeout=config.get("timeout", 30.0),
+        lock_timeout=config.get("lock_timeout"),
+    )
+
+
+def run_cycles(config, clock, process_barrier, results):
+    """Threads of one process: at each cycle every thread makes one call at the same moment.
+
+    ``process_barrier`` (a multiprocessing.Barrier with the parent as a party) marks the start and
+    the end of each cycle, so the parent can expire or revoke tokens between cycles.
+    """
+    auth = make_auth(config, clock)
+    session = requests.Session()
+    threads = config["threads"]
+    start = threading.Barrier(threads + 1)
+    done = threading.Barrier(threads + 1)
+    outcomes = Counter()
+    guard = threading.Lock()
+
+    def worker():
+        for _ in range(config["cycles"]):
+            start.wait()
+            try:
+                outcome = echo_call(session, config["mcp_url"], auth)
+            except MCPAuthError as exc:
+                outcome = type(exc).__name__
+            with guard:
+                outcomes[outcome] += 1
+            done.wait()
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for _ in range(config["cycles"]):
+        process_barrier.wait()
+        start.wait()
+        done.wait()
+        process_barrier.wait()
+    for thread in pool:
+        thread.join()
+    results.put(dict(outcomes))
