@@ -317,6 +317,21 @@ class FileTokenStore:
         log.warning("%s", message)
         raise CorruptTokenCache(message, quarantined_to=quarantined) from cause
 
+    def records(self) -> list[ChainRecord]:
+        """Every readable chain in the folder (for ``status``); unreadable files are skipped."""
+        self._ensure_directory()
+        found = []
+        for path in sorted(self.directory.glob("*" + _RECORD_SUFFIX)):
+            try:
+                doc = json.loads(path.read_bytes().decode("utf-8"))
+                record = document_to_record(doc)
+            except (OSError, UnicodeDecodeError, ValueError) as exc:
+                log.warning("skipping unreadable token file %s: %s", path, type(exc).__name__)
+                continue
+            if self.path_for(record.key) == path:
+                found.append(record)
+        return found
+
     # -- write -----------------------------------------------------------------------------------
 
     def save(self, record: ChainRecord) -> None:

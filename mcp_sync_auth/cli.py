@@ -1,0 +1,95 @@
+"""The ``mcp-sync-auth`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Optional, Sequence
+
+from . import __version__
+from .chain import ChainRecord
+from .errors import MCPAuthError
+from .store import FileTokenStore
+from .urls import canonical_resource
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _describe_expiry(record: ChainRecord, now: float) -> str:
+    tokens = record.tokens
+    if tokens is None:
+        return "-"
+    if tokens.expires_at is None:
+        return "never"
+    left = tokens.expires_at - now
+    return f"in {left:.0f} s" if left >= 0 else f"{-left:.0f} s ago"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    store = FileTokenStore(args.store)
+    wanted = canonical_resource(args.url) if args.url else None
+    records = [r for r in store.records() if wanted is None or r.key.resource == wanted]
+    if not records:
+        print(f"no chains stored in {store.directory}" + (f" for {wanted}" if wanted else ""))
+        return EXIT_OK
+    now = time.time()
+    for record in records:
+        key = record.key
+        state = f"dead ({record.dead_reason})" if record.is_dead else "live"
+        scope = record.tokens.scope if record.tokens and record.tokens.scope else "-"
+        refresh = "yes" if record.tokens and record.tokens.refresh_token else "no"
+        print(key.resource)
+        print(f"  client      {key.client_id}")
+        print(f"  issuer      {key.issuer}")
+        if key.account != "default":
+            print(f"  account     {key.account}")
+        print(f"  state       {state}, generation {record.generation}")
+        print(f"  expires     {_describe_expiry(record, now)}")
+        print(f"  scope       {scope}")
+        print(f"  refreshable {refresh}")
+    return EXIT_OK
+
+
+def cmd_logout(args: argparse.Namespace) -> int:
+    store = FileTokenStore(args.store)
+    wanted = canonical_resource(args.url)
+    removed = 0
+    for record in store.records():
+        if record.key.resource == wanted:
+            with store.lock(record.key, timeout=args.lock_timeout):
+                store.delete(record.key)
+            removed += 1
+    print(f"removed {removed} chain(s) for {wanted}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mcp-sync-auth", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--store", default=None, help="token folder (default: $MCP_SYNC_AUTH_HOME or the cache)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    status = commands.add_parser("status", help="list stored chains (no secrets)")
+    status.add_argument("url", nargs="?", help="only chains for this MCP server")
+    status.set_defaults(run=cmd_status)
+    logout = commands.add_parser("logout", help="forget the tokens stored for an MCP server")
+    logout.add_argument("url")
+    logout.add_argument("--lock-timeout", type=float, default=30.0)
+    logout.set_defaults(run=cmd_logout)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except MCPAuthError as exc:
+        print(f"mcp-sync-auth: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
