@@ -71,3 +71,37 @@ class ChainRecord:
     def __repr__(self) -> str:
         state = f"dead: {self.dead_reason}" if self.is_dead else "live"
         return f"ChainRecord({self.key.describe()}, generation={self.generation}, {state}, tokens={self.tokens!r})"
+
+
+@dataclasses.dataclass(frozen=True)
+class RegistrationKey:
+    """Where a client registration is kept: one per authorization server issuer (MCP 2026-07-28
+    requires credentials to be keyed by issuer and never reused with another one)."""
+
+    issuer: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"issuer": self.issuer}
+
+    @property
+    def stem(self) -> str:
+        return "registration-" + hashlib.sha256(self.issuer.encode("utf-8")).hexdigest()[:32]
+
+    def describe(self) -> str:
+        return f"the client registration at {self.issuer}"
+
+
+@dataclasses.dataclass(frozen=True)
+class LoginKey:
+    """Serialises interactive logins for one MCP server and account across threads and processes."""
+
+    resource: str
+    account: str = DEFAULT_ACCOUNT
+
+    @property
+    def stem(self) -> str:
+        canonical = json.dumps([self.resource, self.account])
+        return "login-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
+
+    def describe(self) -> str:
+        return f"the login for {self.resource}"

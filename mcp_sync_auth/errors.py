@@ -92,3 +92,122 @@ class CorruptTokenCache(TokenStoreError):
 
 class LockTimeout(TokenStoreError):
     """The store's lock for a chain could not be taken in time. No refresh was attempted without it."""
+
+
+class AuthorizationFailed(MCPAuthError):
+    """A login (authorization code flow) could not complete; nothing was stored."""
+
+
+class PKCENotSupported(AuthorizationFailed):
+    """The authorization server does not advertise PKCE with S256, so we refuse to use it."""
+
+
+class StateMismatch(AuthorizationFailed):
+    """The authorization response's ``state`` is not the one we sent: possibly a forged redirect."""
+
+
+class AuthorizationResponseIssuerMismatch(AuthorizationFailed):
+    """RFC 9207: the ``iss`` of the authorization response is missing or not the expected issuer."""
+
+
+class RegistrationFailed(MCPAuthError):
+    """The client could not be registered with the authorization server."""
+
+
+class InsufficientScope(AuthorizationRequired):
+    """The resource needs scopes the current tokens lack, and no interactive step-up is allowed.
+
+    ``scopes`` names what the server asked for.
+    """
+
+    def __init__(self, message: str, *, scopes: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.scopes = scopes
+
+
+class DiscoveryError(MCPAuthError):
+    """Protected resource or authorization server metadata could not be found, fetched or trusted.
+
+    ``url`` names the document that failed, when there is one.
+    """
+
+    def __init__(self, message: str, *, url: Optional[str] = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.url = url
+
+
+class ResourceMismatch(DiscoveryError):
+    """The protected resource metadata describes another resource than the MCP server (RFC 9728 §3.3).
+
+    Its document must not be used: no authorization request is made for it.
+    """
+
+    def __init__(
+        self, message: str, *, expected: Optional[str] = None, actual: Optional[str] = None, **kwargs: Any
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.expected = expected
+        self.actual = actual
+
+
+class IssuerMismatch(DiscoveryError):
+    """The authorization server metadata names another issuer than the one it was fetched for (RFC 8414 §3.3)."""
+
+    def __init__(
+        self, message: str, *, expected: Optional[str] = None, actual: Optional[str] = None, **kwargs: Any
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.expected = expected
+        self.actual = actual
+
+
+class ChallengeError(MCPAuthError):
+    """A ``WWW-Authenticate`` header value is malformed (RFC 9110 §11.6.1, RFC 6750 §3)."""
+
+
+class MCPProtocolError(MCPAuthError):
+    """The MCP server answered something we cannot use: a malformed or missing response, an
+    unsupported protocol version, or an HTTP error that is not (or is no longer) about tokens.
+
+    ``status_code`` is the HTTP status when one was received (401/403 after the auth layer gave up
+    land here too, with ``www_authenticate`` holding the challenge's non-secret parameters).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: Optional[int] = None,
+        www_authenticate: Optional[str] = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.status_code = status_code
+        self.www_authenticate = www_authenticate
+
+
+class JSONRPCError(MCPProtocolError):
+    """The server answered a request with a JSON-RPC error object.
+
+    ``message`` is the server's message (cleaned of control characters and our own token), ``data``
+    the error's ``data`` member as sent.
+    """
+
+    def __init__(self, code: int, message: str, data: Any = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.code = code
+        self.data = data
+
+    def __str__(self) -> str:
+        return f"JSON-RPC error {self.code}: {self.message}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.code!r}, {self.message!r})"
+
+
+class ToolError(MCPProtocolError):
+    """A tool call completed with ``isError: true``; ``result`` is the whole ``CallToolResult``."""
+
+    def __init__(self, message: str, result: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.result = result

@@ -97,6 +97,10 @@ class TokenManager:
             return current
         return self._refresh(rejected=None)
 
+    def current(self) -> Optional[TokenSet]:
+        """The set this process holds now, whatever its state (no refresh, no I/O)."""
+        return self._memory.current
+
     def token_after_rejection(self, rejected_access_token: str) -> TokenSet:
         """The resource refused ``rejected_access_token``: a set with a different access token.
 
@@ -109,14 +113,19 @@ class TokenManager:
         return self._refresh(rejected=rejected_access_token)
 
     def save_response(self, token_response: dict[str, object], token_endpoint: Optional[str] = None) -> TokenSet:
-        """Store a token endpoint response as this chain's newest set (a login, or tokens from elsewhere)."""
+        """Store a token endpoint response as this chain's newest set (tokens obtained elsewhere)."""
+        tokens = parse_token_response(token_response, now=self._clock(), generation=0)
+        return self.save_tokens(tokens, token_endpoint)
+
+    def save_tokens(self, tokens: TokenSet, token_endpoint: Optional[str] = None) -> TokenSet:
+        """Make ``tokens`` (a login's) this chain's newest set, whatever was stored, dead or alive."""
         with self.store.lock(self.key, self._lock_timeout):
             try:
                 previous = self.store.load(self.key)
             except CorruptTokenCache:
                 previous = None  # moved aside already; the new login replaces it
             generation = (previous.generation if previous is not None else 0) + 1
-            tokens = parse_token_response(token_response, now=self._clock(), generation=generation)
+            tokens = dataclasses.replace(tokens, generation=generation)
             if token_endpoint is None and previous is not None:
                 token_endpoint = previous.token_endpoint
             self.store.save(

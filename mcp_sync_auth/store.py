@@ -21,7 +21,7 @@ from typing import Any, Iterator, NoReturn, Optional, Protocol, Union
 
 import filelock
 
-from .chain import ChainKey, ChainRecord
+from .chain import ChainKey, ChainRecord, LoginKey, RegistrationKey
 from .errors import CorruptTokenCache, LockTimeout, TokenStoreError
 from .tokens import TokenSet
 
@@ -36,6 +36,9 @@ _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _POSIX = hasattr(os, "geteuid")
 
 
+StoreKey = Union[ChainKey, RegistrationKey, LoginKey]
+
+
 class TokenStore(Protocol):
     """What the token manager needs from a store."""
 
@@ -43,8 +46,9 @@ class TokenStore(Protocol):
     def identity(self) -> str:
         """Equal for two store objects that share their data (used to share in-process flights)."""
 
-    def lock(self, key: ChainKey, timeout: float) -> contextlib.AbstractContextManager[None]:
-        """Exclusive access to one chain across threads and processes; raises LockTimeout."""
+    def lock(self, key: StoreKey, timeout: float) -> contextlib.AbstractContextManager[None]:
+        """Exclusive access to one chain (or registration) across threads and processes;
+        raises LockTimeout."""
 
     def load(self, key: ChainKey) -> Optional[ChainRecord]:
         """The chain's record, or None when there is none."""
@@ -54,6 +58,18 @@ class TokenStore(Protocol):
 
     def delete(self, key: ChainKey) -> None:
         """Forget the chain (logout)."""
+
+    def records(self) -> list[ChainRecord]:
+        """Every chain in the store (to find the chains of an MCP server after a restart)."""
+
+    def load_registration(self, key: RegistrationKey) -> Optional[dict[str, Any]]:
+        """The stored client registration for an issuer, as :mod:`registration` wrote it."""
+
+    def save_registration(self, key: RegistrationKey, registration: dict[str, Any]) -> None:
+        """Store a client registration atomically."""
+
+    def delete_registration(self, key: RegistrationKey) -> None:
+        """Forget a client registration."""
 
 
 def default_directory() -> Path:
@@ -125,7 +141,8 @@ class MemoryTokenStore:
 
     def __init__(self) -> None:
         self._records: dict[ChainKey, ChainRecord] = {}
-        self._locks: dict[ChainKey, threading.Lock] = {}
+        self._registrations: dict[RegistrationKey, dict[str, Any]] = {}
+        self._locks: dict[StoreKey, threading.Lock] = {}
         self._guard = threading.Lock()
 
     @property
@@ -136,11 +153,11 @@ class MemoryTokenStore:
         return f"MemoryTokenStore({len(self._records)} chains)"
 
     @contextlib.contextmanager
-    def lock(self, key: ChainKey, timeout: float) -> Iterator[None]:
+    def lock(self, key: StoreKey, timeout: float) -> Iterator[None]:
         with self._guard:
             key_lock = self._locks.setdefault(key, threading.Lock())
         if not key_lock.acquire(timeout=timeout):
-            raise LockTimeout(f"could not lock the chain {key.describe()} within {timeout:g} s")
+            raise LockTimeout(f"could not lock {key.describe()} within {timeout:g} s")
         try:
             yield
         finally:
@@ -157,6 +174,23 @@ class MemoryTokenStore:
     def delete(self, key: ChainKey) -> None:
         with self._guard:
             self._records.pop(key, None)
+
+    def records(self) -> list[ChainRecord]:
+        with self._guard:
+            return list(self._records.values())
+
+    def load_registration(self, key: RegistrationKey) -> Optional[dict[str, Any]]:
+        with self._guard:
+            found = self._registrations.get(key)
+            return None if found is None else dict(found)
+
+    def save_registration(self, key: RegistrationKey, registration: dict[str, Any]) -> None:
+        with self._guard:
+            self._registrations[key] = dict(registration)
+
+    def delete_registration(self, key: RegistrationKey) -> None:
+        with self._guard:
+            self._registrations.pop(key, None)
 
 
 class FileTokenStore:
@@ -176,7 +210,7 @@ class FileTokenStore:
         self._checked = False
         self._check_guard = threading.Lock()
         # Which thread holds which chain's lock in this process: only a lock holder may move files.
-        self._holders: dict[ChainKey, int] = {}
+        self._holders: dict[StoreKey, int] = {}
 
     @property
     def identity(self) -> str:
@@ -185,7 +219,7 @@ class FileTokenStore:
     def __repr__(self) -> str:
         return f"FileTokenStore({str(self.directory)!r})"
 
-    def path_for(self, key: ChainKey) -> Path:
+    def path_for(self, key: StoreKey) -> Path:
         return self.directory / (key.stem + _RECORD_SUFFIX)
 
     # -- folder ----------------------------------------------------------------------------------
@@ -223,7 +257,7 @@ class FileTokenStore:
     # -- lock ------------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def lock(self, key: ChainKey, timeout: float) -> Iterator[None]:
+    def lock(self, key: StoreKey, timeout: float) -> Iterator[None]:
         self._ensure_directory()
         lock_path = self.directory / (key.stem + _LOCK_SUFFIX)
         # A fresh FileLock object each time: nothing about a held lock survives in process memory,
@@ -233,7 +267,7 @@ class FileTokenStore:
             file_lock.acquire()
         except filelock.Timeout as exc:
             raise LockTimeout(
-                f"could not lock the chain {key.describe()} within {timeout:g} s: another process holds "
+                f"could not lock {key.describe()} within {timeout:g} s: another process holds "
                 f"{lock_path} (a stopped process, or a network file system, can cause this)"
             ) from exc
         except OSError as exc:
@@ -245,12 +279,42 @@ class FileTokenStore:
             self._holders.pop(key, None)
             file_lock.release()
 
-    def _holds_lock(self, key: ChainKey) -> bool:
+    def _holds_lock(self, key: StoreKey) -> bool:
         return self._holders.get(key) == threading.get_ident()
 
     # -- read ------------------------------------------------------------------------------------
 
     def load(self, key: ChainKey) -> Optional[ChainRecord]:
+        path = self.path_for(key)
+        doc = self._read_document(key)
+        if doc is None:
+            return None
+        try:
+            record = document_to_record(doc)
+        except ValueError as exc:
+            self._corrupt(key, path, str(exc), exc)
+        if record.key != key:
+            self._corrupt(key, path, "it belongs to another chain", None)
+        return record
+
+    def load_registration(self, key: RegistrationKey) -> Optional[dict[str, Any]]:
+        path = self.path_for(key)
+        doc = self._read_document(key)
+        if doc is None:
+            return None
+        registration = doc.get("registration")
+        if doc.get("key") != key.to_json() or not isinstance(registration, dict):
+            self._corrupt(key, path, "it is not a client registration for this issuer", None)
+        return registration
+
+    def save_registration(self, key: RegistrationKey, registration: dict[str, Any]) -> None:
+        self._write_document(key, {"schema": SCHEMA_VERSION, "key": key.to_json(), "registration": registration})
+
+    def delete_registration(self, key: RegistrationKey) -> None:
+        self._remove(key)
+
+    def _read_document(self, key: StoreKey) -> Optional[dict[str, Any]]:
+        """The file's JSON object with our schema, None when absent; clear errors otherwise."""
         self._ensure_directory()
         path = self.path_for(key)
         try:
@@ -277,13 +341,9 @@ class FileTokenStore:
                     f"understands ({SCHEMA_VERSION}); upgrade mcp-sync-auth"
                 )
             self._corrupt(key, path, f"its schema version {schema!r} is unknown", None)
-        try:
-            record = document_to_record(doc)
-        except ValueError as exc:
-            self._corrupt(key, path, str(exc), exc)
-        if record.key != key:
-            self._corrupt(key, path, "it belongs to another chain", None)
-        return record
+        if not isinstance(doc, dict):
+            self._corrupt(key, path, "it is not a JSON object", None)
+        return doc
 
     def _check_file(self, path: Path, info: os.stat_result) -> None:
         if not stat.S_ISREG(info.st_mode):
@@ -298,7 +358,7 @@ class FileTokenStore:
                     f"Run: chmod 600 {path} (and log in again if others could read it)"
                 )
 
-    def _corrupt(self, key: ChainKey, path: Path, why: str, cause: Optional[BaseException]) -> NoReturn:
+    def _corrupt(self, key: StoreKey, path: Path, why: str, cause: Optional[BaseException]) -> NoReturn:
         """Report a broken file; move it aside when we hold the chain's lock (else someone may be
         replacing it right now with a good one)."""
         quarantined: Optional[str] = None
@@ -322,6 +382,8 @@ class FileTokenStore:
         self._ensure_directory()
         found = []
         for path in sorted(self.directory.glob("*" + _RECORD_SUFFIX)):
+            if path.name.startswith("registration-"):
+                continue
             try:
                 doc = json.loads(path.read_bytes().decode("utf-8"))
                 record = document_to_record(doc)
@@ -335,10 +397,13 @@ class FileTokenStore:
     # -- write -----------------------------------------------------------------------------------
 
     def save(self, record: ChainRecord) -> None:
+        self._write_document(record.key, record_to_document(record))
+
+    def _write_document(self, key: StoreKey, doc: dict[str, Any]) -> None:
         self._ensure_directory()
-        path = self.path_for(record.key)
-        data = json.dumps(record_to_document(record), indent=1, sort_keys=True).encode("utf-8")
-        fd, temp = tempfile.mkstemp(dir=self.directory, prefix=f".{record.key.stem}.", suffix=".tmp")
+        path = self.path_for(key)
+        data = json.dumps(doc, indent=1, sort_keys=True).encode("utf-8")
+        fd, temp = tempfile.mkstemp(dir=self.directory, prefix=f".{key.stem}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
@@ -365,6 +430,9 @@ class FileTokenStore:
             os.close(dir_fd)
 
     def delete(self, key: ChainKey) -> None:
+        self._remove(key)
+
+    def _remove(self, key: StoreKey) -> None:
         self._ensure_directory()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path_for(key))

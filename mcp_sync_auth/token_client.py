@@ -14,11 +14,11 @@ import base64
 import json
 import logging
 import os
-from typing import Any, Callable, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import quote
 
 import requests
-from oauthlib.oauth2 import WebApplicationClient
+from oauthlib.oauth2 import BackendApplicationClient, WebApplicationClient
 
 from .errors import ConfigurationError, TokenEndpointError
 from .redact import clean_server_text, fingerprint
@@ -70,11 +70,8 @@ class TokenEndpointClient:
     def refresh(self, tokens: TokenSet, generation: int) -> TokenSet:
         """Spend ``tokens.refresh_token`` once. Raises TokenEndpointError; never retries."""
         assert tokens.refresh_token, "refresh() needs a refresh token"
-        extra: dict[str, Any] = {}
-        if self.resource is not None:
-            extra["resource"] = self.resource
         body = self._oauthlib_client().prepare_refresh_body(
-            refresh_token=tokens.refresh_token, scope=None, **self._body_credentials(), **extra
+            refresh_token=tokens.refresh_token, scope=None, **self._body_credentials(), **self._resource()
         )
         secrets = (tokens.refresh_token, tokens.access_token)
         log.debug(
@@ -85,7 +82,30 @@ class TokenEndpointClient:
         answer = self._post(body, secrets)
         return parse_token_response(answer, now=self._clock(), generation=generation, previous=tokens)
 
+    def exchange_code(self, code: str, *, redirect_uri: str, code_verifier: str, generation: int) -> TokenSet:
+        """Redeem an authorization code (with its PKCE verifier) for a new chain."""
+        body = self._oauthlib_client().prepare_request_body(
+            code=code,
+            redirect_uri=redirect_uri,
+            code_verifier=code_verifier,
+            **{**self._body_credentials(), **self._resource()},
+        )
+        answer = self._post(body, (code, code_verifier))
+        return parse_token_response(answer, now=self._clock(), generation=generation)
+
+    def client_credentials(self, *, scopes: Optional[Sequence[str]], generation: int) -> TokenSet:
+        """The client credentials grant: tokens for the client itself, no person, no refresh token."""
+        extra: dict[str, Any] = dict(self._resource())
+        if scopes:
+            extra["scope"] = " ".join(scopes)
+        body = BackendApplicationClient(self.client_id).prepare_request_body(**self._body_credentials(), **extra)
+        answer = self._post(body, ())
+        return parse_token_response(answer, now=self._clock(), generation=generation)
+
     # -- request ---------------------------------------------------------------------------------
+
+    def _resource(self) -> dict[str, str]:
+        return {} if self.resource is None else {"resource": self.resource}
 
     def _oauthlib_client(self) -> WebApplicationClient:
         return WebApplicationClient(self.client_id)
