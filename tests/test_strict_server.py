@@ -598,7 +598,7 @@ def test_mcp_methods(strict, http):
     assert note.status_code == 202 and note.content == b""
 
     tools = rpc(http, strict, token, "tools/list", headers=session).json()["result"]["tools"]
-    assert [tool["name"] for tool in tools] == ["echo"]
+    assert [tool["name"] for tool in tools] == ["echo", "add", "fail"]
     assert tools[0]["inputSchema"]["properties"]["text"] == {"type": "string"}
 
     reply = echo(http, strict, token, "héllo").json()

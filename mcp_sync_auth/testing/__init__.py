@@ -5,6 +5,9 @@ Standard library only. Start one per test::
     with StrictAuthServer() as server:
         client_id = server.register_client()
         tokens = server.mint_tokens(client_id)
+
+or drive the whole authorization surface over HTTP: metadata discovery, ``POST /register``,
+``GET /authorize`` (PKCE S256, ``resource``, automatic consent) and ``POST /token``.
 """
 
 from __future__ import annotations
@@ -13,12 +16,17 @@ from .audit import Audit, AuditEvent, EventKind, fingerprint
 from .faults import Fault
 from .mcp import LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS
 from .models import ChainSummary, ClientInfo
+from .options import ISS_MODES
+from .overrides import REMOVE
+from .pkce import s256_challenge
 from .server import StrictAuthServer
 from .token_endpoint import MALFORMED_BODY
 
 __all__ = [
+    "ISS_MODES",
     "LATEST_PROTOCOL_VERSION",
     "MALFORMED_BODY",
+    "REMOVE",
     "SUPPORTED_PROTOCOL_VERSIONS",
     "Audit",
     "AuditEvent",
@@ -28,4 +36,5 @@ __all__ = [
     "Fault",
     "StrictAuthServer",
     "fingerprint",
+    "s256_challenge",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import collections
 import hashlib
 from dataclasses import dataclass, field
-from typing import Deque, Dict, List, Optional, Tuple
+from typing import Deque, Dict, List, Mapping, Optional, Tuple
 
 __all__ = [
     "Audit",
@@ -33,6 +33,10 @@ class EventKind:
     """String constants used as :attr:`AuditEvent.kind`."""
 
     CLIENT_REGISTERED = "client_registered"
+    REGISTRATION_FAILED = "registration_failed"
+    AUTHORIZATION_CODE_ISSUED = "authorization_code_issued"
+    AUTHORIZATION_FAILED = "authorization_failed"
+    CODE_REUSE_DETECTED = "code_reuse_detected"
     TOKENS_MINTED = "tokens_minted"
     FAULT = "fault"
     GRANT_OK = "grant_ok"
@@ -65,6 +69,21 @@ class Audit:
     Requests answered by a ``*_BEFORE`` fault are counted only in
     ``token_requests`` and ``faults_injected``. ``presented_refresh_tokens``
     holds full tokens (for assertions) and is therefore left out of ``repr``.
+
+    ``registration_requests`` counts every ``POST /register`` (also while
+    registration is disabled); ``registrations``/``registrations_failed`` split
+    the ones that were processed. Clients made with ``register_client()`` are
+    not counted there (they only leave a ``client_registered`` event).
+    ``authorization_requests`` counts every ``GET /authorize``;
+    ``authorization_codes_issued`` the successful ones and
+    ``authorization_errors`` the rest by error code; those answered with a 400
+    page instead of a redirect count as ``invalid_request`` (malformed query,
+    missing or repeated client_id/redirect_uri), ``invalid_client`` (unknown
+    client) or ``invalid_redirect_uri`` (not registered for the client).
+    ``last_authorization_params`` is the query of the latest ``GET /authorize``
+    (first value of each name). ``code_reuse_detections`` counts presentations
+    of an authorization code that was already presented. ``metadata_requests``
+    counts requests per well-known path, served or not.
     """
 
     token_requests: int
@@ -81,6 +100,15 @@ class Audit:
     mcp_ok: int
     mcp_unauthorized: int
     mcp_methods: Dict[str, int]
+    registration_requests: int
+    registrations: int
+    registrations_failed: int
+    authorization_requests: int
+    authorization_codes_issued: int
+    authorization_errors: Dict[str, int]
+    last_authorization_params: Dict[str, str]
+    code_reuse_detections: int
+    metadata_requests: Dict[str, int]
     presented_refresh_tokens: Tuple[str, ...] = field(repr=False)
     events: Tuple[AuditEvent, ...]
 
@@ -113,6 +141,15 @@ class AuditRecorder:
         self.mcp_ok = 0
         self.mcp_unauthorized = 0
         self.mcp_methods: Dict[str, int] = {}
+        self.registration_requests = 0
+        self.registrations = 0
+        self.registrations_failed = 0
+        self.authorization_requests = 0
+        self.authorization_codes_issued = 0
+        self.authorization_errors: Dict[str, int] = {}
+        self.last_authorization_params: Dict[str, str] = {}
+        self.code_reuse_detections = 0
+        self.metadata_requests: Dict[str, int] = {}
         self.presented_refresh_tokens: List[str] = []
         self.events: Deque[AuditEvent] = collections.deque(maxlen=MAX_EVENTS)
 
@@ -149,6 +186,28 @@ class AuditRecorder:
             self.mcp_unauthorized += 1
             self.event(time, EventKind.MCP_UNAUTHORIZED, client_id, detail)
 
+    def registration_request(self) -> None:
+        self.registration_requests += 1
+
+    def registration_failed(self, time: float, detail: str) -> None:
+        self.registrations_failed += 1
+        self.event(time, EventKind.REGISTRATION_FAILED, None, detail)
+
+    def authorization_request(self, params: Mapping[str, str]) -> None:
+        self.authorization_requests += 1
+        self.last_authorization_params = dict(params)
+
+    def authorization_ok(self, time: float, client_id: str, detail: str) -> None:
+        self.authorization_codes_issued += 1
+        self.event(time, EventKind.AUTHORIZATION_CODE_ISSUED, client_id, detail)
+
+    def authorization_failed(self, time: float, client_id: Optional[str], error: str, detail: str) -> None:
+        _bump(self.authorization_errors, error)
+        self.event(time, EventKind.AUTHORIZATION_FAILED, client_id, f"{error}: {detail}")
+
+    def metadata_request(self, path: str) -> None:
+        _bump(self.metadata_requests, path)
+
     def snapshot(self) -> Audit:
         return Audit(
             token_requests=self.token_requests,
@@ -165,6 +224,15 @@ class AuditRecorder:
             mcp_ok=self.mcp_ok,
             mcp_unauthorized=self.mcp_unauthorized,
             mcp_methods=dict(self.mcp_methods),
+            registration_requests=self.registration_requests,
+            registrations=self.registrations,
+            registrations_failed=self.registrations_failed,
+            authorization_requests=self.authorization_requests,
+            authorization_codes_issued=self.authorization_codes_issued,
+            authorization_errors=dict(self.authorization_errors),
+            last_authorization_params=dict(self.last_authorization_params),
+            code_reuse_detections=self.code_reuse_detections,
+            metadata_requests=dict(self.metadata_requests),
             presented_refresh_tokens=tuple(self.presented_refresh_tokens),
             events=tuple(self.events),
         )

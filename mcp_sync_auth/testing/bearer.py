@@ -8,7 +8,7 @@ from typing import Optional
 
 from .http_types import Request
 
-__all__ = ["BearerCredentials", "challenge", "extract_bearer"]
+__all__ = ["BearerCredentials", "challenge", "extract_bearer", "insufficient_scope_challenge"]
 
 _TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
@@ -42,17 +42,25 @@ def extract_bearer(request: Request) -> BearerCredentials:
 
 
 def challenge(
-    resource_metadata_url: str,
+    resource_metadata_url: Optional[str],
     error: Optional[str] = None,
     description: Optional[str] = None,
     scope: Optional[str] = None,
 ) -> str:
-    """Build a ``WWW-Authenticate: Bearer ...`` value. Parameters must not contain quotes."""
-    parts = [f'resource_metadata="{resource_metadata_url}"']
+    """Build a ``WWW-Authenticate: Bearer ...`` value. Parameters must not contain quotes; without a
+    metadata URL (a server that serves none, like a 2025-03-26 one) the parameter is left out."""
+    parts = [] if resource_metadata_url is None else [f'resource_metadata="{resource_metadata_url}"']
     if error is not None:
         parts.append(f'error="{error}"')
     if description is not None:
         parts.append(f'error_description="{description}"')
     if scope is not None:
         parts.append(f'scope="{scope}"')
-    return "Bearer " + ", ".join(parts)
+    return " ".join(("Bearer", ", ".join(parts))) if parts else "Bearer"
+
+
+def insufficient_scope_challenge(resource_metadata_url: Optional[str], scope: str) -> str:
+    """The RFC 6750 §3.1 challenge for a token that lacks ``scope`` (space-separated), in the
+    parameter order the MCP authorization spec shows for step-up."""
+    value = f'Bearer error="insufficient_scope", scope="{scope}"'
+    return value if resource_metadata_url is None else f'{value}, resource_metadata="{resource_metadata_url}"'

@@ -1,23 +1,42 @@
 """The protected MCP endpoint: bearer authorization plus a small JSON-RPC 2.0 server.
 
-Implements a Streamable HTTP subset: single JSON-RPC messages per POST, answered
-with ``application/json`` (no SSE, no batching). Sessions are issued on
-``initialize`` but not enforced.
+Streamable HTTP, single JSON-RPC messages per POST (no batches), dual-era: ``initialize`` opens
+a session revision (2025-03-26 .. 2025-11-25), a request carrying ``_meta`` protocol metadata is
+served on the stateless 2026-07-28 wire. Answers are JSON or SSE, sessions are enforced, tools are
+paged and scopes required on demand: see :class:`~mcp_sync_auth.testing.mcp_controls.McpOptions`.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 from urllib.parse import parse_qsl
 
-from .bearer import challenge, extract_bearer
+from .bearer import challenge, extract_bearer, insufficient_scope_challenge
 from .http_types import Request, Response, json_response
+from .mcp_controls import McpControls, McpOptions
+from .mcp_stateless import MODERN_PROTOCOL_VERSIONS, check_request, discover_result, is_modern, stamp_result
+from .mcp_tools import call_tool, list_tools
 from .models import AccessCheck
+from .rpc import (
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    JsonObject,
+    RpcError,
+    rpc_error_response,
+    sse_event,
+    sse_response,
+)
 from .state import AuthState
 
 __all__ = [
     "LATEST_PROTOCOL_VERSION",
+    "MODERN_PROTOCOL_VERSIONS",
     "SUPPORTED_PROTOCOL_VERSIONS",
     "McpEndpoint",
     "RpcError",
@@ -26,46 +45,24 @@ __all__ = [
 LATEST_PROTOCOL_VERSION = "2025-11-25"
 SUPPORTED_PROTOCOL_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26")
 SERVER_INFO = {"name": "mcp-sync-auth-strict", "version": "1.0.0"}
-ECHO_TOOL: Dict[str, Any] = {
-    "name": "echo",
-    "description": "Return the given text unchanged.",
-    "inputSchema": {
-        "type": "object",
-        "properties": {"text": {"type": "string"}},
-        "required": ["text"],
-        "additionalProperties": False,
-    },
-}
+CAPABILITIES: JsonObject = {"tools": {}}
+_WITHOUT_VERSION_HEADER = "2025-03-26"  # the one session revision that predates MCP-Protocol-Version
 
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-METHOD_NOT_FOUND = -32601
-INVALID_PARAMS = -32602
-
-JsonObject = Dict[str, Any]
-MethodHandler = Callable[[JsonObject], Tuple[Any, Tuple[Tuple[str, str], ...]]]
+Headers = Tuple[Tuple[str, str], ...]
+MethodHandler = Callable[[JsonObject], Tuple[Any, Headers]]
 """params -> (result, extra response headers)."""
 
 
-class RpcError(Exception):
-    def __init__(self, code: int, message: str, http_status: int = 200) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.http_status = http_status
+@dataclass(frozen=True)
+class _Context:
+    """What one request's handlers may look at: the knobs as the request found them."""
 
-
-def rpc_error_response(request_id: Any, error: RpcError) -> Response:
-    payload = {"jsonrpc": "2.0", "id": request_id, "error": {"code": error.code, "message": error.message}}
-    return json_response(error.http_status, payload)
+    options: McpOptions
+    modern: bool
 
 
 def _media_types(value: str) -> Tuple[str, ...]:
     return tuple(part.split(";", 1)[0].strip().lower() for part in value.split(","))
-
-
-def _tool_text(text: str, is_error: bool) -> JsonObject:
-    return {"content": [{"type": "text", "text": text}], "isError": is_error}
 
 
 class McpEndpoint:
@@ -78,20 +75,24 @@ class McpEndpoint:
         resource_url: str,
         resource_metadata_url: str,
         strict_accept: bool = False,
+        controls: Optional[McpControls] = None,
     ) -> None:
         self._state = state
         self._resource_url = resource_url
         self._metadata_url = resource_metadata_url
         self._strict_accept = strict_accept
-        self._methods: Dict[str, MethodHandler] = {
+        self.controls = controls if controls is not None else McpControls()
+        self._event_ids = itertools.count(1)
+        self._event_ids_lock = threading.Lock()
+        self._methods: Dict[str, Callable[[JsonObject, _Context], Tuple[Any, Headers]]] = {
             "initialize": self._initialize,
-            "ping": lambda params: ({}, ()),
-            "tools/list": lambda params: ({"tools": [ECHO_TOOL]}, ()),
-            "tools/call": self._tools_call,
+            "ping": lambda params, context: ({}, ()),
+            "tools/list": lambda params, context: (list_tools(params, context.options.tools_page_size), ()),
+            "tools/call": lambda params, context: (call_tool(params), ()),
         }
 
     def add_method(self, name: str, handler: MethodHandler) -> None:
-        self._methods[name] = handler
+        self._methods[name] = lambda params, context: handler(params)
 
     # ------------------------------------------------------------ authorization
 
@@ -103,9 +104,13 @@ class McpEndpoint:
         client_id: Optional[str],
     ) -> Response:
         self._state.record_mcp(False, client_id, description)
-        header = challenge(self._metadata_url, error, description if error else None)
+        header = challenge(self._served_metadata_url(), error, description if error else None)
         payload = {"error": error or "unauthorized", "error_description": description}
         return json_response(status, payload, (("WWW-Authenticate", header),))
+
+    def _served_metadata_url(self) -> Optional[str]:
+        """Challenges name the protected resource metadata only while the server serves it."""
+        return self._metadata_url if self._state.options.serve_metadata else None
 
     def authorize(self, request: Request) -> Union[AccessCheck, Response]:
         """The access check, or the 401/400 response to send instead."""
@@ -124,43 +129,66 @@ class McpEndpoint:
             return self._unauthorized(401, "invalid_token", check.reason, check.client_id)
         return check
 
+    def _scope_denial(self, method: str, check: AccessCheck, options: McpOptions) -> Optional[Response]:
+        """403 ``insufficient_scope`` when the token lacks what ``method`` needs (RFC 6750 §3.1)."""
+        needed = options.required_scopes.get(method)
+        if not needed or needed <= set(check.scope):
+            return None
+        scope = " ".join(sorted(needed))
+        self._state.record_mcp(False, check.client_id, f"insufficient_scope for {method}")
+        header = insufficient_scope_challenge(self._served_metadata_url(), scope)
+        payload = {"error": "insufficient_scope", "error_description": f"{method} requires scope {scope}"}
+        return json_response(403, payload, (("WWW-Authenticate", header),))
+
     # ------------------------------------------------------------------- HTTP
 
     def not_allowed(self, request: Request) -> Response:
-        """GET (SSE stream) and DELETE (session end) are not offered: 405 after auth."""
+        """GET (a standalone SSE stream) is not offered: 405 after auth. DELETE ends the session it
+        names (404 if unknown); without a session id it is 405 as well."""
         check = self.authorize(request)
         if isinstance(check, Response):
             return check
         self._state.record_mcp(True, check.client_id, f"HTTP {request.method}")
+        session_id = request.header("Mcp-Session-Id")
+        if request.method == "DELETE" and session_id is not None:
+            if self.controls.sessions.close(session_id):
+                return Response(200)
+            return rpc_error_response(None, RpcError(INVALID_REQUEST, "Session not found", 404))
         return Response(405, b"", (("Allow", "POST"),))
 
     def post(self, request: Request) -> Response:
         check = self.authorize(request)
         if isinstance(check, Response):
             return check
-        label = "(invalid)"
+        options = self.controls.options  # read once: a test may swap knobs meanwhile
         try:
-            response, label = self._handle(request)
+            message = self._message(request)
         except RpcError as exc:
-            response = rpc_error_response(None, exc)
+            self._state.record_mcp(True, check.client_id, "(invalid)")
+            return rpc_error_response(None, exc)
+        method = message.get("method")
+        if isinstance(method, str):
+            denial = self._scope_denial(method, check, options)
+            if denial is not None:
+                return denial
+        label = method if isinstance(method, str) else "(response)"
+        context = _Context(options, is_modern(request, message))
+        try:
+            response = self._route(request, message, context)
+        except RpcError as exc:
+            response = rpc_error_response(message.get("id") if isinstance(method, str) else None, exc)
         self._state.record_mcp(True, check.client_id, label)
         return response
 
-    def _check_headers(self, request: Request) -> None:
-        version = request.header("MCP-Protocol-Version")
-        if version is not None and version not in SUPPORTED_PROTOCOL_VERSIONS:
-            raise RpcError(INVALID_REQUEST, f"Unsupported MCP-Protocol-Version: {version}", 400)
+    def _message(self, request: Request) -> JsonObject:
+        """The one JSON-RPC message in the body, checked for shape; HTTP-level checks first."""
         if request.media_type()[0] != "application/json":
             raise RpcError(INVALID_REQUEST, "Content-Type must be application/json", 415)
-        if not self._strict_accept:
-            return
-        accepted = _media_types(request.header("Accept") or "")
-        if "application/json" not in accepted or "text/event-stream" not in accepted:
-            reason = "Accept must list both application/json and text/event-stream"
-            raise RpcError(INVALID_REQUEST, reason, 406)
-
-    def _handle(self, request: Request) -> Tuple[Response, str]:
-        self._check_headers(request)
+        if self._strict_accept:
+            accepted = _media_types(request.header("Accept") or "")
+            if "application/json" not in accepted or "text/event-stream" not in accepted:
+                reason = "Accept must list both application/json and text/event-stream"
+                raise RpcError(INVALID_REQUEST, reason, 406)
         try:
             message = json.loads(request.body.decode("utf-8"))
         except ValueError:
@@ -171,33 +199,98 @@ class McpEndpoint:
             raise RpcError(INVALID_REQUEST, 'jsonrpc must be "2.0"', 400)
         if "method" not in message:
             if "id" in message and ("result" in message or "error" in message):
-                return Response(202), "(response)"
+                return message
             raise RpcError(INVALID_REQUEST, "not a JSON-RPC request, notification or response", 400)
-        method = message["method"]
-        if not isinstance(method, str):
+        if not isinstance(message["method"], str):
             raise RpcError(INVALID_REQUEST, "method must be a string", 400)
-        if "id" not in message:
-            return Response(202), method
-        request_id = message["id"]
-        if isinstance(request_id, bool) or not isinstance(request_id, (str, int)):
-            raise RpcError(INVALID_REQUEST, "id must be a string or an integer", 400)
-        return self._call(request_id, method, message.get("params", {})), method
+        if "id" in message:
+            request_id = message["id"]
+            if isinstance(request_id, bool) or not isinstance(request_id, (str, int)):
+                raise RpcError(INVALID_REQUEST, "id must be a string or an integer", 400)
+        return message
 
-    def _call(self, request_id: Any, method: str, params: Any) -> Response:
-        handler = self._methods.get(method)
+    # ---------------------------------------------------------------- routing
+
+    def _route(self, request: Request, message: JsonObject, context: _Context) -> Response:
+        method = message.get("method")
+        if context.modern:
+            if not isinstance(method, str) or "id" not in message:
+                return Response(202)  # the revision defines no client notifications; accept them
+            params = message.get("params", {})
+            check_request(request, method, params)
+            return self._call(message["id"], method, params, context)
+        self._check_session_headers(request, method, context.options)
+        if not isinstance(method, str) or "id" not in message:
+            return Response(202)  # a notification, or the answer to our ping
+        return self._call(message["id"], method, message.get("params", {}), context)
+
+    def _check_session_headers(self, request: Request, method: Any, options: McpOptions) -> None:
+        version = request.header("MCP-Protocol-Version")
+        if version is not None and version not in SUPPORTED_PROTOCOL_VERSIONS:
+            raise RpcError(INVALID_REQUEST, f"Unsupported MCP-Protocol-Version: {version}", 400)
+        if not options.require_session or method == "initialize":
+            return
+        session_id = request.header("Mcp-Session-Id")
+        if session_id is None:
+            raise RpcError(INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required", 400)
+        negotiated = self.controls.sessions.version_of(session_id)
+        if negotiated is None:
+            raise RpcError(INVALID_REQUEST, "Session not found", 404)
+        if version is None and negotiated != _WITHOUT_VERSION_HEADER:
+            raise RpcError(INVALID_REQUEST, "Bad Request: MCP-Protocol-Version header is required", 400)
+        if version is not None and version != negotiated:
+            reason = f"MCP-Protocol-Version {version} is not the session's negotiated {negotiated}"
+            raise RpcError(INVALID_REQUEST, f"Bad Request: {reason}", 400)
+
+    def _call(self, request_id: Any, method: str, params: Any, context: _Context) -> Response:
         try:
-            if handler is None:
-                raise RpcError(METHOD_NOT_FOUND, f"Method not found: {method}")
-            if not isinstance(params, dict):
-                raise RpcError(INVALID_PARAMS, "params must be an object")
-            result, headers = handler(params)
+            if context.modern and method == "server/discover":
+                result: Any = discover_result(SERVER_INFO, CAPABILITIES)
+                headers: Headers = ()
+            else:
+                handler = self._methods.get(method)
+                if handler is None or (context.modern and method == "initialize"):
+                    # The stateless revision says unknown methods are a 404 (with the JSON-RPC error).
+                    raise RpcError(METHOD_NOT_FOUND, f"Method not found: {method}", 404 if context.modern else 200)
+                if not isinstance(params, dict):
+                    raise RpcError(INVALID_PARAMS, "params must be an object")
+                result, headers = handler(params, context)
         except RpcError as exc:
-            return rpc_error_response(request_id, exc)
-        return json_response(200, {"jsonrpc": "2.0", "id": request_id, "result": result}, headers)
+            if exc.http_status != 200:
+                return rpc_error_response(request_id, exc)
+            return self._answer(exc.payload(request_id), (), context, may_ping=False)
+        if context.modern:
+            result, headers = stamp_result(method, result), ()  # no sessions on this wire
+        # The stateless revision forbids server requests in a stream; initialize has no session yet.
+        may_ping = not context.modern and method != "initialize"
+        return self._answer({"jsonrpc": "2.0", "id": request_id, "result": result}, headers, context, may_ping=may_ping)
+
+    # ---------------------------------------------------------------- answers
+
+    def _event_id(self) -> str:
+        with self._event_ids_lock:
+            return f"strict-{next(self._event_ids)}"
+
+    def _answer(self, payload: JsonObject, headers: Headers, context: _Context, *, may_ping: bool) -> Response:
+        """A 200 answer to a request: one JSON body, or an SSE stream ending with it. ``may_ping``:
+        a server request fits in this stream (not on the stateless wire, not before a session)."""
+        if context.options.response_mode == "json":
+            return json_response(200, payload, headers)
+        events: List[bytes] = []
+        if context.options.sse_extras:
+            if not context.modern:  # priming event: an id and empty data (2025-11-25 resumability)
+                events.append(f"id: {self._event_id()}\r\ndata:\r\n\r\n".encode("ascii"))
+            progress = {"level": "info", "logger": "strict", "data": "working on it"}
+            events.append(sse_event({"jsonrpc": "2.0", "method": "notifications/message", "params": progress}))
+            if may_ping:
+                ping = {"jsonrpc": "2.0", "id": self._event_id(), "method": "ping"}
+                events.append(sse_event(ping, event_id=self._event_id()))
+        events.append(sse_event(payload, event_id=self._event_id()))
+        return sse_response(events, headers)
 
     # -------------------------------------------------------------- methods
 
-    def _initialize(self, params: JsonObject) -> Tuple[Any, Tuple[Tuple[str, str], ...]]:
+    def _initialize(self, params: JsonObject, context: _Context) -> Tuple[Any, Headers]:
         requested = params.get("protocolVersion")
         client_info = params.get("clientInfo")
         if not isinstance(requested, str):
@@ -213,21 +306,7 @@ class McpEndpoint:
         version = requested if requested in SUPPORTED_PROTOCOL_VERSIONS else LATEST_PROTOCOL_VERSION
         result = {
             "protocolVersion": version,
-            "capabilities": {"tools": {}},
+            "capabilities": dict(CAPABILITIES),
             "serverInfo": dict(SERVER_INFO),
         }
-        return result, (("Mcp-Session-Id", self._state.new_session()),)
-
-    def _tools_call(self, params: JsonObject) -> Tuple[Any, Tuple[Tuple[str, str], ...]]:
-        name = params.get("name")
-        arguments = params.get("arguments", {})
-        if not isinstance(name, str):
-            raise RpcError(INVALID_PARAMS, "tools/call requires a tool name")
-        if not isinstance(arguments, dict):
-            raise RpcError(INVALID_PARAMS, "arguments must be an object")
-        if name != "echo":
-            return _tool_text(f"Unknown tool: {name}", True), ()
-        text = arguments.get("text")
-        if not isinstance(text, str):
-            return _tool_text("echo requires a string argument 'text'", True), ()
-        return _tool_text(text, False), ()
+        return result, (("Mcp-Session-Id", self.controls.sessions.open(version)),)

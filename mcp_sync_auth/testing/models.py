@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 __all__ = [
+    "GRANT_TYPES",
     "TOKEN_ENDPOINT_AUTH_METHODS",
     "AccessCheck",
     "AccessTokenRecord",
+    "AuthorizationCodeRecord",
     "ChainRecord",
     "ChainSummary",
     "ClientInfo",
@@ -18,15 +20,32 @@ __all__ = [
 ]
 
 TOKEN_ENDPOINT_AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post")
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 
 
 @dataclass(frozen=True)
 class ClientInfo:
-    """A registered client."""
+    """A registered client. The secret is left out of ``repr``.
+
+    ``dynamic`` is True for clients registered over ``POST /register``;
+    ``client_id_issued_at`` is a Unix time from the server's clock.
+    """
 
     client_id: str
-    client_secret: Optional[str]
+    client_secret: Optional[str] = field(repr=False)
     token_endpoint_auth_method: str
+    redirect_uris: Tuple[str, ...] = ()
+    grant_types: Tuple[str, ...] = ("authorization_code", "refresh_token")
+    response_types: Tuple[str, ...] = ("code",)
+    scope: Optional[str] = None
+    client_name: Optional[str] = None
+    application_type: Optional[str] = None
+    client_id_issued_at: int = 0
+    dynamic: bool = False
+
+    @property
+    def confidential(self) -> bool:
+        return self.token_endpoint_auth_method != "none"
 
 
 @dataclass
@@ -56,6 +75,22 @@ class AccessTokenRecord:
         if self.resource != audience:
             return "access token audience mismatch"
         return None
+
+
+@dataclass
+class AuthorizationCodeRecord:
+    """An authorization code and everything it was bound to at /authorize."""
+
+    code: str
+    client_id: str
+    redirect_uri: str
+    code_challenge: str
+    resource: str
+    scope: Tuple[str, ...]
+    expires_at: float
+    used: bool = False
+    chain_id: Optional[int] = None
+    """The chain issued from this code, revoked if the code is presented again."""
 
 
 @dataclass

@@ -5,18 +5,34 @@ from __future__ import annotations
 import threading
 import time
 from types import TracebackType
-from typing import Any, Callable, Dict, List, Optional, Tuple, Type
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Type
 
 from .audit import Audit
+from .authorize import WRONG_ISSUER_SUFFIX, AuthorizationEndpoint
+from .client_metadata import ClientMetadata
 from .faults import Fault
 from .handler import StrictHTTPServer
 from .http_types import RouteTable
 from .mcp import McpEndpoint
+from .mcp_controls import McpControls
+from .metadata import MetadataEndpoints, ServerUrls
 from .models import ChainSummary, ClientInfo
+from .options import ServerOptions
+from .overrides import freeze_overrides
+from .registration import RegistrationEndpoint
 from .state import AuthState
 from .token_endpoint import TokenEndpoint
 
+PRM_WELL_KNOWN = "/.well-known/oauth-protected-resource"
+AS_WELL_KNOWN = "/.well-known/oauth-authorization-server"
+
 __all__ = ["StrictAuthServer"]
+
+
+def _scope_tuple(scopes: Sequence[str]) -> Tuple[str, ...]:
+    if isinstance(scopes, str):  # tuple("mcp") would quietly be ("m", "c", "p")
+        raise ValueError("scopes_supported must be a sequence of scopes, not a string")
+    return tuple(scopes)
 
 
 class StrictAuthServer:
@@ -24,6 +40,16 @@ class StrictAuthServer:
 
     Serves on ``127.0.0.1`` (free port) from a daemon thread between
     :meth:`start` and :meth:`stop` (or as a context manager).
+
+    Endpoints: RFC 9728 metadata at ``/.well-known/oauth-protected-resource/mcp``, RFC 8414
+    metadata at ``/.well-known/oauth-authorization-server``, ``POST /register`` (RFC 7591),
+    ``GET /authorize`` (code + PKCE S256 + resource, automatic consent), ``POST /token``
+    (authorization_code, refresh_token, client_credentials) and ``/mcp``.
+
+    Knobs (constructor keywords, also settable at run time): ``scopes_supported``,
+    ``serve_metadata``, ``allow_registration``, ``auto_consent``, ``iss_mode``,
+    ``issue_refresh_tokens``, ``authorization_code_ttl``, ``prm_overrides`` and
+    ``as_metadata_overrides`` (documents only; map a field to :data:`REMOVE` to delete it).
     """
 
     def __init__(
@@ -37,13 +63,38 @@ class StrictAuthServer:
         fault_delay: float = 2.0,
         strict_accept: bool = False,
         host: str = "127.0.0.1",
+        scopes_supported: Sequence[str] = ("mcp",),
+        serve_metadata: bool = True,
+        allow_registration: bool = True,
+        auto_consent: bool = True,
+        iss_mode: str = "correct",
+        issue_refresh_tokens: bool = True,
+        authorization_code_ttl: float = 60.0,
+        prm_overrides: Optional[Mapping[str, Any]] = None,
+        as_metadata_overrides: Optional[Mapping[str, Any]] = None,
+        mcp_response_mode: str = "json",
+        require_session: bool = False,
+        tools_page_size: Optional[int] = None,
+        required_scopes: Optional[Mapping[str, Sequence[str]]] = None,
     ) -> None:
+        options = ServerOptions(
+            scopes_supported=_scope_tuple(scopes_supported),
+            serve_metadata=serve_metadata,
+            allow_registration=allow_registration,
+            auto_consent=auto_consent,
+            iss_mode=iss_mode,
+            issue_refresh_tokens=issue_refresh_tokens,
+            authorization_code_ttl=authorization_code_ttl,
+            prm_overrides=freeze_overrides(prm_overrides),
+            as_metadata_overrides=freeze_overrides(as_metadata_overrides),
+        )
         self._state = AuthState(
             clock=clock,
             access_token_ttl=access_token_ttl,
             require_resource=require_resource,
             rotate_refresh_tokens=rotate_refresh_tokens,
             token_marker=token_marker,
+            options=options,
         )
         self._fault_delay = float(fault_delay)
         self._strict_accept = strict_accept
@@ -53,6 +104,14 @@ class StrictAuthServer:
         self._base_url: Optional[str] = None
         self._stopped = False
         self._token_marker = token_marker
+        # MCP endpoint knobs and sessions, changeable at run time: server.mcp.response_mode = "sse",
+        # server.mcp.expire_sessions() ... (see McpOptions).
+        self.mcp = McpControls(
+            response_mode=mcp_response_mode,
+            require_session=require_session,
+            tools_page_size=tools_page_size,
+            required_scopes=required_scopes or {},
+        )
 
     # ------------------------------------------------------------- lifecycle
 
@@ -100,16 +159,32 @@ class StrictAuthServer:
     ) -> None:
         self.stop()
 
+    def _urls(self) -> ServerUrls:
+        return ServerUrls(
+            issuer=self.issuer,
+            resource=self.mcp_url,
+            authorization_endpoint=self.authorization_endpoint,
+            token_endpoint=self.token_endpoint,
+            registration_endpoint=self.registration_endpoint,
+        )
+
     def _build_routes(self) -> RouteTable:
-        """path -> method -> endpoint. Later endpoints (metadata, DCR, authorize) go here."""
-        token = TokenEndpoint(self._state, fault_delay=self._fault_delay)
+        """path -> method -> endpoint."""
+        token = TokenEndpoint(self._state, fault_delay=self._fault_delay, resource_url=self.mcp_url)
         mcp = McpEndpoint(
             self._state,
             resource_url=self.mcp_url,
             resource_metadata_url=self.resource_metadata_url,
             strict_accept=self._strict_accept,
+            controls=self.mcp,
         )
+        metadata = MetadataEndpoints(self._state, self._urls())
+        authorize = AuthorizationEndpoint(self._state, issuer=self.issuer, resource_url=self.mcp_url)
         return {
+            PRM_WELL_KNOWN + "/mcp": {"GET": metadata.protected_resource},
+            AS_WELL_KNOWN: {"GET": metadata.authorization_server},
+            "/register": {"POST": RegistrationEndpoint(self._state)},
+            "/authorize": {"GET": authorize},
             "/token": {"POST": token},
             "/mcp": {"POST": mcp.post, "GET": mcp.not_allowed, "DELETE": mcp.not_allowed},
         }
@@ -128,7 +203,25 @@ class StrictAuthServer:
 
     @property
     def issuer(self) -> str:
+        """The RFC 8414 issuer: the base URL, no trailing slash."""
         return self.base_url
+
+    @property
+    def wrong_issuer(self) -> str:
+        """The ``iss`` sent when ``iss_mode == "wrong"``: same origin, different path."""
+        return self.issuer + WRONG_ISSUER_SUFFIX
+
+    @property
+    def authorization_endpoint(self) -> str:
+        return self.base_url + "/authorize"
+
+    @property
+    def registration_endpoint(self) -> str:
+        return self.base_url + "/register"
+
+    @property
+    def authorization_server_metadata_url(self) -> str:
+        return self.base_url + AS_WELL_KNOWN
 
     @property
     def token_endpoint(self) -> str:
@@ -140,8 +233,16 @@ class StrictAuthServer:
 
     @property
     def resource_metadata_url(self) -> str:
-        """RFC 9728 metadata URL advertised in 401 challenges (served by a later issue)."""
-        return self.base_url + "/.well-known/oauth-protected-resource/mcp"
+        """RFC 9728 metadata URL advertised in 401 challenges (path-inserted, RFC 9728 §3.1)."""
+        return self.base_url + PRM_WELL_KNOWN + "/mcp"
+
+    def protected_resource_metadata(self) -> Dict[str, Any]:
+        """The RFC 9728 document as it would be served now (overrides applied)."""
+        return MetadataEndpoints(self._state, self._urls()).protected_resource_document(self._state.options)
+
+    def authorization_server_metadata(self) -> Dict[str, Any]:
+        """The RFC 8414 document as it would be served now (overrides applied)."""
+        return MetadataEndpoints(self._state, self._urls()).authorization_server_document(self._state.options)
 
     # ---------------------------------------------------------------- config
 
@@ -178,6 +279,87 @@ class StrictAuthServer:
     def rotate_refresh_tokens(self, value: bool) -> None:
         self._state.rotate_refresh_tokens = value
 
+    # Authorization-surface knobs: each request reads one consistent snapshot of them.
+
+    @property
+    def scopes_supported(self) -> Tuple[str, ...]:
+        return self._state.options.scopes_supported
+
+    @scopes_supported.setter
+    def scopes_supported(self, value: Sequence[str]) -> None:
+        self._state.update_options(scopes_supported=_scope_tuple(value))
+
+    @property
+    def serve_metadata(self) -> bool:
+        """False: both well-known documents answer 404 (2025-03-26 fallback tests)."""
+        return self._state.options.serve_metadata
+
+    @serve_metadata.setter
+    def serve_metadata(self, value: bool) -> None:
+        self._state.update_options(serve_metadata=value)
+
+    @property
+    def allow_registration(self) -> bool:
+        """False: ``POST /register`` answers 404 and the AS metadata has no registration_endpoint."""
+        return self._state.options.allow_registration
+
+    @allow_registration.setter
+    def allow_registration(self, value: bool) -> None:
+        self._state.update_options(allow_registration=value)
+
+    @property
+    def auto_consent(self) -> bool:
+        """False: every otherwise valid authorization request is answered with access_denied."""
+        return self._state.options.auto_consent
+
+    @auto_consent.setter
+    def auto_consent(self, value: bool) -> None:
+        self._state.update_options(auto_consent=value)
+
+    @property
+    def iss_mode(self) -> str:
+        """``iss`` in authorization responses: "correct", "missing", "wrong" or "trailing-slash"."""
+        return self._state.options.iss_mode
+
+    @iss_mode.setter
+    def iss_mode(self, value: str) -> None:
+        self._state.update_options(iss_mode=value)
+
+    @property
+    def issue_refresh_tokens(self) -> bool:
+        """False: the authorization_code grant returns no refresh token."""
+        return self._state.options.issue_refresh_tokens
+
+    @issue_refresh_tokens.setter
+    def issue_refresh_tokens(self, value: bool) -> None:
+        self._state.update_options(issue_refresh_tokens=value)
+
+    @property
+    def authorization_code_ttl(self) -> float:
+        return self._state.options.authorization_code_ttl
+
+    @authorization_code_ttl.setter
+    def authorization_code_ttl(self, value: float) -> None:
+        self._state.update_options(authorization_code_ttl=value)
+
+    @property
+    def prm_overrides(self) -> Mapping[str, Any]:
+        """Read-only view; assign a new mapping to change it."""
+        return self._state.options.prm_overrides
+
+    @prm_overrides.setter
+    def prm_overrides(self, value: Optional[Mapping[str, Any]]) -> None:
+        self._state.update_options(prm_overrides=freeze_overrides(value))
+
+    @property
+    def as_metadata_overrides(self) -> Mapping[str, Any]:
+        """Read-only view; assign a new mapping to change it."""
+        return self._state.options.as_metadata_overrides
+
+    @as_metadata_overrides.setter
+    def as_metadata_overrides(self, value: Optional[Mapping[str, Any]]) -> None:
+        self._state.update_options(as_metadata_overrides=freeze_overrides(value))
+
     # --------------------------------------------------------------- clients
 
     def register_client(
@@ -185,13 +367,37 @@ class StrictAuthServer:
         client_id: Optional[str] = None,
         client_secret: Optional[str] = None,
         token_endpoint_auth_method: str = "none",
+        *,
+        redirect_uris: Sequence[str] = (),
+        grant_types: Optional[Sequence[str]] = None,
+        scope: Optional[str] = None,
+        client_name: Optional[str] = None,
+        application_type: Optional[str] = None,
     ) -> str:
-        """Register a client; returns its id (generated when not given).
+        """Register a client as a test fixture (not over HTTP); returns its id (generated when not given).
 
-        Confidential clients without an explicit secret get a random one
-        (see :meth:`get_client`).
+        Confidential clients without an explicit secret get a random one (see :meth:`get_client`).
+        ``grant_types`` defaults to authorization_code + refresh_token, plus client_credentials
+        for confidential clients. The same rules as ``POST /register`` apply (ValueError), except
+        that ``redirect_uris`` may be empty (such a client cannot use ``/authorize``).
         """
-        return self._state.register_client(client_id, client_secret, token_endpoint_auth_method).client_id
+        if isinstance(redirect_uris, str):
+            raise TypeError("redirect_uris must be a sequence of strings, not a string")
+        if grant_types is None:
+            grant_types = ["authorization_code", "refresh_token"]
+            if token_endpoint_auth_method != "none":
+                grant_types.append("client_credentials")
+        grants = tuple(dict.fromkeys(grant_types))
+        metadata = ClientMetadata(
+            token_endpoint_auth_method=token_endpoint_auth_method,
+            redirect_uris=tuple(dict.fromkeys(redirect_uris)),
+            grant_types=grants,
+            response_types=("code",) if "authorization_code" in grants else (),
+            scope=scope,
+            client_name=client_name,
+            application_type=application_type,
+        )
+        return self._state.register_client(metadata, client_id=client_id, client_secret=client_secret).client_id
 
     def get_client(self, client_id: str) -> ClientInfo:
         info = self._state.get_client(client_id)

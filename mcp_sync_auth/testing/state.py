@@ -1,4 +1,4 @@
-"""Authorization server state: clients, refresh chains, tokens, faults and audit.
+"""Authorization server state: clients, codes, refresh chains, tokens, knobs, faults and audit.
 
 Pure logic, no HTTP. Every read and write happens under one lock; a condition
 variable on that lock is notified after each change so tests can wait for an
@@ -7,41 +7,39 @@ audit predicate instead of sleeping.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import secrets
 import threading
 import time
-from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Set, Tuple
 
 from .audit import MISSING_GRANT_TYPE, Audit, AuditRecorder, EventKind, fingerprint
+from .client_metadata import ClientMetadata, check_client_metadata
 from .errors import OAuthError
 from .faults import Fault, FaultQueue
 from .models import (
-    TOKEN_ENDPOINT_AUTH_METHODS,
     AccessCheck,
     AccessTokenRecord,
+    AuthorizationCodeRecord,
     ChainRecord,
     ChainSummary,
     ClientInfo,
     RefreshTokenRecord,
     TokenGrant,
 )
+from .options import ServerOptions
+from .pkce import verifier_matches
+from .scopes import parse_scope
 
 __all__ = ["AuthState", "parse_scope"]
 
 Clock = Callable[[], float]
+GrantFunction = Callable[[float], Tuple[TokenGrant, str]]
+"""now -> (grant, audit detail); runs under the lock."""
 
-_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6749 §3.3 NQCHAR
 _MARKER = re.compile(r"[A-Za-z0-9._~-]*")
-
-
-def parse_scope(value: str) -> Tuple[str, ...]:
-    """Parse an RFC 6749 §3.3 scope string strictly (single spaces, NQCHARs, not empty)."""
-    parts = value.split(" ")
-    if not value or any(not _SCOPE_TOKEN.fullmatch(part) for part in parts):
-        raise OAuthError("invalid_scope", "malformed scope")
-    return tuple(dict.fromkeys(parts))
 
 
 def _check_ttl(ttl: float) -> float:
@@ -62,6 +60,7 @@ class AuthState:
         require_resource: bool = True,
         rotate_refresh_tokens: bool = True,
         token_marker: str = "",
+        options: Optional[ServerOptions] = None,
     ) -> None:
         if not _MARKER.fullmatch(token_marker):
             raise ValueError("token_marker may only contain [A-Za-z0-9._~-]")
@@ -75,6 +74,8 @@ class AuthState:
         self._clients: Dict[str, ClientInfo] = {}
         self._chains: Dict[int, ChainRecord] = {}
         self._refresh: Dict[str, RefreshTokenRecord] = {}
+        self._codes: Dict[str, AuthorizationCodeRecord] = {}
+        self._options = options if options is not None else ServerOptions()
         self._access: Dict[str, AccessTokenRecord] = {}
         self._sessions: Set[str] = set()
         self._next_chain_id = 1
@@ -116,36 +117,80 @@ class AuthState:
         with self._lock:
             self._rotate = bool(value)
 
+    @property
+    def options(self) -> ServerOptions:
+        """The current knobs, as one consistent snapshot."""
+        with self._lock:
+            return self._options
+
+    def update_options(self, **changes: Any) -> ServerOptions:
+        """Replace some knobs (validated before anything changes)."""
+        with self._lock:
+            self._options = dataclasses.replace(self._options, **changes)
+            return self._options
+
     # ----------------------------------------------------------------- clients
 
     def register_client(
         self,
+        metadata: ClientMetadata,
+        *,
         client_id: Optional[str] = None,
         client_secret: Optional[str] = None,
-        token_endpoint_auth_method: str = "none",
+        dynamic: bool = False,
     ) -> ClientInfo:
-        if token_endpoint_auth_method not in TOKEN_ENDPOINT_AUTH_METHODS:
-            raise ValueError(f"unsupported token_endpoint_auth_method {token_endpoint_auth_method!r}")
-        if token_endpoint_auth_method == "none":
+        """Register a client; ``ClientMetadataError`` (a ValueError) if the metadata is refused.
+
+        ``dynamic`` registrations (``POST /register``) must list redirect URIs for the code grant
+        and are counted in the audit; the test helper's are not.
+        """
+        method = metadata.token_endpoint_auth_method
+        if method == "none":
             if client_secret is not None:
                 raise ValueError("a client with token_endpoint_auth_method 'none' has no secret")
-        elif client_secret is None:
-            client_secret = secrets.token_urlsafe(24)
-        elif not client_secret:
+        elif client_secret is not None and not client_secret:
             raise ValueError("client_secret must not be empty")
         if client_id is not None and not client_id:
             raise ValueError("client_id must not be empty")
         with self._lock:
+            check_client_metadata(metadata, self._options.scopes_supported, require_redirect_uris=dynamic)
             if client_id is None:
                 client_id = "client-" + secrets.token_hex(8)
             if client_id in self._clients:
                 raise ValueError(f"client {client_id!r} is already registered")
-            info = ClientInfo(client_id, client_secret, token_endpoint_auth_method)
+            if method != "none" and client_secret is None:
+                client_secret = self._new_token()
+            now = self._clock()
+            info = ClientInfo(
+                client_id=client_id,
+                client_secret=client_secret,
+                token_endpoint_auth_method=method,
+                redirect_uris=metadata.redirect_uris,
+                grant_types=metadata.grant_types,
+                response_types=metadata.response_types,
+                scope=metadata.scope,
+                client_name=metadata.client_name,
+                application_type=metadata.application_type,
+                client_id_issued_at=int(now),
+                dynamic=dynamic,
+            )
             self._clients[client_id] = info
-            method = token_endpoint_auth_method
-            self._audit.event(self._clock(), EventKind.CLIENT_REGISTERED, client_id, method)
+            if dynamic:
+                self._audit.registrations += 1
+            detail = method + (" (dynamic)" if dynamic else "")
+            self._audit.event(now, EventKind.CLIENT_REGISTERED, client_id, detail)
             self._changed.notify_all()
             return info
+
+    def record_registration_request(self) -> None:
+        with self._lock:
+            self._audit.registration_request()
+            self._changed.notify_all()
+
+    def record_registration_failure(self, error: str, description: str) -> None:
+        with self._lock:
+            self._audit.registration_failed(self._clock(), f"{error}: {description}")
+            self._changed.notify_all()
 
     def get_client(self, client_id: str) -> Optional[ClientInfo]:
         with self._lock:
@@ -157,17 +202,23 @@ class AuthState:
         return self._marker + secrets.token_urlsafe(32)
 
     def _issue_access(self, chain: ChainRecord, scope: Tuple[str, ...], now: float) -> TokenGrant:
+        grant = self._issue_unchained_access(chain.client_id, chain.resource, scope, now, chain.chain_id)
+        chain.access_tokens.append(grant.access_token)
+        return grant
+
+    def _issue_unchained_access(
+        self, client_id: str, resource: str, scope: Tuple[str, ...], now: float, chain_id: Optional[int] = None
+    ) -> TokenGrant:
         token = self._new_token()
         ttl = self._ttl
         self._access[token] = AccessTokenRecord(
             token=token,
-            client_id=chain.client_id,
-            chain_id=chain.chain_id,
-            resource=chain.resource,
+            client_id=client_id,
+            chain_id=chain_id,
+            resource=resource,
             scope=scope,
             expires_at=now + ttl,
         )
-        chain.access_tokens.append(token)
         return TokenGrant(access_token=token, ttl=ttl, scope=" ".join(scope), refresh_token=None)
 
     def _issue_refresh(self, chain: ChainRecord) -> str:
@@ -184,15 +235,58 @@ class AuthState:
             if client_id not in self._clients:
                 raise KeyError(f"unknown client {client_id!r}")
             now = self._clock()
-            chain = ChainRecord(self._next_chain_id, client_id, resource, scopes)
-            self._next_chain_id += 1
-            self._chains[chain.chain_id] = chain
+            chain = self._new_chain_locked(client_id, resource, scopes)
             refresh_token = self._issue_refresh(chain)
             grant = self._issue_access(chain, scopes, now)
             detail = f"chain={chain.chain_id} rt={fingerprint(refresh_token)}"
             self._audit.event(now, EventKind.TOKENS_MINTED, client_id, detail)
             self._changed.notify_all()
             return TokenGrant(grant.access_token, grant.ttl, grant.scope, refresh_token)
+
+    def _new_chain_locked(self, client_id: str, resource: str, scope: Tuple[str, ...]) -> ChainRecord:
+        chain = ChainRecord(self._next_chain_id, client_id, resource, scope)
+        self._next_chain_id += 1
+        self._chains[chain.chain_id] = chain
+        return chain
+
+    # ------------------------------------------------------- authorization
+
+    def record_authorization_request(self, params: Mapping[str, str]) -> None:
+        with self._lock:
+            self._audit.authorization_request(params)
+            self._changed.notify_all()
+
+    def record_authorization_failure(self, client_id: Optional[str], error: OAuthError) -> None:
+        with self._lock:
+            self._audit.authorization_failed(self._clock(), client_id, error.error, error.description)
+            self._changed.notify_all()
+
+    def issue_code(
+        self,
+        *,
+        client_id: str,
+        redirect_uri: str,
+        code_challenge: str,
+        resource: str,
+        scope: Tuple[str, ...],
+    ) -> str:
+        """Record a consented authorization request and return its single-use code."""
+        with self._lock:
+            now = self._clock()
+            code = self._new_token()
+            self._codes[code] = AuthorizationCodeRecord(
+                code=code,
+                client_id=client_id,
+                redirect_uri=redirect_uri,
+                code_challenge=code_challenge,
+                resource=resource,
+                scope=scope,
+                expires_at=now + self._options.authorization_code_ttl,
+            )
+            detail = f"code={fingerprint(code)} scope={' '.join(scope)}"
+            self._audit.authorization_ok(now, client_id, detail)
+            self._changed.notify_all()
+            return code
 
     # ---------------------------------------------------------- token endpoint
 
@@ -262,26 +356,122 @@ class AuthState:
             self._changed.notify_all()
         error.audited = True
 
+    def _run_grant(self, grant_type: str, client_id: str, label: str, grant: GrantFunction) -> TokenGrant:
+        """Run ``grant`` under the lock and audit its outcome; ``label`` names what was presented."""
+        with self._lock:
+            now = self._clock()
+            try:
+                result, detail = grant(now)
+            except OAuthError as exc:
+                detail = f"{exc.error}: {exc.description}" + (f" {label}" if label else "")
+                self._audit.grant_failed(now, grant_type, client_id, detail)
+                exc.audited = True
+                self._changed.notify_all()
+                raise
+            self._audit.grant_ok(now, grant_type, client_id, detail)
+            self._changed.notify_all()
+            return result
+
     def refresh(
         self, *, client_id: str, refresh_token: str, resource: Optional[str], scope: Optional[str]
     ) -> TokenGrant:
         """The refresh_token grant (RFC 6749 §6) with rotation and reuse detection."""
-        with self._lock:
-            now = self._clock()
-            try:
-                grant = self._refresh_locked(now, client_id, refresh_token, resource, scope)
-            except OAuthError as exc:
-                detail = f"{exc.error}: {exc.description} rt={fingerprint(refresh_token)}"
-                self._audit.grant_failed(now, "refresh_token", client_id, detail)
-                exc.audited = True
-                self._changed.notify_all()
-                raise
+
+        def grant(now: float) -> Tuple[TokenGrant, str]:
+            result = self._refresh_locked(now, client_id, refresh_token, resource, scope)
             detail = f"rt={fingerprint(refresh_token)}"
-            if grant.refresh_token is not None:
-                detail += f" -> rt={fingerprint(grant.refresh_token)}"
-            self._audit.grant_ok(now, "refresh_token", client_id, detail)
-            self._changed.notify_all()
-            return grant
+            if result.refresh_token is not None:
+                detail += f" -> rt={fingerprint(result.refresh_token)}"
+            return result, detail
+
+        return self._run_grant("refresh_token", client_id, f"rt={fingerprint(refresh_token)}", grant)
+
+    def exchange_code(
+        self,
+        *,
+        client: ClientInfo,
+        code: str,
+        redirect_uri: Optional[str],
+        code_verifier: Optional[str],
+        resource: Optional[str],
+    ) -> TokenGrant:
+        """The authorization_code grant (RFC 6749 §4.1.3, RFC 7636 §4.6, RFC 8707)."""
+
+        def grant(now: float) -> Tuple[TokenGrant, str]:
+            result = self._exchange_code_locked(
+                now,
+                client=client,
+                code=code,
+                redirect_uri=redirect_uri,
+                code_verifier=code_verifier,
+                resource=resource,
+            )
+            detail = f"code={fingerprint(code)}"
+            if result.refresh_token is not None:
+                detail += f" -> rt={fingerprint(result.refresh_token)}"
+            return result, detail
+
+        return self._run_grant("authorization_code", client.client_id, f"code={fingerprint(code)}", grant)
+
+    def _exchange_code_locked(
+        self,
+        now: float,
+        *,
+        client: ClientInfo,
+        code: str,
+        redirect_uri: Optional[str],
+        code_verifier: Optional[str],
+        resource: Optional[str],
+    ) -> TokenGrant:
+        record = self._codes.get(code)
+        if record is None:
+            raise OAuthError("invalid_grant", "unknown authorization code")
+        if record.client_id != client.client_id:
+            # Not spent: a client cannot burn another client's code by guessing it.
+            raise OAuthError("invalid_grant", "authorization code was not issued to this client")
+        if record.used:
+            self._code_reused_locked(now, record)
+            raise OAuthError("invalid_grant", "authorization code already used")
+        # Spent by its first presentation, whatever the outcome (as Keycloak does): a wrong
+        # verifier cannot be retried, and the code is never good twice.
+        record.used = True
+        if now >= record.expires_at:
+            raise OAuthError("invalid_grant", "authorization code expired")
+        if redirect_uri != record.redirect_uri:
+            raise OAuthError("invalid_grant", "redirect_uri does not match the authorization request")
+        if code_verifier is None:
+            raise OAuthError("invalid_grant", "code_verifier is required")
+        if not verifier_matches(code_verifier, record.code_challenge):
+            raise OAuthError("invalid_grant", "code_verifier does not match the code_challenge")
+        if resource is None:
+            if self._require_resource:
+                raise OAuthError("invalid_target", "the resource parameter is required")
+        elif resource != record.resource:
+            raise OAuthError("invalid_target", "resource does not match the authorization request")
+        chain = self._new_chain_locked(client.client_id, record.resource, record.scope)
+        record.chain_id = chain.chain_id
+        refresh_token: Optional[str] = None
+        if self._options.issue_refresh_tokens and "refresh_token" in client.grant_types:
+            refresh_token = self._issue_refresh(chain)
+        access = self._issue_access(chain, record.scope, now)
+        return dataclasses.replace(access, refresh_token=refresh_token)
+
+    def _code_reused_locked(self, now: float, record: AuthorizationCodeRecord) -> None:
+        """RFC 6749 §4.1.2: a code used twice revokes what it was exchanged for."""
+        self._audit.code_reuse_detections += 1
+        detail = f"code={fingerprint(record.code)} chain={record.chain_id}"
+        self._audit.event(now, EventKind.CODE_REUSE_DETECTED, record.client_id, detail)
+        if record.chain_id is not None:
+            self._revoke_chain_locked(now, self._chains[record.chain_id], "authorization code reuse")
+
+    def client_credentials(self, *, client: ClientInfo, resource: str, scope: Tuple[str, ...]) -> TokenGrant:
+        """The client_credentials grant (RFC 6749 §4.4): an access token only, no chain."""
+
+        def grant(now: float) -> Tuple[TokenGrant, str]:
+            result = self._issue_unchained_access(client.client_id, resource, scope, now)
+            return result, f"scope={result.scope}"
+
+        return self._run_grant("client_credentials", client.client_id, "", grant)
 
     def _refresh_locked(
         self, now: float, client_id: str, refresh_token: str, resource: Optional[str], scope: Optional[str]
@@ -391,7 +581,9 @@ class AuthState:
                     scope=" ".join(chain.scope),
                     alive=chain.alive,
                     generation=chain.generation,
-                    current_refresh_fingerprint=fingerprint(chain.current_refresh_token),
+                    current_refresh_fingerprint=(
+                        fingerprint(chain.current_refresh_token) if chain.current_refresh_token else ""
+                    ),
                     revoked_reason=chain.revoked_reason,
                 )
                 for chain in self._chains.values()
@@ -413,6 +605,11 @@ class AuthState:
         """Count one MCP request: ``detail`` is the JSON-RPC method (ok) or the 401 reason."""
         with self._lock:
             self._audit.mcp(self._clock(), ok, client_id, detail)
+            self._changed.notify_all()
+
+    def record_metadata_request(self, path: str) -> None:
+        with self._lock:
+            self._audit.metadata_request(path)
             self._changed.notify_all()
 
     def new_session(self) -> str:

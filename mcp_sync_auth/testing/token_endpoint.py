@@ -1,33 +1,22 @@
-"""POST /token: form parsing, client authentication, grant dispatch and faults."""
+"""POST /token: form parsing, client authentication, grant dispatch and faults (grants live in grants.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Callable, Dict, Mapping, Optional, Tuple
+from dataclasses import replace
+from typing import Dict, Mapping, Optional, Tuple
 
 from .client_auth import authenticate_client, claimed_client_id
 from .errors import OAuthError
 from .faults import Fault
 from .forms import TOKEN_MULTI_ERRORS, Pairs, form_pairs, single_value, to_params
+from .grants import GrantHandler, GrantRequest, Grants
 from .http_types import NO_STORE, Request, Response, html_response, json_response
-from .models import ClientInfo, TokenGrant
 from .state import AuthState
 
 __all__ = ["MALFORMED_BODY", "GrantHandler", "GrantRequest", "TokenEndpoint"]
 
 MALFORMED_BODY = b'{"token_type": "Bearer", "access_tok'
 """Body of a MALFORMED_200_AFTER answer: truncated JSON, served as application/json."""
-
-
-@dataclass(frozen=True)
-class GrantRequest:
-    """An authenticated token request handed to a grant handler."""
-
-    client: ClientInfo
-    params: Mapping[str, str]
-
-
-GrantHandler = Callable[[GrantRequest], TokenGrant]
 
 
 def error_response(error: OAuthError) -> Response:
@@ -41,10 +30,10 @@ def error_response(error: OAuthError) -> Response:
 class TokenEndpoint:
     """The token endpoint. Grants live in a table: add one with :meth:`add_grant`."""
 
-    def __init__(self, state: AuthState, *, fault_delay: float) -> None:
+    def __init__(self, state: AuthState, *, fault_delay: float, resource_url: str) -> None:
         self._state = state
         self._fault_delay = fault_delay
-        self._grants: Dict[str, GrantHandler] = {"refresh_token": self._refresh_grant}
+        self._grants: Dict[str, GrantHandler] = Grants(state, resource_url=resource_url).table()
 
     def add_grant(self, grant_type: str, handler: GrantHandler) -> None:
         self._grants[grant_type] = handler
@@ -88,14 +77,3 @@ class TokenEndpoint:
                 self._state.record_grant_failure(grant_type, claimed, exc)
             return error_response(exc)
         return json_response(200, grant.to_response(), NO_STORE)
-
-    def _refresh_grant(self, request: GrantRequest) -> TokenGrant:
-        refresh_token = request.params.get("refresh_token")
-        if refresh_token is None:
-            raise OAuthError("invalid_request", "missing refresh_token")
-        return self._state.refresh(
-            client_id=request.client.client_id,
-            refresh_token=refresh_token,
-            resource=request.params.get("resource"),
-            scope=request.params.get("scope"),
-        )

@@ -1,0 +1,80 @@
+"""Protected resource metadata (RFC 9728) and authorization server metadata (RFC 8414).
+
+The documents describe what the server really does; test overrides change only the documents
+(a wrong ``issuer``, no ``code_challenge_methods_supported``...), never the behaviour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict
+
+from .http_types import Request, Response, json_response
+from .models import GRANT_TYPES, TOKEN_ENDPOINT_AUTH_METHODS
+from .options import ServerOptions
+from .overrides import apply_overrides
+from .pkce import S256
+from .state import AuthState
+
+__all__ = ["MetadataEndpoints", "ServerUrls"]
+
+
+@dataclass(frozen=True)
+class ServerUrls:
+    issuer: str
+    resource: str
+    authorization_endpoint: str
+    token_endpoint: str
+    registration_endpoint: str
+
+
+class MetadataEndpoints:
+    def __init__(self, state: AuthState, urls: ServerUrls) -> None:
+        self._state = state
+        self._urls = urls
+
+    def protected_resource_document(self, options: ServerOptions) -> Dict[str, Any]:
+        document: Dict[str, Any] = {
+            "resource": self._urls.resource,
+            "authorization_servers": [self._urls.issuer],
+            "scopes_supported": list(options.scopes_supported),
+            "bearer_methods_supported": ["header"],
+        }
+        return apply_overrides(document, options.prm_overrides)
+
+    def authorization_server_document(self, options: ServerOptions) -> Dict[str, Any]:
+        urls = self._urls
+        document: Dict[str, Any] = {
+            "issuer": urls.issuer,
+            "authorization_endpoint": urls.authorization_endpoint,
+            "token_endpoint": urls.token_endpoint,
+        }
+        if options.allow_registration:
+            document["registration_endpoint"] = urls.registration_endpoint
+        document.update(
+            {
+                "scopes_supported": list(options.scopes_supported),
+                "response_types_supported": ["code"],
+                "response_modes_supported": ["query"],
+                "grant_types_supported": list(GRANT_TYPES),
+                "token_endpoint_auth_methods_supported": list(TOKEN_ENDPOINT_AUTH_METHODS),
+                "code_challenge_methods_supported": [S256],
+                "authorization_response_iss_parameter_supported": True,
+                "client_id_metadata_document_supported": False,
+            }
+        )
+        return apply_overrides(document, options.as_metadata_overrides)
+
+    def protected_resource(self, request: Request) -> Response:
+        self._state.record_metadata_request(request.path)
+        options = self._state.options
+        if not options.serve_metadata:
+            return json_response(404, {"error": "not_found"})
+        return json_response(200, self.protected_resource_document(options))
+
+    def authorization_server(self, request: Request) -> Response:
+        self._state.record_metadata_request(request.path)
+        options = self._state.options
+        if not options.serve_metadata:
+            return json_response(404, {"error": "not_found"})
+        return json_response(200, self.authorization_server_document(options))

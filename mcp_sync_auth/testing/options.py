@@ -1,0 +1,47 @@
+"""Test knobs of the authorization surface, held as one immutable snapshot.
+
+:class:`~mcp_sync_auth.testing.state.AuthState` swaps the snapshot under its lock, and each request
+reads it once, so a request never sees half of a change made by a test thread.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Tuple
+
+from .overrides import EMPTY, freeze_overrides
+from .scopes import check_scope_tokens
+
+__all__ = ["ISS_MODES", "ServerOptions"]
+
+ISS_MODES = ("correct", "missing", "wrong", "trailing-slash")
+"""How the ``iss`` authorization response parameter (RFC 9207) is sent: the issuer, not at all,
+another issuer, or the issuer with a trailing slash (which clients must not normalise away)."""
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    scopes_supported: Tuple[str, ...] = ("mcp",)
+    serve_metadata: bool = True
+    allow_registration: bool = True
+    auto_consent: bool = True
+    iss_mode: str = "correct"
+    issue_refresh_tokens: bool = True
+    authorization_code_ttl: float = 60.0
+    prm_overrides: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+    as_metadata_overrides: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+
+    def __post_init__(self) -> None:
+        # Normalise through object.__setattr__: the dataclass is frozen.
+        object.__setattr__(self, "scopes_supported", check_scope_tokens(self.scopes_supported))
+        if self.iss_mode not in ISS_MODES:
+            raise ValueError(f"iss_mode must be one of {ISS_MODES}, not {self.iss_mode!r}")
+        ttl = float(self.authorization_code_ttl)
+        if not math.isfinite(ttl) or ttl <= 0:
+            raise ValueError("authorization_code_ttl must be a positive number")
+        object.__setattr__(self, "authorization_code_ttl", ttl)
+        for name in ("serve_metadata", "allow_registration", "auto_consent", "issue_refresh_tokens"):
+            object.__setattr__(self, name, bool(getattr(self, name)))
+        object.__setattr__(self, "prm_overrides", freeze_overrides(self.prm_overrides))
+        object.__setattr__(self, "as_metadata_overrides", freeze_overrides(self.as_metadata_overrides))
