@@ -7,16 +7,24 @@ see a reuse from us.
 
 from .auth import MCPAuth
 from .chain import ChainKey, ChainRecord
+from .client import MCPClient
 from .errors import (
     AuthorizationRequired,
+    ChallengeError,
     ConfigurationError,
     CorruptTokenCache,
+    DiscoveryError,
     InsecureTransportError,
+    IssuerMismatch,
+    JSONRPCError,
     LockTimeout,
     MCPAuthError,
+    MCPProtocolError,
     RefreshChainRevoked,
+    ResourceMismatch,
     TokenEndpointError,
     TokenStoreError,
+    ToolError,
 )
 from .store import FileTokenStore, MemoryTokenStore, TokenStore
 from .tokens import TokenSet
@@ -27,18 +35,26 @@ __all__ = [
     "AuthorizationRequired",
     "ChainKey",
     "ChainRecord",
+    "ChallengeError",
     "ConfigurationError",
     "CorruptTokenCache",
+    "DiscoveryError",
     "FileTokenStore",
     "InsecureTransportError",
+    "IssuerMismatch",
+    "JSONRPCError",
     "LockTimeout",
     "MCPAuth",
     "MCPAuthError",
+    "MCPClient",
+    "MCPProtocolError",
     "MemoryTokenStore",
     "RefreshChainRevoked",
+    "ResourceMismatch",
     "TokenEndpointError",
     "TokenSet",
     "TokenStore",
     "TokenStoreError",
+    "ToolError",
     "__version__",
 ]

@@ -2,34 +2,68 @@
 
 One ``MCPAuth`` may be shared by every thread of a program; several ``MCPAuth`` objects for the same
 chain and store share one refresh flight. On a 401 the request is sent again once with a new token;
-a second 401 goes back to the caller.
+a second 401 goes back to the caller. With nothing configured but the URL, the first 401 leads to
+discovery, registration and a login (or, for ``interactive=False``, to :class:`AuthorizationRequired`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import threading
 import time
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import requests
 from requests.auth import AuthBase
 from requests.cookies import extract_cookies_to_jar
 from requests.utils import rewind_body
 
-from .chain import DEFAULT_ACCOUNT, ChainKey
-from .errors import ConfigurationError
+from .chain import DEFAULT_ACCOUNT, ChainKey, ChainRecord, LoginKey
+from .challenge import BearerChallenge, bearer_challenge
+from .discovery import Discovery
+from .errors import AuthorizationRequired, ChallengeError, ConfigurationError, InsufficientScope
+from .flow import AuthorizationFlow, AuthorizationHandler, ClientSettings
 from .manager import Clock, TokenManager
+from .registration import ClientRegistration, Registrar
+from .singleflight import SingleFlight
 from .store import FileTokenStore, TokenStore
 from .token_client import Timeout, TokenEndpointClient
+from .tokens import TokenSet
 from .urls import canonical_resource, origin, require_secure
 
 log = logging.getLogger(__name__)
 
 _RESENT = "_mcp_sync_auth_resent"
+_LOGINS = "_mcp_sync_auth_logins"
+# At most this many authorizations (the first login and step-ups) for one request: a server that
+# keeps asking for scopes we cannot get must not keep a person clicking through consent screens.
+MAX_LOGINS_PER_REQUEST = 3
 NOT_REPLAYABLE_HINT = (
     "mcp_sync_auth: the access token was refused and has been refreshed, but this request's body "
     "is a stream that cannot be sent twice; send the request again"
 )
+
+_login_flights: SingleFlight[TokenSet] = SingleFlight()
+_shared_discovery: Optional[Discovery] = None
+_shared_discovery_guard = threading.Lock()
+
+
+def _default_discovery(timeout: Timeout) -> Discovery:
+    """One metadata cache per process, shared by every MCPAuth that brings no session of its own."""
+    global _shared_discovery  # noqa: PLW0603 - a per-process cache is the point
+    with _shared_discovery_guard:
+        if _shared_discovery is None:
+            _shared_discovery = Discovery(timeout=timeout if isinstance(timeout, (int, float)) else timeout[1])
+        return _shared_discovery
+
+
+@dataclasses.dataclass(frozen=True)
+class _Chain:
+    """The chain this auth currently uses; replaced whole after a login."""
+
+    manager: TokenManager
+    registration: ClientRegistration
 
 
 class MCPAuth(AuthBase):
@@ -37,8 +71,8 @@ class MCPAuth(AuthBase):
 
     ``server_url`` is the MCP endpoint; it is also the OAuth resource indicator sent on every token
     request. With ``client_id`` and ``token_endpoint`` the client is configured by hand and needs no
-    discovery. ``store`` defaults to a :class:`FileTokenStore` in the user's cache folder, shared by
-    every process of the user.
+    discovery to refresh. ``store`` defaults to a :class:`FileTokenStore` in the user's cache folder,
+    shared by every process of the user.
     """
 
     def __init__(
@@ -49,7 +83,7 @@ class MCPAuth(AuthBase):
         client_id: Optional[str] = None,
         client_secret: Optional[str] = None,
         token_endpoint: Optional[str] = None,
-        scopes: Union[str, list[str], tuple[str, ...], None] = None,
+        scopes: Union[str, Sequence[str], None] = None,
         refresh_skew: float = 60.0,
         timeout: Timeout = 30.0,
         session: Optional[requests.Session] = None,
@@ -58,64 +92,219 @@ class MCPAuth(AuthBase):
         account: str = DEFAULT_ACCOUNT,
         lock_timeout: Optional[float] = None,
         clock: Clock = time.time,
+        interactive: bool = True,
+        authorization_handler: Optional[AuthorizationHandler] = None,
+        headless: bool = False,
+        client_metadata_url: Optional[str] = None,
+        redirect_uri: Optional[str] = None,
+        grant_type: str = "authorization_code",
+        client_name: str = "mcp-sync-auth",
+        login_timeout: float = 300.0,
+        discovery: Optional[Discovery] = None,
     ) -> None:
         self.server_url = require_secure(canonical_resource(server_url), "the MCP server URL")
-        if not client_id or not token_endpoint:
-            raise ConfigurationError(
-                "MCPAuth needs client_id and token_endpoint: this version has no automatic discovery or login yet"
-            )
         if refresh_skew < 0:
             raise ConfigurationError("refresh_skew must not be negative")
-        self.scopes = scopes.split() if isinstance(scopes, str) else list(scopes or [])
+        if grant_type not in ("authorization_code", "client_credentials"):
+            raise ConfigurationError(f"unsupported grant_type {grant_type!r}")
+        if grant_type == "client_credentials" and not (client_id and client_secret):
+            raise ConfigurationError("the client credentials grant needs client_id and client_secret")
+        scope_list = tuple(scopes.split()) if isinstance(scopes, str) else (tuple(scopes) if scopes else None)
         self.store: TokenStore = store if store is not None else FileTokenStore()
+        self.account = account
+        self.interactive = interactive
         self._origin = origin(self.server_url)
-        token_client = TokenEndpointClient(
-            token_endpoint,
-            client_id,
+        self._clock = clock
+        self._timeout = timeout
+        self._skew = refresh_skew
+        read_timeout = timeout if isinstance(timeout, (int, float)) else sum(timeout)
+        self._lock_timeout = lock_timeout if lock_timeout is not None else 2 * read_timeout + 10
+        self._session = session if session is not None else requests.Session()
+        self._settings = ClientSettings(
+            client_id=client_id,
             client_secret=client_secret,
             auth_method=token_endpoint_auth_method,
-            resource=self.server_url,
-            session=session,
+            client_metadata_url=client_metadata_url,
+            redirect_uri=redirect_uri,
+            scopes=scope_list,
+            grant_type=grant_type,
+            client_name=client_name,
+        )
+        if discovery is None:
+            discovery = Discovery(session=session, timeout=read_timeout) if session else _default_discovery(timeout)
+        registrar = Registrar(
+            self.store,
+            session=self._session,
+            timeout=read_timeout,
+            lock_timeout=self._lock_timeout,
+            clock=clock,
+            client_name=client_name,
+        )
+        self._flow = AuthorizationFlow(
+            self.server_url,
+            self._settings,
+            discovery=discovery,
+            registrar=registrar,
+            session=self._session,
             timeout=timeout,
             clock=clock,
+            authorization_handler=authorization_handler,
+            headless=headless,
+            login_timeout=login_timeout,
         )
-        self.token_endpoint = token_client.token_endpoint
-        key = ChainKey(self.server_url, issuer or token_client.token_endpoint, client_id, account)
-        read_timeout = timeout if isinstance(timeout, (int, float)) else sum(timeout)
-        self._manager = TokenManager(
-            key,
-            self.store,
-            token_client.refresh,
-            refresh_skew=refresh_skew,
-            lock_timeout=lock_timeout if lock_timeout is not None else 2 * read_timeout + 10,
-            clock=clock,
-            login_hint=(
-                "Log in again and store the new tokens with MCPAuth.save_token() "
-                f"(the chain is kept in {self.store!r})."
-            ),
-        )
+        self._login_timeout = login_timeout
+        self._resolve_guard = threading.Lock()
+        self._chain: Optional[_Chain] = None
+        if token_endpoint is not None:
+            if not client_id:
+                raise ConfigurationError("token_endpoint needs a client_id")
+            endpoint = require_secure(token_endpoint, "the token endpoint")
+            registration = self._flow.known_registration(issuer or endpoint, client_id)
+            self._chain = self._build_chain(
+                ChainKey(self.server_url, issuer or endpoint, client_id, account), registration, endpoint
+            )
 
     def __repr__(self) -> str:
-        return f"MCPAuth({self.server_url!r}, client_id={self.key.client_id!r}, store={self.store!r})"
+        chain = self._chain
+        client = chain.manager.key.client_id if chain is not None else None
+        return f"MCPAuth({self.server_url!r}, client_id={client!r}, store={self.store!r})"
+
+    # -- chains ----------------------------------------------------------------------------------
 
     @property
     def key(self) -> ChainKey:
-        return self._manager.key
+        """The chain this auth uses now (after a login, the new one)."""
+        chain = self._current_chain()
+        if chain is None:
+            raise self._login_required("no chain is stored yet")
+        return chain.manager.key
+
+    def _login_hint(self) -> str:
+        if self._settings.grant_type == "client_credentials":
+            return "Check the client credentials."
+        return f"Log in again: run `mcp-sync-auth login {self.server_url}` (or MCPAuth.save_token() with new tokens)."
+
+    def _login_required(self, why: str) -> AuthorizationRequired:
+        hint = self._login_hint()
+        return AuthorizationRequired(f"{why} for {self.server_url}. {hint}", login_hint=hint)
+
+    def _build_chain(self, key: ChainKey, registration: ClientRegistration, token_endpoint: Optional[str]) -> _Chain:
+        refresher = None
+        if token_endpoint is not None:
+            refresher = TokenEndpointClient(
+                token_endpoint,
+                key.client_id,
+                client_secret=registration.client_secret,
+                auth_method=registration.auth_method,
+                resource=self.server_url,
+                session=self._session,
+                timeout=self._timeout,
+                clock=self._clock,
+            ).refresh
+        manager = TokenManager(
+            key,
+            self.store,
+            refresher,
+            refresh_skew=self._skew,
+            lock_timeout=self._lock_timeout,
+            clock=self._clock,
+            login_hint=self._login_hint(),
+        )
+        return _Chain(manager, registration)
+
+    def _current_chain(self) -> Optional[_Chain]:
+        chain = self._chain
+        return chain if chain is not None else self._resolve(force=False)
+
+    def _resolve(self, *, force: bool) -> Optional[_Chain]:
+        """Find this server's chain in the store: after a restart, or after another thread or process
+        logged in. The newest live chain for this server and account wins."""
+        with self._resolve_guard:
+            if self._chain is not None and not force:
+                return self._chain
+            candidates = [r for r in self.store.records() if self._is_ours(r)]
+            if not candidates:
+                return self._chain
+            best = max(candidates, key=lambda r: (not r.is_dead, r.updated_at))
+            current = self._chain
+            if current is not None and current.manager.key == best.key:
+                return current
+            registration = self._flow.known_registration(best.key.issuer, best.key.client_id)
+            self._chain = self._build_chain(best.key, registration, best.token_endpoint)
+            return self._chain
+
+    def _is_ours(self, record: ChainRecord) -> bool:
+        key = record.key
+        if key.resource != self.server_url or key.account != self.account:
+            return False
+        wanted = self._settings.client_id
+        return wanted is None or key.client_id == wanted
 
     # -- tokens ----------------------------------------------------------------------------------
 
     def access_token(self) -> str:
-        """A valid access token, refreshed first if it must be (coalesced with every other caller)."""
-        return self._manager.token().access_token
+        """A valid access token, refreshed (or obtained) first if it must be, coalesced with every
+        other caller."""
+        return self._token().access_token
+
+    def _may_obtain(self) -> bool:
+        return self.interactive or self._settings.grant_type == "client_credentials"
+
+    def _token(self) -> TokenSet:
+        chain = self._current_chain()
+        if chain is not None:
+            try:
+                return chain.manager.token()
+            except AuthorizationRequired:
+                if not self._may_obtain():
+                    raise
+        elif not self._may_obtain():
+            raise self._login_required("no tokens are stored")
+        return self.login()
+
+    def login(self, challenge: Optional[BearerChallenge] = None, held_scopes: Sequence[str] = ()) -> TokenSet:
+        """Obtain a new chain now: discovery, registration, then the login (or the client credentials
+        grant). One login per server and account runs at a time across threads and processes; the
+        others wait and use its result."""
+        login_key = LoginKey(self.server_url, self.account)
+        before = self._chain
+
+        def lead() -> TokenSet:
+            with self.store.lock(login_key, self._login_timeout + self._lock_timeout):
+                # Somebody may have logged in while we waited for the lock.
+                newer = self._resolve(force=True)
+                if newer is not None and newer is not before and not held_scopes:
+                    try:
+                        return newer.manager.token()
+                    except AuthorizationRequired:
+                        pass
+                plan = self._flow.plan(challenge, fresh=True)
+                registration, tokens = self._flow.obtain_tokens(plan, challenge, held_scopes, generation=0)
+                key = ChainKey(self.server_url, plan.issuer, registration.client_id, self.account)
+                chain = self._build_chain(key, registration, plan.server.token_endpoint)
+                saved = chain.manager.save_tokens(tokens, plan.server.token_endpoint)
+                with self._resolve_guard:
+                    self._chain = chain
+                return saved
+
+        tokens = _login_flights.run((self.store.identity, login_key), lead)
+        if self._chain is before:
+            self._resolve(force=True)  # we waited on another MCPAuth's login: pick up its chain
+        return tokens
 
     def save_token(self, token_response: dict[str, Any]) -> None:
         """Store a token endpoint response (``access_token``, ``expires_in``, ``refresh_token``...)
         as this auth's chain, replacing whatever was there, dead or alive."""
-        self._manager.save_response(token_response, token_endpoint=self.token_endpoint)
+        chain = self._chain
+        if chain is None:
+            raise ConfigurationError("save_token needs a configured client: pass client_id and token_endpoint")
+        chain.manager.save_response(token_response)
 
     def logout(self) -> None:
         """Forget this chain's tokens, here and in the store."""
-        self._manager.forget()
+        chain = self._current_chain()
+        if chain is not None:
+            chain.manager.forget()
 
     # -- requests hooks --------------------------------------------------------------------------
 
@@ -124,25 +313,80 @@ class MCPAuth(AuthBase):
             # The token is only for the MCP server's origin: a redirect elsewhere gets nothing.
             request.headers.pop("Authorization", None)
             return request
-        request.headers["Authorization"] = f"Bearer {self._manager.token().access_token}"
+        chain = self._current_chain()
+        if chain is None and self._may_obtain() and self._settings.grant_type == "authorization_code":
+            # Nothing stored yet: let the server's 401 say where to log in and which scopes it wants.
+            request.headers.pop("Authorization", None)
+        else:
+            request.headers["Authorization"] = f"Bearer {self._token().access_token}"
         request.register_hook("response", self._on_response)  # type: ignore[no-untyped-call]
         return request
 
     def _on_response(self, response: requests.Response, **kwargs: Any) -> requests.Response:
-        if response.status_code != 401:
-            return response
+        if response.status_code == 401:
+            return self._after_401(response, **kwargs)
+        if response.status_code == 403:
+            return self._after_403(response, **kwargs)
+        return response
+
+    def _after_401(self, response: requests.Response, **kwargs: Any) -> requests.Response:
         request = response.request
         if getattr(request, _RESENT, False):
             return response  # the fresh token was refused too: the caller decides, we do not loop
         rejected = _bearer_of(request)
-        if rejected is None:
+        fresh: Optional[TokenSet] = None
+        chain = self._chain
+        if rejected is not None and chain is not None:
+            try:
+                fresh = chain.manager.token_after_rejection(rejected)
+            except AuthorizationRequired:
+                if not self._may_obtain():
+                    raise
+        logins = getattr(request, _LOGINS, 0)
+        if fresh is None:
+            if not self._may_obtain():
+                raise self._login_required("the server asks for authorization")
+            fresh = self.login(_challenge_of(response))
+            logins += 1
+        return self._resend(response, fresh, kwargs, logins=logins)
+
+    def _after_403(self, response: requests.Response, **kwargs: Any) -> requests.Response:
+        challenge = _challenge_of(response)
+        if challenge is None or challenge.error != "insufficient_scope":
             return response
-        fresh = self._manager.token_after_rejection(rejected)
+        request = response.request
+        logins = getattr(request, _LOGINS, 0)
+        if logins >= MAX_LOGINS_PER_REQUEST:
+            return response  # give up: the server keeps asking for more than we can get
+        wanted = challenge.scopes or ()
+        if not self.interactive and self._settings.grant_type != "client_credentials":
+            raise InsufficientScope(
+                f"{self.server_url} needs the scope(s) {' '.join(wanted) or '(unspecified)'}, which the "
+                f"current tokens lack. {self._login_hint()}",
+                scopes=tuple(wanted),
+                login_hint=self._login_hint(),
+            )
+        held = self._held_scopes()
+        fresh = self.login(challenge, held_scopes=held)
+        return self._resend(response, fresh, kwargs, logins=logins + 1)
+
+    def _held_scopes(self) -> list[str]:
+        chain = self._chain
+        if chain is None:
+            return []
+        current = chain.manager.current()
+        scopes = list(current.scope.split()) if current is not None and current.scope else []
+        return scopes or list(self._flow.last_requested_scopes)
+
+    def _resend(
+        self, response: requests.Response, fresh: TokenSet, kwargs: dict[str, Any], *, logins: int
+    ) -> requests.Response:
+        request = response.request
         if not _can_replay(request):
             log.warning("%s", NOT_REPLAYABLE_HINT)
             response.reason = f"{response.reason or 'Unauthorized'} ({NOT_REPLAYABLE_HINT})"
             return response
-        # Drain and release the 401 so its connection can carry the resend.
+        # Drain and release the refused answer so its connection can carry the resend.
         _ = response.content
         response.close()
         retry = request.copy()
@@ -152,11 +396,20 @@ class MCPAuth(AuthBase):
         extract_cookies_to_jar(retry._cookies, request, response.raw)  # type: ignore[attr-defined,no-untyped-call]
         retry.prepare_cookies(retry._cookies)  # type: ignore[attr-defined]
         retry.headers["Authorization"] = f"Bearer {fresh.access_token}"
-        setattr(retry, _RESENT, True)
+        setattr(retry, _RESENT, response.status_code == 401 or getattr(request, _RESENT, False))
+        setattr(retry, _LOGINS, logins)
         second = response.connection.send(retry, **kwargs)
         second.history.append(response)
         second.request = retry
         return second
+
+
+def _challenge_of(response: requests.Response) -> Optional[BearerChallenge]:
+    try:
+        return bearer_challenge(response)
+    except ChallengeError as exc:
+        log.warning("ignoring a malformed WWW-Authenticate header from %s: %s", response.url, exc)
+        return None
 
 
 def _bearer_of(request: requests.PreparedRequest) -> Optional[str]:

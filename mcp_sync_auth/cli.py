@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import sys
 import time
-from typing import Optional, Sequence
+from typing import Optional, Sequence, cast
 
 from . import __version__
+from .auth import MCPAuth
 from .chain import ChainRecord
-from .errors import MCPAuthError
+from .errors import AuthorizationRequired, ConfigurationError, MCPAuthError
+from .flow import AuthorizationHandler
 from .store import FileTokenStore
 from .urls import canonical_resource
 
@@ -66,6 +70,51 @@ def cmd_logout(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+EXIT_LOGIN_NEEDED = 3
+
+
+def _load_handler(spec: Optional[str]) -> Optional[AuthorizationHandler]:
+    """``module:function`` -> the function: a programmatic login (tests, custom front ends)."""
+    if not spec:
+        return None
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ConfigurationError(f"--authorization-handler takes MODULE:FUNCTION, not {spec!r}")
+    handler = getattr(importlib.import_module(module_name), attribute)
+    if not callable(handler):
+        raise ConfigurationError(f"{spec} is not callable")
+    return cast(AuthorizationHandler, handler)
+
+
+def _auth_from(args: argparse.Namespace, *, interactive: bool) -> MCPAuth:
+    return MCPAuth(
+        args.url,
+        store=FileTokenStore(args.store),
+        client_id=getattr(args, "client_id", None),
+        client_secret=getattr(args, "client_secret", None) or os.environ.get("MCP_SYNC_AUTH_CLIENT_SECRET"),
+        scopes=getattr(args, "scope", None),
+        interactive=interactive,
+        headless=getattr(args, "headless", False),
+        authorization_handler=_load_handler(getattr(args, "authorization_handler", None)),
+    )
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    auth = _auth_from(args, interactive=True)
+    tokens = auth.login()
+    key = auth.key
+    print(f"logged in to {key.resource} (issuer {key.issuer}, client {key.client_id})")
+    if tokens.scope:
+        print(f"scope: {tokens.scope}")
+    return EXIT_OK
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    # Coalesced like every other caller: eight shells asking at once after an expiry make one refresh.
+    print(_auth_from(args, interactive=args.login).access_token())
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mcp-sync-auth", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -74,6 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="list stored chains (no secrets)")
     status.add_argument("url", nargs="?", help="only chains for this MCP server")
     status.set_defaults(run=cmd_status)
+    login = commands.add_parser("login", help="log in to an MCP server (browser, or --headless)")
+    login.add_argument("url")
+    login.add_argument("--headless", action="store_true", help="print the URL and read back the redirect")
+    login.add_argument("--client-id", help="a client registered by hand (else discovery decides)")
+    login.add_argument("--client-secret", help="its secret (or $MCP_SYNC_AUTH_CLIENT_SECRET)")
+    login.add_argument("--scope", help="scopes to ask for, space-separated")
+    login.add_argument("--authorization-handler", metavar="MODULE:FUNCTION", help=argparse.SUPPRESS)
+    login.set_defaults(run=cmd_login)
+    token = commands.add_parser("token", help="print a valid access token (refreshed if needed)")
+    token.add_argument("url")
+    token.add_argument("--login", action="store_true", help="log in if there is no usable chain")
+    token.set_defaults(run=cmd_token)
     logout = commands.add_parser("logout", help="forget the tokens stored for an MCP server")
     logout.add_argument("url")
     logout.add_argument("--lock-timeout", type=float, default=30.0)
@@ -85,6 +146,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.run(args)
+    except AuthorizationRequired as exc:
+        print(f"mcp-sync-auth: {exc}", file=sys.stderr)
+        return EXIT_LOGIN_NEEDED
     except MCPAuthError as exc:
         print(f"mcp-sync-auth: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -23,6 +23,8 @@ import threading
 import time
 from typing import Callable, NoReturn, Optional
 
+from ._faultpoints import ARMED as _FAULTPOINTS
+from ._faultpoints import reach as _faultpoint
 from .chain import ChainKey, ChainRecord
 from .errors import (
     AuthorizationRequired,
@@ -228,12 +230,16 @@ class TokenManager:
             generation,
             fingerprint(stored.refresh_token),
         )
+        if _FAULTPOINTS:
+            _faultpoint("before-grant")
         try:
             fresh = self._refresher(stored, generation)
         except TokenEndpointError as exc:
             if exc.error_code == "invalid_grant":
                 return self._after_invalid_grant(record, exc)
             raise
+        if _FAULTPOINTS:
+            _faultpoint("after-grant-before-write")
         # Persist first: this is the one window in which a crash loses the chain, keep it short.
         new_record = ChainRecord(
             self.key, generation, fresh, token_endpoint=record.token_endpoint, updated_at=self._clock()

@@ -21,6 +21,8 @@ from typing import Any, Iterator, NoReturn, Optional, Protocol, Union
 
 import filelock
 
+from ._faultpoints import ARMED as _FAULTPOINTS
+from ._faultpoints import reach as _faultpoint
 from .chain import ChainKey, ChainRecord, LoginKey, RegistrationKey
 from .errors import CorruptTokenCache, LockTimeout, TokenStoreError
 from .tokens import TokenSet
@@ -409,6 +411,8 @@ class FileTokenStore:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
+            if _FAULTPOINTS:
+                _faultpoint("during-write")
             os.replace(temp, path)
         except OSError as exc:
             with contextlib.suppress(OSError):

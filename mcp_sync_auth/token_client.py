@@ -71,7 +71,10 @@ class TokenEndpointClient:
         """Spend ``tokens.refresh_token`` once. Raises TokenEndpointError; never retries."""
         assert tokens.refresh_token, "refresh() needs a refresh token"
         body = self._oauthlib_client().prepare_refresh_body(
-            refresh_token=tokens.refresh_token, scope=None, **self._body_credentials(), **self._resource()
+            refresh_token=tokens.refresh_token,
+            scope=None,
+            client_id=self.client_id,  # the base client's refresh body does not add it by itself
+            **{**self._body_credentials(), **self._resource()},
         )
         secrets = (tokens.refresh_token, tokens.access_token)
         log.debug(
@@ -111,11 +114,11 @@ class TokenEndpointClient:
         return WebApplicationClient(self.client_id)
 
     def _body_credentials(self) -> dict[str, Any]:
+        """oauthlib's switches for the client's credentials in the body (the id comes from the client
+        object; HTTP Basic clients send both in the header instead)."""
         if self.auth_method == "client_secret_post":
-            return {"client_id": self.client_id, "client_secret": self._client_secret, "include_client_id": True}
-        if self.auth_method == "none":
-            return {"client_id": self.client_id, "include_client_id": True}
-        return {"include_client_id": False}
+            return {"client_secret": self._client_secret, "include_client_id": True}
+        return {"include_client_id": self.auth_method == "none"}
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}

@@ -40,6 +40,7 @@ def make_auth(server, client_id, store_dir, clock):
             client_id=client_id,
             token_endpoint=server.token_endpoint,
             clock=clock,
+            interactive=False,
         )
         options.update(overrides)
         return MCPAuth(server.mcp_url, **options)

@@ -29,6 +29,7 @@ def make_auth(config, clock):
         clock=clock,
         timeout=config.get("timeout", 30.0),
         lock_timeout=config.get("lock_timeout"),
+        interactive=False,
     )
 
 

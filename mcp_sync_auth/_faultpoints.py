@@ -1,0 +1,56 @@
+"""Test-only fault points: SIGKILL this process at a named moment of the refresh protocol.
+
+The chaos and kill-during-write benchmarks need to kill a process exactly inside the refresh critical
+section. ``MCP_SYNC_AUTH_FAULTPOINT="after-grant-before-write:0.2"`` (several ``name:probability``
+pairs may be given, separated by commas; a missing probability means 1) makes :func:`reach` kill the
+process with that probability each time the named point is reached:
+
+- ``before-grant``: the lock is held and the refresh grant is about to be sent (nothing rotated yet);
+- ``after-grant-before-write``: the server answered with the rotated set, not yet written to the store;
+- ``during-write``: the new file is written and fsynced under its temp name, not yet renamed over the old.
+
+The variable is read once, at import. When it is unset, the only cost at each point is the test of the
+module-level boolean :data:`ARMED`. A malformed value raises ``ValueError`` at import: a typo must not
+silently turn a chaos run into a calm one.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+
+ENV = "MCP_SYNC_AUTH_FAULTPOINT"
+POINTS = ("before-grant", "after-grant-before-write", "during-write")
+_KILL = getattr(signal, "SIGKILL", signal.SIGTERM)
+
+
+def parse(value: str) -> dict[str, float]:
+    """``"name:p,name:p"`` -> ``{name: p}``; ``ValueError`` for unknown names or bad probabilities."""
+    points: dict[str, float] = {}
+    for item in value.split(","):
+        name, _, probability = item.strip().partition(":")
+        if not name:
+            continue
+        if name not in POINTS:
+            raise ValueError(f"{ENV}: unknown fault point {name!r} (known: {', '.join(POINTS)})")
+        try:
+            chance = float(probability) if probability else 1.0
+        except ValueError:
+            chance = -1.0
+        if not 0.0 <= chance <= 1.0:
+            raise ValueError(f"{ENV}: the probability of {name!r} must be a number from 0 to 1")
+        points[name] = chance
+    return points
+
+
+_chances = parse(os.environ.get(ENV, ""))
+ARMED = bool(_chances)
+_random = random.Random()  # noqa: S311 (not for secrets; seeded from the OS, every process draws its own)
+
+
+def reach(point: str) -> None:
+    """Kill this process (SIGKILL: no cleanup, no ``finally``) with the point's probability."""
+    chance = _chances.get(point, 0.0)
+    if chance > 0.0 and _random.random() < chance:
+        os.kill(os.getpid(), _KILL)

@@ -1,0 +1,299 @@
+"""From "this MCP server wants a token" to a token set: discovery, registration, then the grant.
+
+The grant is the authorization code flow with PKCE (a person logs in, through a browser, a pasted
+redirect, or an injected handler), or the client credentials grant (no person: worker pools).
+Nothing here is on the request fast path; :mod:`auth` calls it when no usable chain exists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import socket
+import sys
+import webbrowser
+from typing import Callable, Optional, Sequence
+from urllib.parse import urlsplit
+
+import requests
+
+from .authorization import build_authorization_request, code_from_redirect
+from .challenge import BearerChallenge
+from .discovery import AuthorizationServerMetadata, Discovery, ProtectedResourceMetadata
+from .errors import AuthorizationFailed, ConfigurationError, RegistrationFailed
+from .loopback import CALLBACK_PATH, LoopbackReceiver
+from .registration import METADATA_DOCUMENT, PRE_REGISTERED, ClientRegistration, Registrar, choose_auth_method
+from .token_client import Timeout, TokenEndpointClient
+from .tokens import TokenSet
+
+log = logging.getLogger(__name__)
+
+AuthorizationHandler = Callable[[str], str]
+"""Given the authorization URL, return the URL the browser was redirected to (with code and state)."""
+
+OFFLINE_ACCESS = "offline_access"
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientSettings:
+    """How the user configured the client (all optional; discovery fills the rest)."""
+
+    client_id: Optional[str] = None
+    client_secret: Optional[str] = None
+    auth_method: Optional[str] = None
+    client_metadata_url: Optional[str] = None
+    redirect_uri: Optional[str] = None
+    scopes: Optional[tuple[str, ...]] = None
+    grant_type: str = "authorization_code"
+    client_name: str = "mcp-sync-auth"
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Where to get tokens for the resource: its metadata and its authorization server's."""
+
+    resource: str
+    protected_resource: Optional[ProtectedResourceMetadata]
+    server: AuthorizationServerMetadata
+
+    @property
+    def issuer(self) -> str:
+        return self.server.issuer
+
+
+class AuthorizationFlow:
+    def __init__(
+        self,
+        resource: str,
+        settings: ClientSettings,
+        *,
+        discovery: Discovery,
+        registrar: Registrar,
+        session: Optional[requests.Session],
+        timeout: Timeout,
+        clock: Callable[[], float],
+        authorization_handler: Optional[AuthorizationHandler] = None,
+        headless: bool = False,
+        login_timeout: float = 300.0,
+    ) -> None:
+        self.resource = resource
+        self.settings = settings
+        self._discovery = discovery
+        self._registrar = registrar
+        self._session = session
+        self._timeout = timeout
+        self._clock = clock
+        self._handler = authorization_handler
+        self._headless = headless
+        self._login_timeout = login_timeout
+        # What the last login asked for: the held scopes on step-up when the server does not echo them.
+        self.last_requested_scopes: tuple[str, ...] = ()
+
+    # -- discovery -------------------------------------------------------------------------------
+
+    def plan(self, challenge: Optional[BearerChallenge], *, fresh: bool = False) -> Plan:
+        if fresh:
+            self._discovery.invalidate(self.resource)
+        prm = self._discovery.protected_resource(self.resource, challenge)
+        if prm is None:
+            # A 2025-03-26 server: authorization server metadata (or default endpoints) at its origin.
+            return Plan(self.resource, None, self._discovery.legacy_authorization_server(self.resource))
+        issuer = prm.authorization_servers[0]
+        return Plan(self.resource, prm, self._discovery.authorization_server(issuer))
+
+    # -- who we are --------------------------------------------------------------------------------
+
+    def registration(self, plan: Plan, redirect_uri: str, scopes: Optional[Sequence[str]]) -> ClientRegistration:
+        server = plan.server
+        settings = self.settings
+        if settings.client_id:
+            method = settings.auth_method or choose_auth_method(
+                bool(settings.client_secret), server.token_endpoint_auth_methods_supported
+            )
+            return ClientRegistration(
+                issuer=server.issuer,
+                client_id=settings.client_id,
+                client_secret=settings.client_secret,
+                auth_method=method,
+                redirect_uris=(redirect_uri,),
+                source=PRE_REGISTERED,
+            )
+        if settings.client_metadata_url and server.client_id_metadata_document_supported:
+            return ClientRegistration(
+                issuer=server.issuer,
+                client_id=settings.client_metadata_url,
+                client_secret=None,
+                auth_method="none",
+                redirect_uris=(redirect_uri,),
+                source=METADATA_DOCUMENT,
+            )
+        if server.registration_endpoint:
+            return self._registrar.register(
+                issuer=server.issuer,
+                registration_endpoint=server.registration_endpoint,
+                redirect_uri=redirect_uri,
+                scopes=scopes,
+                supported_auth_methods=server.token_endpoint_auth_methods_supported,
+            )
+        raise RegistrationFailed(
+            f"the authorization server {server.issuer} offers no way for this client to register "
+            "(no client ID metadata document support, no registration endpoint): pass client_id "
+            "(and client_secret) of a client registered there by hand"
+        )
+
+    def known_registration(self, issuer: str, client_id: str) -> ClientRegistration:
+        """The registration behind a stored chain, to refresh it without discovery."""
+        settings = self.settings
+        if settings.client_id == client_id:
+            return ClientRegistration(
+                issuer=issuer,
+                client_id=client_id,
+                client_secret=settings.client_secret,
+                auth_method=settings.auth_method or ("client_secret_basic" if settings.client_secret else "none"),
+                redirect_uris=(),
+                source=PRE_REGISTERED,
+            )
+        stored = self._registrar.stored(issuer)
+        if stored is not None and stored.client_id == client_id:
+            return stored
+        return ClientRegistration(issuer, client_id, None, "none", (), METADATA_DOCUMENT)
+
+    # -- scopes ----------------------------------------------------------------------------------
+
+    def scopes_for(self, plan: Plan, challenge: Optional[BearerChallenge], held: Sequence[str] = ()) -> list[str]:
+        """MCP scope selection: the challenge's scopes, else every scope the resource lists, else none;
+        on step-up, the union with what we held; ``offline_access`` when the server offers it."""
+        if self.settings.scopes is not None and challenge is None:
+            chosen = list(self.settings.scopes)
+        elif challenge is not None and challenge.scopes:
+            chosen = list(challenge.scopes)
+        elif plan.protected_resource is not None and plan.protected_resource.scopes_supported:
+            chosen = list(plan.protected_resource.scopes_supported)
+        else:
+            chosen = []
+        for scope in held:
+            if scope not in chosen:
+                chosen.append(scope)
+        offered = plan.server.scopes_supported or ()
+        if (
+            self.settings.grant_type == "authorization_code"
+            and OFFLINE_ACCESS in offered
+            and OFFLINE_ACCESS not in chosen
+        ):
+            chosen.append(OFFLINE_ACCESS)
+        return chosen
+
+    # -- the grants --------------------------------------------------------------------------------
+
+    def token_client(self, plan_or_issuer_token_endpoint: str, registration: ClientRegistration) -> TokenEndpointClient:
+        return TokenEndpointClient(
+            plan_or_issuer_token_endpoint,
+            registration.client_id,
+            client_secret=registration.client_secret,
+            auth_method=registration.auth_method,
+            resource=self.resource,
+            session=self._session,
+            timeout=self._timeout,
+            clock=self._clock,
+        )
+
+    def obtain_tokens(
+        self, plan: Plan, challenge: Optional[BearerChallenge], held_scopes: Sequence[str], generation: int
+    ) -> tuple[ClientRegistration, TokenSet]:
+        """Run the configured grant against the planned server. Blocks for the login if a person is needed."""
+        scopes = self.scopes_for(plan, challenge, held_scopes)
+        self.last_requested_scopes = tuple(scopes)
+        if self.settings.grant_type == "client_credentials":
+            registration = self.registration(plan, self.settings.redirect_uri or "", scopes)
+            if not registration.client_secret:
+                raise ConfigurationError("the client credentials grant needs client_id and client_secret")
+            client = self.token_client(plan.server.token_endpoint, registration)
+            return registration, client.client_credentials(scopes=scopes or None, generation=generation)
+        return self._authorization_code(plan, scopes, generation)
+
+    def _authorization_code(
+        self, plan: Plan, scopes: Sequence[str], generation: int
+    ) -> tuple[ClientRegistration, TokenSet]:
+        receiver: Optional[LoopbackReceiver] = None
+        redirect_uri = self.settings.redirect_uri
+        if self._handler is None and not self._headless:
+            receiver = LoopbackReceiver(_port_of(redirect_uri) if redirect_uri else self._registered_port(plan))
+            redirect_uri = receiver.redirect_uri
+        elif redirect_uri is None:
+            redirect_uri = self._default_redirect_uri(plan)
+        try:
+            if receiver is not None:
+                receiver.__enter__()
+            registration = self.registration(plan, redirect_uri, scopes)
+            server = plan.server
+            request = build_authorization_request(
+                authorization_endpoint=server.authorization_endpoint,
+                issuer=server.issuer,
+                code_challenge_methods=server.code_challenge_methods_supported,
+                iss_parameter_supported=server.authorization_response_iss_parameter_supported,
+                client_id=registration.client_id,
+                redirect_uri=redirect_uri,
+                resource=self.resource,
+                scopes=scopes,
+            )
+            redirect = self._follow(request.url, receiver)
+        finally:
+            if receiver is not None:
+                receiver.__exit__(None, None, None)
+        code = code_from_redirect(request, redirect)
+        client = self.token_client(plan.server.token_endpoint, registration)
+        tokens = client.exchange_code(
+            code, redirect_uri=request.redirect_uri, code_verifier=request.code_verifier, generation=generation
+        )
+        return registration, tokens
+
+    def _follow(self, url: str, receiver: Optional[LoopbackReceiver]) -> str:
+        if self._handler is not None:
+            return self._handler(url)
+        if receiver is None:
+            return paste_handler(url)
+        print(f"Opening the browser to log in. If it does not open, visit:\n  {url}", file=sys.stderr)
+        if not webbrowser.open(url):
+            log.info("no browser could be opened; waiting for the redirect from a manual visit")
+        return receiver.wait(self._login_timeout)
+
+    def _registered_port(self, plan: Plan) -> int:
+        stored = self._registrar.stored(plan.issuer)
+        if stored is not None and stored.redirect_uris:
+            return _port_of(stored.redirect_uris[0])
+        return 0
+
+    def _default_redirect_uri(self, plan: Plan) -> str:
+        stored = self._registrar.stored(plan.issuer)
+        if stored is not None and stored.redirect_uris:
+            return stored.redirect_uris[0]
+        return f"http://127.0.0.1:{_free_port()}{CALLBACK_PATH}"
+
+
+def paste_handler(url: str) -> str:
+    """Headless login: print the URL, read back the address the browser ended on."""
+    print(
+        "Open this URL in a browser, log in, then paste the full address of the page you land on "
+        f"(it starts with http://127.0.0.1):\n  {url}",
+        file=sys.stderr,
+    )
+    line = sys.stdin.readline()
+    if not line.strip():
+        raise AuthorizationFailed("no redirect URL was pasted")
+    return line.strip()
+
+
+def _port_of(uri: str) -> int:
+    try:
+        return urlsplit(uri).port or 0
+    except ValueError:
+        return 0
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+__all__ = ["AuthorizationFlow", "AuthorizationHandler", "ClientSettings", "Plan", "paste_handler"]

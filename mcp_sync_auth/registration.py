@@ -1,0 +1,249 @@
+"""Who we are to an authorization server: pre-registered, a client ID metadata document, or registered
+dynamically (RFC 7591), in that order of preference (MCP 2025-11-25 "Client Registration").
+
+Dynamic registrations are stored per authorization server issuer and never used with another one.
+Concurrent first uses register once: an in-process flight, then the store's lock, then a re-read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import requests
+
+from .chain import RegistrationKey
+from .errors import RegistrationFailed, TokenStoreError
+from .redact import clean_server_text
+from .singleflight import SingleFlight
+from .store import TokenStore
+from .token_client import AUTH_METHODS
+from .urls import require_secure
+
+log = logging.getLogger(__name__)
+
+PRE_REGISTERED = "pre-registered"
+METADATA_DOCUMENT = "metadata-document"
+DYNAMIC = "dynamic"
+MAX_RESPONSE_BYTES = 64 * 1024
+
+_flights: SingleFlight[ClientRegistration] = SingleFlight()
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class ClientRegistration:
+    issuer: str
+    client_id: str
+    client_secret: Optional[str]
+    auth_method: str
+    redirect_uris: tuple[str, ...]
+    source: str
+    secret_expires_at: Optional[float] = None
+
+    def __repr__(self) -> str:
+        secret = "set" if self.client_secret else "none"
+        return (
+            f"ClientRegistration({self.source}, issuer={self.issuer!r}, client_id={self.client_id!r}, "
+            f"auth={self.auth_method}, secret={secret})"
+        )
+
+    def usable(self, now: float) -> bool:
+        return self.secret_expires_at is None or self.secret_expires_at == 0 or now < self.secret_expires_at
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "redirect_uris": list(self.redirect_uris)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ClientRegistration:
+        def text(name: str, optional: bool = False) -> Any:
+            value = data.get(name)
+            if value is None and optional:
+                return None
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{name!r} is not a string")
+            return value
+
+        uris = data.get("redirect_uris")
+        if not isinstance(uris, list) or not all(isinstance(u, str) for u in uris):
+            raise ValueError("'redirect_uris' is not a list of strings")
+        expires = data.get("secret_expires_at")
+        if expires is not None and (not isinstance(expires, (int, float)) or isinstance(expires, bool)):
+            raise ValueError("'secret_expires_at' is not a number")
+        return cls(
+            issuer=text("issuer"),
+            client_id=text("client_id"),
+            client_secret=text("client_secret", optional=True),
+            auth_method=text("auth_method"),
+            redirect_uris=tuple(uris),
+            source=text("source"),
+            secret_expires_at=None if expires is None else float(expires),
+        )
+
+
+def choose_auth_method(has_secret: bool, supported: Optional[Sequence[str]], registered: Optional[str] = None) -> str:
+    """The token endpoint authentication to use: what registration said, else what the server offers."""
+    if registered in AUTH_METHODS:
+        assert registered is not None
+        return registered
+    if not has_secret:
+        return "none"
+    offered = list(supported) if supported else ["client_secret_basic"]  # RFC 8414 §2: the default
+    for method in ("client_secret_basic", "client_secret_post", "none"):
+        if method in offered:
+            return method  # "none": the server gave a secret it does not ask for; act as a public client
+    raise RegistrationFailed(
+        f"the authorization server supports none of our client authentication methods ({', '.join(offered)})"
+    )
+
+
+class Registrar:
+    """Finds or creates the client registration for an authorization server."""
+
+    def __init__(
+        self,
+        store: TokenStore,
+        *,
+        session: Optional[requests.Session] = None,
+        timeout: float = 30.0,
+        lock_timeout: float = 60.0,
+        clock: Callable[[], float] = time.time,
+        client_name: str = "mcp-sync-auth",
+    ) -> None:
+        self._store = store
+        self._session = session if session is not None else requests.Session()
+        self._timeout = timeout
+        self._lock_timeout = lock_timeout
+        self._clock = clock
+        self._client_name = client_name
+
+    def stored(self, issuer: str) -> Optional[ClientRegistration]:
+        """The dynamic registration kept for this issuer, if any (no network)."""
+        try:
+            raw = self._store.load_registration(RegistrationKey(issuer))
+        except TokenStoreError as exc:
+            log.warning("ignoring an unreadable client registration for %s: %s", issuer, exc)
+            return None
+        if raw is None:
+            return None
+        try:
+            registration = ClientRegistration.from_json(raw)
+        except ValueError as exc:
+            log.warning("ignoring a malformed client registration for %s: %s", issuer, exc)
+            return None
+        # Keyed by issuer, and checked again: a registration is never used with another server.
+        return registration if registration.issuer == issuer else None
+
+    def forget(self, issuer: str) -> None:
+        key = RegistrationKey(issuer)
+        with self._store.lock(key, self._lock_timeout):
+            self._store.delete_registration(key)
+
+    def register(
+        self,
+        *,
+        issuer: str,
+        registration_endpoint: str,
+        redirect_uri: str,
+        scopes: Optional[Sequence[str]],
+        supported_auth_methods: Optional[Sequence[str]],
+    ) -> ClientRegistration:
+        """A dynamic registration usable with ``redirect_uri``: the stored one, or a new one (once,
+        however many threads and processes ask at the same time)."""
+        key = RegistrationKey(issuer)
+
+        def lead() -> ClientRegistration:
+            existing = self._reusable(issuer, redirect_uri)
+            if existing is not None:
+                return existing
+            with self._store.lock(key, self._lock_timeout):
+                existing = self._reusable(issuer, redirect_uri)
+                if existing is not None:
+                    return existing
+                fresh = self._post_registration(
+                    issuer, registration_endpoint, redirect_uri, scopes, supported_auth_methods
+                )
+                self._store.save_registration(key, fresh.to_json())
+                log.info("registered client %s with %s", fresh.client_id, issuer)
+                return fresh
+
+        return _flights.run((self._store.identity, issuer, redirect_uri), lead)
+
+    def _reusable(self, issuer: str, redirect_uri: str) -> Optional[ClientRegistration]:
+        existing = self.stored(issuer)
+        if existing is None or not existing.usable(self._clock()):
+            return None
+        return existing if redirect_uri in existing.redirect_uris else None
+
+    def _post_registration(
+        self,
+        issuer: str,
+        endpoint: str,
+        redirect_uri: str,
+        scopes: Optional[Sequence[str]],
+        supported_auth_methods: Optional[Sequence[str]],
+    ) -> ClientRegistration:
+        endpoint = require_secure(endpoint, "the registration endpoint")
+        request: dict[str, Any] = {
+            "client_name": self._client_name,
+            "redirect_uris": [redirect_uri],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "none",
+            # MCP 2026-07-28: required; "native" for programs that receive the redirect on loopback.
+            "application_type": "native",
+        }
+        if scopes:
+            request["scope"] = " ".join(scopes)
+        try:
+            response = self._session.post(
+                endpoint,
+                json=request,
+                headers={"Accept": "application/json"},
+                timeout=self._timeout,
+                allow_redirects=False,
+            )
+        except requests.exceptions.RequestException as exc:
+            raise RegistrationFailed(f"registration at {endpoint} failed: {type(exc).__name__}") from None
+        body = _json_object(response.content[: MAX_RESPONSE_BYTES + 1])
+        if response.status_code not in (200, 201) or body is None:
+            detail = ""
+            if body is not None and isinstance(body.get("error"), str):
+                detail = f": {clean_server_text(body['error'])} {clean_server_text(body.get('error_description', ''))}"
+            raise RegistrationFailed(f"registration at {endpoint} was refused (HTTP {response.status_code}){detail}")
+        client_id = body.get("client_id")
+        secret = body.get("client_secret")
+        if not isinstance(client_id, str) or not client_id:
+            raise RegistrationFailed(f"registration at {endpoint} returned no client_id")
+        if secret is not None and (not isinstance(secret, str) or not secret):
+            raise RegistrationFailed(f"registration at {endpoint} returned an unusable client_secret")
+        registered_method = body.get("token_endpoint_auth_method")
+        method = choose_auth_method(
+            bool(secret), supported_auth_methods, registered_method if isinstance(registered_method, str) else None
+        )
+        if method != "none" and not secret:
+            raise RegistrationFailed(f"registration at {endpoint} asks for {method} but gave no secret")
+        uris = body.get("redirect_uris")
+        redirect_uris = tuple(uris) if isinstance(uris, list) and all(isinstance(u, str) for u in uris) else ()
+        expires = body.get("client_secret_expires_at")
+        return ClientRegistration(
+            issuer=issuer,
+            client_id=client_id,
+            client_secret=secret,
+            auth_method=method,
+            redirect_uris=redirect_uris or (redirect_uri,),
+            source=DYNAMIC,
+            secret_expires_at=float(expires) if isinstance(expires, (int, float)) and expires > 0 else None,
+        )
+
+
+def _json_object(raw: bytes) -> Optional[dict[str, Any]]:
+    if len(raw) > MAX_RESPONSE_BYTES:
+        return None
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,60 @@
+"""The command line against StrictAuthServer: login with an injected handler, then `token` from many shells."""
+
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mcp_sync_auth import FileTokenStore
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(store_dir, *args, **popen):
+    command = [sys.executable, "-m", "mcp_sync_auth.cli", "--store", str(store_dir), *args]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **popen)
+
+
+def run(store_dir, *args):
+    process = cli(store_dir, *args)
+    out, err = process.communicate(timeout=60)
+    return process.returncode, out, err
+
+
+def test_login_then_status_then_token(server, store_dir):
+    code, out, err = run(store_dir, "login", server.mcp_url, "--authorization-handler", "tests.login_helpers:browser")
+    assert code == 0, err
+    assert "logged in to " + server.mcp_url in out
+    code, out, _ = run(store_dir, "status", server.mcp_url)
+    assert code == 0 and "live" in out and server.token_marker not in out
+    code, out, err = run(store_dir, "token", server.mcp_url)
+    assert code == 0, err
+    assert server.token_marker in out.strip()  # the access token itself, for shell scripts
+    assert server.audit.authorization_requests == 1
+
+
+def test_token_without_a_login_exits_3_with_the_command_to_run(server, store_dir):
+    code, out, err = run(store_dir, "token", server.mcp_url)
+    assert code == 3 and out == ""
+    assert "mcp-sync-auth login" in err
+
+
+def test_eight_shells_after_expiry_make_one_refresh(server, store_dir):
+    code, _, err = run(store_dir, "login", server.mcp_url, "--authorization-handler", "tests.login_helpers:browser")
+    assert code == 0, err
+    store = FileTokenStore(store_dir)
+    (record,) = store.records()
+    # Expire the stored access token, as time would.
+    expired = dataclasses.replace(record.tokens, expires_at=time.time() - 1)
+    store.save(dataclasses.replace(record, tokens=expired))
+    shells = [cli(store_dir, "token", server.mcp_url) for _ in range(8)]
+    outputs = [shell.communicate(timeout=60) for shell in shells]
+    assert all(shell.returncode == 0 for shell in shells), [err for _, err in outputs]
+    tokens = {out.strip() for out, _ in outputs}
+    assert len(tokens) == 1
+    audit = server.audit
+    assert audit.refresh_ok == 1 and audit.reuse_detections == 0
