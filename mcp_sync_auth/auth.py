@@ -401,7 +401,9 @@ class MCPAuth(AuthBase):
         second = response.connection.send(retry, **kwargs)
         second.history.append(response)
         second.request = retry
-        return second
+        # The adapter does not run response hooks: look at the answer ourselves (a 403 asking for
+        # more scope after a login). The markers on `retry` bound this to a few rounds.
+        return self._on_response(second, **kwargs)
 
 
 def _challenge_of(response: requests.Response) -> Optional[BearerChallenge]:
