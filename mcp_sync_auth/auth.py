@@ -119,7 +119,9 @@ class MCPAuth(AuthBase):
         self._skew = refresh_skew
         read_timeout = timeout if isinstance(timeout, (int, float)) else sum(timeout)
         self._lock_timeout = lock_timeout if lock_timeout is not None else 2 * read_timeout + 10
-        self._session = session if session is not None else requests.Session()
+        # None: each component makes its own session, renewed after fork() so that a child never
+        # shares pooled connections with its parent.
+        self._session = session
         self._settings = ClientSettings(
             client_id=client_id,
             client_secret=client_secret,

@@ -18,6 +18,7 @@ import requests
 from .chain import RegistrationKey
 from .errors import RegistrationFailed, TokenStoreError
 from .redact import clean_server_text
+from .sessions import SessionSource
 from .singleflight import SingleFlight
 from .store import TokenStore
 from .token_client import AUTH_METHODS
@@ -113,7 +114,7 @@ class Registrar:
         client_name: str = "mcp-sync-auth",
     ) -> None:
         self._store = store
-        self._session = session if session is not None else requests.Session()
+        self._sessions = SessionSource(session)
         self._timeout = timeout
         self._lock_timeout = lock_timeout
         self._clock = clock
@@ -198,7 +199,7 @@ class Registrar:
         if scopes:
             request["scope"] = " ".join(scopes)
         try:
-            response = self._session.post(
+            response = self._sessions.get().post(
                 endpoint,
                 json=request,
                 headers={"Accept": "application/json"},

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 from typing import Any, Callable, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import quote
 
@@ -22,6 +21,7 @@ from oauthlib.oauth2 import BackendApplicationClient, WebApplicationClient
 
 from .errors import ConfigurationError, TokenEndpointError
 from .redact import clean_server_text, fingerprint
+from .sessions import SessionSource
 from .tokens import TokenSet, parse_token_response
 from .urls import require_secure
 
@@ -58,9 +58,7 @@ class TokenEndpointClient:
             raise ConfigurationError(f"{auth_method} needs a client_secret")
         self.auth_method = auth_method
         self.resource = resource
-        self._own_session = session is None
-        self._session = session if session is not None else requests.Session()
-        self._session_pid = os.getpid()
+        self._sessions = SessionSource(session)
         self._timeout = timeout
         self._clock = clock
 
@@ -132,7 +130,7 @@ class TokenEndpointClient:
     def _post(self, body: str, secrets: tuple[Optional[str], ...]) -> Mapping[str, Any]:
         secrets = (*secrets, self._client_secret)
         try:
-            response = self._http().post(
+            response = self._sessions.get().post(
                 self.token_endpoint,
                 data=body,
                 headers=self._headers(),
@@ -156,13 +154,6 @@ class TokenEndpointClient:
             except requests.exceptions.RequestException as exc:
                 raise self._transport_error("the answer was cut off", exc, ambiguous=True) from None
         return self._interpret(response, raw, secrets)
-
-    def _http(self) -> requests.Session:
-        # A forked child must not share pooled connections with its parent: their bytes would mix.
-        if self._own_session and self._session_pid != os.getpid():
-            self._session = requests.Session()
-            self._session_pid = os.getpid()
-        return self._session
 
     def _transport_error(self, what: str, exc: Exception, *, ambiguous: bool) -> TokenEndpointError:
         consequence = (
