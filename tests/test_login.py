@@ -161,3 +161,17 @@ def test_client_credentials_for_worker_pools(server, store_dir, clock, http):
         thread.join()
     assert results == ["ok"] * 16
     assert server.audit.grants["client_credentials"] == 2  # one at first use, one for the expiry
+
+
+@pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post"])
+def test_a_pre_registered_confidential_client_authenticates_as_registered(server, login_auth, http, clock, method):
+    client_id = server.register_client(
+        token_endpoint_auth_method=method, redirect_uris=["http://127.0.0.1/callback"]
+    )
+    secret = server.get_client(client_id).client_secret
+    auth = login_auth(client_id=client_id, client_secret=secret, token_endpoint_auth_method=method)
+    assert echo_call(http, server.mcp_url, auth) == "ok"
+    clock.advance(TTL + 1)
+    assert echo_call(http, server.mcp_url, auth) == "ok"  # the refresh authenticates the same way
+    audit = server.audit
+    assert audit.registrations == 0 and audit.refresh_ok == 1
