@@ -9,7 +9,9 @@ import sys
 import time
 from typing import Optional, Sequence, cast
 
-from . import __version__
+import requests
+
+from . import __version__, cli_tools, demo
 from .auth import MCPAuth
 from .chain import ChainRecord
 from .errors import AuthorizationRequired, ConfigurationError, MCPAuthError
@@ -115,6 +117,31 @@ def cmd_token(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_tools(args: argparse.Namespace) -> int:
+    return cli_tools.list_tools(args.url, _auth_from(args, interactive=args.login))
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    arguments = args.json if args.json is not None else (args.arg or {})
+    return cli_tools.call_tool(args.url, _auth_from(args, interactive=args.login), args.tool, arguments)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    # Imported here: the demo brings the test server along, which `token` in a shell loop must not pay for.
+    from .demo.main import DemoError, run_demo  # noqa: PLC0415
+
+    try:
+        return run_demo(demo.from_arguments(args))
+    except DemoError as exc:
+        print(f"mcp-sync-auth demo: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _add_login_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--login", action="store_true", help="log in if there is no usable chain")
+    parser.add_argument("--authorization-handler", metavar="MODULE:FUNCTION", help=argparse.SUPPRESS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mcp-sync-auth", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -139,6 +166,25 @@ def build_parser() -> argparse.ArgumentParser:
     logout.add_argument("url")
     logout.add_argument("--lock-timeout", type=float, default=30.0)
     logout.set_defaults(run=cmd_logout)
+    tools = commands.add_parser("tools", help="list the MCP server's tools as JSON")
+    tools.add_argument("url")
+    _add_login_option(tools)
+    tools.set_defaults(run=cmd_tools)
+    call = commands.add_parser("call", help="call an MCP tool, print its result as JSON (exit 4 if it failed)")
+    call.add_argument("url")
+    call.add_argument("tool")
+    given = call.add_mutually_exclusive_group()
+    given.add_argument(
+        "--arg", action=cli_tools.ToolArgument, metavar="KEY=VALUE", help="an argument (JSON if it parses, else text)"
+    )
+    given.add_argument("--json", type=cli_tools.json_object, metavar="OBJECT", help="all arguments as a JSON object")
+    _add_login_option(call)
+    call.set_defaults(run=cmd_call)
+    demo_parser = commands.add_parser(
+        "demo", help="show concurrent refresh against a strict server: naive clients vs mcp_sync_auth"
+    )
+    demo.add_arguments(demo_parser)
+    demo_parser.set_defaults(run=cmd_demo)
     return parser
 
 
@@ -150,6 +196,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"mcp-sync-auth: {exc}", file=sys.stderr)
         return EXIT_LOGIN_NEEDED
     except MCPAuthError as exc:
+        print(f"mcp-sync-auth: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except requests.RequestException as exc:  # the server cannot be reached, timed out...
         print(f"mcp-sync-auth: {exc}", file=sys.stderr)
         return EXIT_ERROR
     return code

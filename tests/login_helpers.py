@@ -1,11 +1,9 @@
-"""A stand-in for the browser, importable by subprocesses (``--authorization-handler tests.login_helpers:browser``)."""
+"""A stand-in for the browser, importable by subprocesses (``--authorization-handler tests.login_helpers:browser``).
 
-import requests
+It is the library's own :func:`mcp_sync_auth.testing.auto_consent_handler`: follow the authorization
+endpoint's 302, as a browser would when consent is automatic.
+"""
 
+from mcp_sync_auth.testing import auto_consent_handler as browser
 
-def browser(url):
-    """What a browser does with the authorization URL when consent is automatic: follow the 302."""
-    answer = requests.get(url, allow_redirects=False, timeout=10)
-    if answer.status_code != 302:
-        raise RuntimeError(f"the authorization endpoint answered {answer.status_code}: {answer.text[:200]}")
-    return answer.headers["Location"]
+__all__ = ["browser"]

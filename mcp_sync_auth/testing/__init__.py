@@ -1,6 +1,6 @@
 """Strict OAuth 2.1 authorization server + MCP resource server for tests.
 
-Standard library only. Start one per test::
+The server itself uses the standard library only. Start one per test::
 
     with StrictAuthServer() as server:
         client_id = server.register_client()
@@ -8,11 +8,14 @@ Standard library only. Start one per test::
 
 or drive the whole authorization surface over HTTP: metadata discovery, ``POST /register``,
 ``GET /authorize`` (PKCE S256, ``resource``, automatic consent) and ``POST /token``.
+``login(server)`` does that with the real authorization code flow and returns a logged-in ``MCPAuth``
+(``auto_consent_handler`` stands in for the browser).
 """
 
 from __future__ import annotations
 
 from .audit import Audit, AuditEvent, EventKind, fingerprint
+from .consent import auto_consent_handler, login
 from .faults import Fault
 from .mcp import LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS
 from .models import ChainSummary, ClientInfo
@@ -35,6 +38,8 @@ __all__ = [
     "EventKind",
     "Fault",
     "StrictAuthServer",
+    "auto_consent_handler",
     "fingerprint",
+    "login",
     "s256_challenge",
 ]
