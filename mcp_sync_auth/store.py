@@ -21,6 +21,7 @@ from typing import Any, Iterator, NoReturn, Optional, Protocol, Union
 
 import filelock
 
+from . import forkfds
 from ._faultpoints import ARMED as _FAULTPOINTS
 from ._faultpoints import reach as _faultpoint
 from .chain import ChainKey, ChainRecord, LoginKey, RegistrationKey
@@ -127,6 +128,18 @@ def document_to_record(doc: Any) -> ChainRecord:
         dead_reason=dead_reason,
         updated_at=float(updated_at),
     )
+
+
+def _read_leftover(path: Path) -> Optional[ChainRecord]:
+    try:
+        fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as handle:
+            doc = json.loads(handle.read().decode("utf-8"))
+        if not isinstance(doc, dict) or doc.get("schema") != SCHEMA_VERSION:
+            return None
+        return document_to_record(doc)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return None  # cut short by the kill: not a set we can use
 
 
 def _require_dict(value: Any, name: str) -> dict[str, Any]:
@@ -274,12 +287,47 @@ class FileTokenStore:
             ) from exc
         except OSError as exc:
             raise TokenStoreError(f"cannot lock {lock_path}: {exc.strerror}") from exc
+        forkfds.remember(file_lock, file_lock)
         self._holders[key] = threading.get_ident()
         try:
+            self._recover_leftovers(key)
             yield
         finally:
             self._holders.pop(key, None)
+            forkfds.forget(file_lock)
             file_lock.release()
+
+    def _recover_leftovers(self, key: StoreKey) -> None:
+        """Deal with temp files of writers that died between writing and renaming.
+
+        We hold the lock, so their writers are gone. A complete chain record newer than the stored one
+        is exactly the set a killed process got from the server and did not get to rename: put it in
+        place (that saves the chain). Anything else is removed: it may hold secrets nobody will use.
+        """
+        leftovers = sorted(self.directory.glob(f".{key.stem}.*.tmp"))
+        if not leftovers:
+            return
+        best: Optional[tuple[int, Path]] = None
+        if isinstance(key, ChainKey):
+            for temp in leftovers:
+                candidate = _read_leftover(temp)
+                if candidate is not None and candidate.key == key and (best is None or candidate.generation > best[0]):
+                    best = (candidate.generation, temp)
+            if best is not None:
+                try:
+                    current = self.load(key)
+                except TokenStoreError:
+                    current = None  # unreadable (and moved aside if corrupt): the leftover is all we have
+                if current is not None and current.generation >= best[0]:
+                    best = None
+        for temp in leftovers:
+            with contextlib.suppress(OSError):
+                if best is not None and temp == best[1]:
+                    os.replace(temp, self.path_for(key))
+                    log.warning("recovered %s from a write a killed process did not finish", key.describe())
+                else:
+                    os.unlink(temp)
+        self._fsync_directory()
 
     def _holds_lock(self, key: StoreKey) -> bool:
         return self._holders.get(key) == threading.get_ident()

@@ -1,0 +1,795 @@
+"""Chaos run: many processes and threads share one refresh chain while processes die and the token
+endpoint misbehaves. Proves (or disproves) the core guarantee with counts per cause.
+
+Setup: one ``StrictAuthServer`` (rotation on every use, reuse detection that revokes the chain) in
+this process; P worker processes (``bench/chaos_worker.py``) x T threads calling its MCP endpoint
+through ``MCPAuth`` and one ``FileTokenStore``. Access tokens live ``--ttl`` seconds of the run's
+clock, a clock shared by every process; the driver makes each **expiry event** by moving that clock
+(past the expiry, or into the proactive-refresh window) or by revoking the access tokens (the 401
+path), then waits until the store holds a fresh, live set again, then dwells a little.
+
+Meanwhile:
+
+- worker processes are SIGKILLed and restarted: at random moments by the driver, and exactly inside
+  the refresh critical section by ``MCP_SYNC_AUTH_FAULTPOINT`` (``before-grant``,
+  ``after-grant-before-write``, ``during-write``; see ``mcp_sync_auth/_faultpoints.py``);
+- the token endpoint fails some grants: HTTP 500 or a connection reset before processing, or a
+  rotation whose answer comes after the client's timeout (the ambiguous case).
+
+When a chain dies, the driver logs in again (a new chain from ``server.mint_tokens``, stored with
+``MCPAuth.save_token``) and counts it. At the end every chain death is attributed from the event log:
+it must follow a rotation that the store never received, i.e. one of the two windows no client can
+close (killed after the server rotated and before our write; the answer to a rotation lost). A death
+with no such rotation before it, a refresh token presented again after its successor was stored, or
+two grants of live processes in flight at once is a violation of the guarantee.
+
+    python -m bench.chaos --short            # CI: 8 x 16, 60 expiry events
+    python -m bench.chaos                    # long: 8 x 16, 1100 expiry events (RELIABILITY.md)
+    python -m bench.chaos --short --unsafe no-lock   # a store whose lock excludes nobody: must fail
+
+Exit status 0 when no violation was found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any, Optional
+
+import mcp_sync_auth
+from mcp_sync_auth import CorruptTokenCache, FileTokenStore, MCPAuth
+from mcp_sync_auth.redact import fingerprint
+from mcp_sync_auth.testing import Fault, StrictAuthServer
+
+from .chaos_worker import Counters, FileClock, machine
+
+WORKER = Path(__file__).resolve().with_name("chaos_worker.py")
+POINTS = ("before-grant", "after-grant-before-write", "during-write")
+FAULTS = (Fault.HTTP_500_BEFORE, Fault.RESET_BEFORE, Fault.SLOW_AFTER)
+EXPIRY_KINDS = ("expired", "refresh-window", "revoked")
+
+# The two windows no client can close; every chain death must fall into one of them.
+WINDOW_KILLED = "window 1: killed after the server rotated, before the write"
+WINDOW_LOST = "window 2: the answer to a rotation lost"
+NEW_LOGIN = "new login after a chain death"
+
+
+@dataclasses.dataclass
+class ChaosConfig:
+    processes: int = 8
+    threads: int = 16
+    expiries: int = 1100
+    ttl: float = 20.0
+    client_timeout: float = 2.0
+    fault_delay: float = 3.0  # > client_timeout: a SLOW_AFTER answer always comes too late
+    fault_chance: float = 0.12  # per expiry event, one of FAULTS
+    armed_share: float = 0.5  # share of worker incarnations armed with one fault point
+    point_chance: float = 0.2  # probability of dying at the armed point, each time it is reached
+    random_kill_interval: float = 1.5  # mean seconds between SIGKILLs sent by the driver
+    dwell: tuple[float, float] = (0.1, 0.4)  # seconds of traffic after each expiry is resolved
+    pace: float = 0.05  # mean pause of a worker thread between calls
+    expiry_timeout: float = 30.0
+    seed: int = 0
+    unsafe: Optional[str] = None
+    # Expiry events 1, 2, 3 carry one fault each, so that every fault is met whatever the seed.
+    forced_faults: bool = True
+
+    @classmethod
+    def short(cls, **overrides: Any) -> ChaosConfig:
+        return cls(**{"expiries": 60, "fault_chance": 0.25, "random_kill_interval": 1.0, **overrides})
+
+
+class Chaos:
+    """One run: the server, the worker supervisors, the killer, the relogin, the expiry driver."""
+
+    def __init__(self, config: ChaosConfig, directory: Path, progress: bool = False) -> None:
+        self.config = config
+        self.progress = progress
+        self.directory = directory
+        self.rng = random.Random(config.seed)
+        self.guard = threading.Lock()
+        self.changed = threading.Condition(self.guard)
+        self.events: list[dict[str, Any]] = []  # worker and driver events, appended in arrival order
+        self.procs: dict[int, Optional[subprocess.Popen[bytes]]] = {}
+        self.killed_by_driver: dict[int, str] = {}  # slot -> "", "driver" or "final"
+        self.started: set[int] = set()
+        self.forced_points_hit: set[str] = set()
+        self.running = True
+        self.stop = threading.Event()
+        self.relogin_wanted = threading.Event()
+        self.chains = 0
+        self.counters: list[Counters] = []
+        self.store_dir = directory / "tokens"
+        self.clock = FileClock.create(str(directory / "clock"))
+        self.read_fd, self.write_fd = os.pipe()
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    def note(self, event: str, **fields: Any) -> None:
+        with self.changed:
+            self.events.append({"t": time.monotonic(), "ev": event, "slot": -1, "pid": os.getpid(), **fields})
+            self.changed.notify_all()
+
+    def read_events(self) -> None:
+        pending = b""
+        while True:
+            chunk = os.read(self.read_fd, 1 << 16)
+            if not chunk:
+                return
+            *lines, pending = (pending + chunk).split(b"\n")
+            parsed = [json.loads(line) for line in lines if line]
+            with self.changed:
+                self.events.extend(parsed)
+                for event in parsed:
+                    if event["ev"] == "start":
+                        self.started.add(event["slot"])
+                    if self._chain_may_be_dead(event):
+                        self.relogin_wanted.set()
+                self.changed.notify_all()
+
+    @staticmethod
+    def _chain_may_be_dead(event: dict[str, Any]) -> bool:
+        return (
+            (event["ev"] == "grant-error" and event.get("code") == "invalid_grant")
+            or (event["ev"] == "saved" and event.get("dead"))
+            or (event["ev"] == "fail" and event.get("kind") in ("RefreshChainRevoked", "AuthorizationRequired"))
+        )
+
+    # -- the chain -----------------------------------------------------------------------------
+
+    def login(self) -> None:
+        tokens = self.server.mint_tokens(self.client_id)
+        self.auth.save_token(tokens)
+        self.chains += 1
+        self.note("login", chain=self.chains, fp=fingerprint(tokens["refresh_token"]))
+
+    def stored(self) -> Any:
+        try:
+            return FileTokenStore(self.store_dir).load(self.auth.key)
+        except CorruptTokenCache as exc:
+            self.note("anomaly", what=f"corrupt store: {exc}")
+            return None
+
+    def chain_alive(self, record: Any) -> bool:
+        if record is None or record.is_dead or record.tokens is None or not record.tokens.refresh_token:
+            return False
+        try:
+            return bool(self.server.is_chain_alive(record.tokens.refresh_token))
+        except KeyError:
+            return False
+
+    def relogin_loop(self) -> None:
+        # Checks on every hint from the workers, and twice a second anyway (a chain revoked by the
+        # late grant of a killed process is only noticed by the next caller).
+        while not self.stop.is_set():
+            self.relogin_wanted.wait(0.5)
+            self.relogin_wanted.clear()
+            if not self.stop.is_set() and not self.chain_alive(self.stored()):
+                self.login()
+
+    # -- workers -------------------------------------------------------------------------------
+
+    def plan(self, slot: int) -> str:
+        """The fault point (``name:p``) of a worker's next incarnation, or ''."""
+        forced = POINTS[slot % len(POINTS)] if slot < 2 * len(POINTS) else None
+        if forced is not None and forced not in self.forced_points_hit:
+            return f"{forced}:1"  # two workers per point until one died there: every point is hit, whatever the seed
+        if self.rng.random() < self.config.armed_share:
+            return f"{self.rng.choice(POINTS)}:{self.config.point_chance}"
+        return ""
+
+    def supervise(self, slot: int) -> None:
+        env = dict(os.environ)
+        package_root = str(Path(mcp_sync_auth.__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+        incarnation = 0
+        while self.running:
+            with self.guard:
+                faultpoint = self.plan(slot)
+            env.pop("MCP_SYNC_AUTH_FAULTPOINT", None)
+            if faultpoint:
+                env["MCP_SYNC_AUTH_FAULTPOINT"] = faultpoint
+            counters_file = self.directory / f"counters-{slot}-{incarnation}"
+            counters = Counters(str(counters_file), self.config.threads, create=True)
+            worker_config = {
+                "slot": slot,
+                "incarnation": incarnation,
+                "mcp_url": self.server.mcp_url,
+                "token_endpoint": self.server.token_endpoint,
+                "client_id": self.client_id,
+                "store_dir": str(self.store_dir),
+                "clock_file": str(self.directory / "clock"),
+                "counters_file": str(counters_file),
+                "event_fd": self.write_fd,
+                "threads": self.config.threads,
+                "pace": self.config.pace,
+                "timeout": self.config.client_timeout,
+                "unsafe": self.config.unsafe,
+            }
+            with open(self.directory / f"stderr-{slot}-{incarnation}", "wb") as stderr:
+                process = subprocess.Popen(
+                    [sys.executable, str(WORKER), json.dumps(worker_config)],
+                    env=env,
+                    pass_fds=(self.write_fd,),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
+                )
+            with self.guard:
+                self.counters.append(counters)
+                self.procs[slot] = process
+                self.killed_by_driver[slot] = ""
+                if not self.running:  # the run ended while this one was starting
+                    self.killed_by_driver[slot] = "final"
+                    process.send_signal(signal.SIGKILL)
+            returncode = process.wait()
+            with self.guard:
+                self.procs[slot] = None
+                by = self.killed_by_driver[slot] or ("self" if returncode == -signal.SIGKILL else "crash")
+                if by == "self":
+                    self.forced_points_hit.add(faultpoint.partition(":")[0])
+            point = faultpoint.partition(":")[0]
+            self.note("exit", of=process.pid, slot=slot, incarnation=incarnation, rc=returncode, by=by, point=point)
+            if by == "crash":
+                tail = (self.directory / f"stderr-{slot}-{incarnation}").read_bytes()[-2000:]
+                self.note("anomaly", what=f"worker {slot} exited with {returncode}: {tail.decode(errors='replace')}")
+            incarnation += 1
+
+    def kill(self, slot: int, why: str) -> None:
+        with self.guard:
+            process = self.procs.get(slot)
+            if process is None or process.poll() is not None:
+                return
+            self.killed_by_driver[slot] = why
+            if why == "driver":
+                # Noted before the signal: whatever the process logs after this moment may be lost,
+                # and a grant another process starts after it is not "in flight at once" with its own.
+                self.events.append(
+                    {"t": time.monotonic(), "ev": "random-kill", "slot": -1, "pid": 0, "of": process.pid}
+                )
+            process.send_signal(signal.SIGKILL)
+
+    def killer(self) -> None:
+        while not self.stop.wait(self.rng.expovariate(1.0 / self.config.random_kill_interval)):
+            self.kill(self.rng.randrange(self.config.processes), "driver")
+
+    # -- expiry events -------------------------------------------------------------------------
+
+    def expire(self, kind: str) -> None:
+        if kind == "expired":
+            self.clock.advance(self.config.ttl + 1)
+        elif kind == "refresh-window":
+            self.clock.advance(self.config.ttl * 0.85)  # inside the skew (a quarter of the lifetime)
+        else:
+            self.server.revoke_access_tokens()
+
+    def resolved(self, generation: int) -> bool:
+        record = self.stored()
+        return (
+            record is not None
+            and record.generation > generation
+            and self.chain_alive(record)
+            and record.tokens.is_fresh(self.clock(), 60.0)
+        )
+
+    def wait_resolved(self, generation: int) -> bool:
+        deadline = time.monotonic() + self.config.expiry_timeout
+        while not self.resolved(generation):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with self.changed:
+                self.changed.wait(min(remaining, 0.25))  # woken by every store write; re-checked anyway
+        return True
+
+    def drive(self) -> None:
+        for index in range(self.config.expiries):
+            record = self.stored()
+            generation = record.generation if record is not None else 0
+            fault = self.rng.choice(FAULTS) if self.rng.random() < self.config.fault_chance else None
+            if self.config.forced_faults and 1 <= index <= len(FAULTS):
+                fault = FAULTS[index - 1]
+            if fault is not None:
+                self.server.inject_fault(fault)
+            kind = self.rng.choice(EXPIRY_KINDS)
+            self.note("expiry", index=index, kind=kind, fault=fault.name if fault else None)
+            began = time.monotonic()
+            self.expire(kind)
+            resolved = self.wait_resolved(generation)
+            self.note("resolved" if resolved else "stuck", index=index, seconds=time.monotonic() - began)
+            if self.progress and (index + 1) % 100 == 0:
+                print(f"  ... {index + 1} expiry events", file=sys.stderr, flush=True)
+            unused = self.server.clear_faults()
+            if unused:
+                self.note("fault-unused", index=index)
+            self.stop.wait(self.rng.uniform(*self.config.dwell))  # traffic between events, not a wait for a state
+
+    # -- the run -------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        config = self.config
+        began = time.monotonic()
+        machine_before = machine()
+        with StrictAuthServer(access_token_ttl=config.ttl, clock=self.clock, fault_delay=config.fault_delay) as server:
+            self.server = server
+            self.client_id = server.register_client()
+            self.auth = MCPAuth(
+                server.mcp_url,
+                store=FileTokenStore(self.store_dir),
+                client_id=self.client_id,
+                token_endpoint=server.token_endpoint,
+                clock=self.clock,
+                timeout=config.client_timeout,
+            )
+            self.login()
+            threads = [threading.Thread(target=self.read_events, daemon=True)]
+            threads += [
+                threading.Thread(target=self.supervise, args=(s,), daemon=True) for s in range(config.processes)
+            ]
+            for thread in threads:
+                thread.start()
+            with self.changed:
+                ready = self.changed.wait_for(lambda: len(self.started) == config.processes, timeout=120)
+            if not ready:
+                raise RuntimeError("the worker processes did not start in time")
+            helpers = [threading.Thread(target=f, daemon=True) for f in (self.killer, self.relogin_loop)]
+            for thread in helpers:
+                thread.start()
+            try:
+                self.drive()
+            finally:
+                self.stop.set()
+                for thread in helpers:
+                    thread.join(30)
+                with self.guard:
+                    self.running = False
+                for slot in range(config.processes):
+                    self.kill(slot, "final")
+                for thread in threads[1:]:
+                    thread.join(60)
+            os.close(self.write_fd)
+            threads[0].join(60)
+            os.close(self.read_fd)
+            audit = server.audit
+            chain_summaries = [c for c in server.chains() if c.client_id == self.client_id]
+        final = self.stored()
+        leftovers = len(list(self.store_dir.glob(".*.tmp")))
+        events = sorted(self.events, key=lambda e: e["t"])
+        with open(self.directory / "events.jsonl", "w") as log:  # kept with --keep, for a second look
+            log.writelines(json.dumps(event) + "\n" for event in events)
+        report = analyse(
+            config,
+            events,
+            server={
+                "token_requests": audit.token_requests,
+                "refresh_grants": audit.grants.get("refresh_token", 0),
+                "refresh_ok": audit.refresh_ok,
+                "reuse_detections": audit.reuse_detections,
+                "revocations": audit.revocations,
+                "faults": dict(audit.faults),
+                "mcp_ok": audit.mcp_ok,
+                "mcp_unauthorized": audit.mcp_unauthorized,
+                "chains_alive": [c.alive for c in chain_summaries],
+            },
+            calls_ok=sum(c.total() for c in self.counters),
+            final_store_ok=final is not None and not final.is_dead,
+            leftover_temp_files=leftovers,
+            seconds=time.monotonic() - began,
+        )
+        report["machine"] = {**machine_before, "load_at_end": machine()["load_1_5_15"]}
+        return report
+
+
+# --- analysis -------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Presentation:
+    """One refresh grant sent by a worker, and what became of it."""
+
+    t: float
+    pid: int
+    fp: str
+    chain: Optional[int]
+    fate: str = "open"  # open, persisted, answered, error, killed-mid-grant, killed-after-answer
+    error: Optional[dict[str, Any]] = None
+    new_fp: Optional[str] = None
+    end: float = float("inf")
+    cause: Optional[str] = None
+
+
+def analyse(
+    config: ChaosConfig,
+    events: list[dict[str, Any]],
+    *,
+    server: dict[str, Any],
+    calls_ok: int,
+    final_store_ok: bool,
+    leftover_temp_files: int,
+    seconds: float,
+) -> dict[str, Any]:
+    chain_of: dict[str, int] = {}
+    chain_start: list[float] = []  # login time of chain i+1
+    presentations: list[Presentation] = []
+    open_grant: dict[int, Presentation] = {}  # pid -> grant in flight
+    killed_at: dict[int, float] = {}  # pid -> when the driver sent SIGKILL
+    awaiting_write: dict[int, Presentation] = {}  # pid -> answered grant not yet written
+    by_fp: dict[str, list[Presentation]] = defaultdict(list)
+    violations: list[str] = []
+    anomalies: list[str] = []
+    incidents: list[tuple[float, str]] = []  # (time, cause)
+    expiry_times: list[float] = []
+    resolve_seconds: list[float] = []
+    fails: list[tuple[float, dict[str, Any]]] = []
+    injected: dict[int, str] = {}
+    stuck = 0
+
+    for event in events:
+        kind, t, pid = event["ev"], event["t"], event["pid"]
+        if kind == "login":
+            chain_of[event["fp"]] = event["chain"]
+            chain_start.append(t)
+            if event["chain"] > 1:  # the expiry during which a dead chain was replaced is not a clean one
+                incidents.append((t, NEW_LOGIN))
+        elif kind == "expiry":
+            expiry_times.append(t)
+            if event["fault"]:
+                injected[event["index"]] = event["fault"]
+                incidents.append((t, _fault_cause(event["fault"])))
+        elif kind == "resolved":
+            resolve_seconds.append(event["seconds"])
+        elif kind == "stuck":
+            stuck += 1
+            anomalies.append(f"expiry {event['index']} not resolved in {config.expiry_timeout:g} s")
+        elif kind == "anomaly":
+            anomalies.append(event["what"][:500])
+        elif kind == "grant-start":
+            for earlier in by_fp[event["fp"]]:
+                if earlier.fate == "persisted":
+                    violations.append(f"refresh token <{event['fp']}> presented again after its successor was stored")
+            live = [
+                p
+                for p in open_grant.values()
+                if p.chain == chain_of.get(event["fp"]) and killed_at.get(p.pid, float("inf")) > t
+            ]
+            if live:
+                violations.append(f"two grants in flight at once for chain {chain_of.get(event['fp'])}")
+            grant = Presentation(t, pid, event["fp"], chain_of.get(event["fp"]))
+            presentations.append(grant)
+            by_fp[grant.fp].append(grant)
+            open_grant[pid] = grant
+        elif kind == "grant-ok":
+            grant = open_grant.pop(pid)
+            grant.fate, grant.new_fp, grant.end = "answered", event["new"], t
+            if grant.chain is not None:
+                chain_of[event["new"]] = grant.chain
+            awaiting_write[pid] = grant
+        elif kind == "grant-error":
+            grant = open_grant.pop(pid)
+            grant.fate, grant.error, grant.end = "error", event, t
+            unforced = _unforced_error(event, injected.get(len(expiry_times) - 1))
+            if unforced:
+                incidents.append((t, unforced))
+        elif kind == "random-kill":
+            killed_at[event["of"]] = t
+        elif kind == "saved":
+            grant = awaiting_write.pop(pid, None)
+            if grant is not None and event["fp"] == grant.new_fp:
+                grant.fate = "persisted"
+        elif kind == "fail":
+            fails.append((t, event))
+        elif kind == "exit":
+            _on_exit(event, killed_at.get(event["of"], t), open_grant, awaiting_write, incidents)
+
+    # -- deaths: every dead chain must follow a rotation that never reached the store
+    deaths: Counter[str] = Counter()
+    deaths_by_window: Counter[str] = Counter()
+    window_of: dict[str, str] = {}
+    death_cause: dict[int, str] = {}
+    chains_alive = server["chains_alive"]
+    for chain, alive in enumerate(chains_alive, start=1):
+        if alive:
+            continue
+        lost = [p for p in presentations if p.chain == chain and _lost_rotation(p)]
+        window, cause = _window_cause(lost[0], injected, expiry_times) if lost else ("UNEXPLAINED", "UNEXPLAINED")
+        if not lost:
+            violations.append(f"chain {chain} died with no lost rotation before it")
+        window_of[cause] = window
+        death_cause[chain] = cause
+        deaths[cause] += 1
+        deaths_by_window[window] += 1
+
+    # -- reuse detections seen by a client, per cause of the chain's death; each must present a token
+    #    whose rotation was lost (a live process never presents a token it may not spend)
+    reuse: Counter[str] = Counter()
+    lost_fps = {p.fp for p in presentations if _lost_rotation(p)}
+    for grant in presentations:
+        if grant.error and grant.error.get("code") == "invalid_grant" and "reuse" in grant.error.get("detail", ""):
+            reuse[death_cause.get(grant.chain or 0, "UNEXPLAINED")] += 1
+            if grant.fp not in lost_fps:
+                violations.append(f"reuse detected on <{grant.fp}>, whose rotation was not lost")
+    unseen_reuse = server["reuse_detections"] - sum(reuse.values())
+
+    # -- failed calls, per cause
+    failed: Counter[str] = Counter()
+    for t, fail in fails:
+        failed[_fail_cause(fail, t, chain_start, death_cause, chains_alive, injected, expiry_times)] += 1
+    for cause in failed:
+        if cause.startswith("UNEXPLAINED"):
+            violations.append(f"{failed[cause]} calls failed for no injected reason ({cause})")
+
+    # -- refresh grants per expiry event, per cause present in the event's window
+    windows = _windows(expiry_times, [p.t for p in presentations], incidents)
+    per_cause_grants: dict[str, list[int]] = defaultdict(list)
+    for grants, causes in windows:
+        for cause in causes or {"none (clean expiry)"}:
+            per_cause_grants[cause].append(grants)
+    clean = per_cause_grants.get("none (clean expiry)", [])
+    if clean and max(clean) > 1:
+        violations.append(f"a clean expiry took {max(clean)} grants")
+
+    incident_counts: Counter[str] = Counter(cause for _, cause in incidents)
+    causes = sorted(set(incident_counts) | set(deaths) | set(failed) | set(per_cause_grants) | set(reuse))
+    table = {
+        cause: {
+            "window": window_of.get(cause, ""),
+            "incidents": incident_counts.get(cause, 0),
+            "chain_deaths": deaths.get(cause, 0),
+            "calls_failed": failed.get(cause, 0),
+            "reuse_detections_seen": reuse.get(cause, 0),
+            "expiries": len(per_cause_grants.get(cause, [])),
+            "grants_per_expiry": _mean(per_cause_grants.get(cause, [])),
+        }
+        for cause in causes
+    }
+    expiries = len(expiry_times)
+    return {
+        "config": dataclasses.asdict(config),
+        "seconds": round(seconds, 1),
+        "expiry_events": expiries,
+        "expiries_stuck": stuck,
+        "resolve_seconds_median": round(statistics.median(resolve_seconds), 3) if resolve_seconds else None,
+        "resolve_seconds_max": round(max(resolve_seconds), 3) if resolve_seconds else None,
+        "refresh_grants_sent": len(presentations),
+        "refresh_grants_per_expiry": round(len(presentations) / expiries, 3) if expiries else None,
+        "clean_expiries": len(clean),
+        "clean_grants_per_expiry": {
+            "mean": _mean(clean),
+            "min": min(clean, default=None),
+            "max": max(clean, default=None),
+        },
+        "calls_ok": calls_ok,
+        "calls_failed": sum(failed.values()),
+        "chain_deaths": sum(deaths.values()),
+        "chain_deaths_by_window": dict(deaths_by_window),
+        "chains": len(chains_alive),
+        "worker_kills": {
+            "by_fault_point": sum(1 for e in events if e["ev"] == "exit" and e["by"] == "self"),
+            "random": sum(1 for e in events if e["ev"] == "random-kill"),
+        },
+        "reuse_detections": server["reuse_detections"],
+        "reuse_detections_by_orphan_grants": unseen_reuse,
+        "per_cause": table,
+        "server": {k: v for k, v in server.items() if k != "chains_alive"},
+        "final_store_ok": final_store_ok,
+        "leftover_temp_files": leftover_temp_files,
+        "violations": violations[:50],
+        "violation_count": len(violations),
+        "anomalies": anomalies[:20],
+    }
+
+
+def _fault_cause(name: str) -> str:
+    return {
+        "HTTP_500_BEFORE": "fault: HTTP 500 before processing",
+        "RESET_BEFORE": "fault: connection reset before processing",
+        "SLOW_AFTER": "fault: answer after the client timeout (rotated)",
+    }[name]
+
+
+def _on_exit(
+    event: dict[str, Any],
+    t: float,
+    open_grant: dict[int, Presentation],
+    awaiting_write: dict[int, Presentation],
+    incidents: list[tuple[float, str]],
+) -> None:
+    """A worker died (at ``t``): close what it had in flight and record where the kill landed."""
+    pid = event["of"]
+    grant = open_grant.pop(pid, None)
+    answered = awaiting_write.pop(pid, None)
+    if event["by"] in ("final", "crash"):
+        cause = f"worker ended ({event['by']})"
+        for lost in (grant, answered):
+            if lost is not None:
+                lost.fate, lost.cause = ("killed-mid-grant" if lost is grant else "killed-after-answer"), cause
+        return
+    if event["by"] == "self":
+        cause = f"kill at fault point {event['point']}"
+    elif grant is not None:
+        cause = "random kill: grant sent, no answer yet"
+    elif answered is not None:
+        cause = "random kill: answered, not yet written"
+    else:
+        cause = "random kill: outside the grant"
+    incidents.append((t, cause))
+    if grant is not None:
+        grant.fate, grant.end, grant.cause = "killed-mid-grant", t, cause
+    if answered is not None:
+        answered.fate, answered.cause = "killed-after-answer", cause
+
+
+def _unforced_error(error: dict[str, Any], fault: Optional[str]) -> Optional[str]:
+    """A grant error that no injected fault explains (e.g. a client timeout on an overloaded machine)."""
+    if error.get("code") == "invalid_grant" or (fault is not None and fault != "SLOW_AFTER"):
+        return None  # a dead chain's answer, or the injected 500 / reset
+    if "no answer in time" in error.get("detail", "") and fault == "SLOW_AFTER":
+        return None
+    return f"grant failed, no fault injected: {error.get('detail', '')[:60]}"
+
+
+def _lost_rotation(grant: Presentation) -> bool:
+    """The server may have rotated this grant's token, and the store never got the new one."""
+    if grant.fate in ("killed-mid-grant", "killed-after-answer"):
+        return True
+    if grant.fate == "error" and grant.error is not None:
+        return bool(grant.error.get("ambiguous")) and "connection failed" not in grant.error.get("detail", "")
+    return False
+
+
+def _window_cause(grant: Presentation, injected: dict[int, str], expiry_times: list[float]) -> tuple[str, str]:
+    """(window, cause) of a lost rotation."""
+    if grant.fate == "error":
+        index = bisect.bisect_right(expiry_times, grant.t) - 1
+        if injected.get(index) == "SLOW_AFTER":
+            return WINDOW_LOST, _fault_cause("SLOW_AFTER")
+        return WINDOW_LOST, _unforced_error(grant.error or {}, None) or "grant failed"
+    return WINDOW_KILLED, grant.cause or "killed"
+
+
+def _fail_cause(
+    fail: dict[str, Any],
+    t: float,
+    chain_start: list[float],
+    death_cause: dict[int, str],
+    chains_alive: list[bool],
+    injected: dict[int, str],
+    expiry_times: list[float],
+) -> str:
+    kind, detail = fail.get("kind"), fail.get("detail", "")
+    if kind == "TokenEndpointError":
+        if fail.get("status") == 500:
+            return _fault_cause("HTTP_500_BEFORE")
+        if "connection failed" in detail:
+            return _fault_cause("RESET_BEFORE")
+        index = bisect.bisect_right(expiry_times, t) - 1
+        if "no answer in time" in detail and injected.get(index) == "SLOW_AFTER":
+            return _fault_cause("SLOW_AFTER")
+        if fail.get("ambiguous"):  # the client gave up waiting: window 2 without an injected fault
+            return _unforced_error(fail, None) or "grant failed"
+        return f"UNEXPLAINED: TokenEndpointError {detail[:80]}"
+    if kind in ("RefreshChainRevoked", "AuthorizationRequired", "http 401"):
+        chain = bisect.bisect_right(chain_start, t)  # the chain current at t (1-based)
+        while chain >= 1 and chains_alive[chain - 1]:
+            chain -= 1  # the error was raised before the new login's set was seen
+        if chain >= 1:
+            return death_cause.get(chain, "UNEXPLAINED: dead chain without cause")
+        return f"UNEXPLAINED: {kind} on a live chain"
+    return f"UNEXPLAINED: {kind} {detail[:80]}"
+
+
+def _windows(
+    expiry_times: list[float], grant_times: list[float], incidents: list[tuple[float, str]]
+) -> list[tuple[int, set[str]]]:
+    """For each expiry event: the grants sent until the next event, and the causes met meanwhile."""
+    windows: list[tuple[int, set[str]]] = [(0, set()) for _ in expiry_times]
+    counts = [0] * len(expiry_times)
+    for t in grant_times:
+        index = bisect.bisect_right(expiry_times, t) - 1
+        if index >= 0:
+            counts[index] += 1
+    for t, cause in incidents:
+        index = bisect.bisect_right(expiry_times, t) - 1
+        if index >= 0:
+            windows[index][1].add(cause)
+    return [(counts[i], windows[i][1]) for i in range(len(expiry_times))]
+
+
+def _mean(values: list[int]) -> Optional[float]:
+    return round(sum(values) / len(values), 3) if values else None
+
+
+# --- report ---------------------------------------------------------------------------------------
+
+
+def format_report(report: dict[str, Any]) -> str:
+    c = report["config"]
+    clean = report["clean_grants_per_expiry"]
+    m = report.get("machine", {})
+    lines = [
+        f"chaos: {c['processes']} processes x {c['threads']} threads, {report['expiry_events']} expiry events "
+        f"in {report['seconds']} s (seed {c['seed']}{', UNSAFE ' + c['unsafe'] if c['unsafe'] else ''})",
+        f"  machine: {m.get('cpu')}, {m.get('cores')} cores, Python {m.get('python')}, {m.get('system')}; "
+        f"load {m.get('load_1_5_15')} at the start, {m.get('load_at_end')} at the end",
+        f"  calls: {report['calls_ok']} ok, {report['calls_failed']} failed",
+        f"  refresh grants: {report['refresh_grants_sent']} sent, {report['refresh_grants_per_expiry']} per expiry; "
+        f"clean expiries {report['clean_expiries']}: {clean['mean']} per expiry "
+        f"(min {clean['min']}, max {clean['max']})",
+        f"  expiry resolved in: median {report['resolve_seconds_median']} s, max {report['resolve_seconds_max']} s; "
+        f"stuck {report['expiries_stuck']}",
+        f"  worker kills: {report['worker_kills']['by_fault_point']} at fault points, "
+        f"{report['worker_kills']['random']} random",
+        f"  chain deaths: {report['chain_deaths']} of {report['chains']} chains; reuse detections "
+        f"{report['reuse_detections']} ({report['reuse_detections_by_orphan_grants']} by grants of killed processes)",
+        *(f"    {window}: {count}" for window, count in sorted(report["chain_deaths_by_window"].items())),
+        f"  final store readable and live: {report['final_store_ok']}; temp files left by killed writers: "
+        f"{report['leftover_temp_files']}",
+        "",
+        f"  {'cause':<52} {'window':>6} {'incid.':>6} {'deaths':>6} {'failed':>7} {'reuse':>5} {'expiries':>8} "
+        f"{'grants/exp':>10}",
+    ]
+    for cause, row in report["per_cause"].items():
+        window = row["window"].partition(":")[0].replace("window ", "")
+        lines.append(
+            f"  {cause[:52]:<52} {window:>6} {row['incidents']:>6} {row['chain_deaths']:>6} {row['calls_failed']:>7} "
+            f"{row['reuse_detections_seen']:>5} {row['expiries']:>8} {row['grants_per_expiry'] or '-':>10}"
+        )
+    lines.append("")
+    lines.append(f"  VIOLATIONS: {report['violation_count']}")
+    lines += [f"    {v}" for v in report["violations"][:10]]
+    if report["anomalies"]:
+        lines.append(f"  anomalies: {len(report['anomalies'])}")
+        lines += [f"    {a[:300]}" for a in report["anomalies"][:10]]
+    return "\n".join(lines)
+
+
+def run(config: ChaosConfig, directory: Optional[Path] = None, progress: bool = False) -> dict[str, Any]:
+    with contextlib.ExitStack() as stack:
+        if directory is None:
+            directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="chaos-")))
+        return Chaos(config, directory, progress).run()
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--short", action="store_true", help="the CI run: 60 expiry events")
+    parser.add_argument("--expiries", type=int)
+    parser.add_argument("--processes", type=int)
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--unsafe", choices=["no-lock"], help="break the store on purpose: the run must fail")
+    parser.add_argument("--json", type=Path, help="also write the full report here")
+    parser.add_argument("--keep", type=Path, help="keep the run's folder (logs, store) here")
+    args = parser.parse_args(argv)
+    overrides: dict[str, Any] = {
+        name: getattr(args, name) for name in ("expiries", "processes", "threads", "unsafe") if getattr(args, name)
+    }
+    overrides["seed"] = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 30)
+    config = ChaosConfig.short(**overrides) if args.short else ChaosConfig(**overrides)
+    logging.getLogger("mcp_sync_auth").addHandler(logging.NullHandler())
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+    report = run(config, args.keep, progress=True)
+    print(format_report(report))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+    return 0 if report["violation_count"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""One worker process of the chaos run (``bench/chaos.py``): N threads calling the MCP endpoint.
+
+Started by the chaos driver as ``python bench/chaos_worker.py CONFIG_JSON`` with its own environment
+(``MCP_SYNC_AUTH_FAULTPOINT`` is read once when ``mcp_sync_auth`` is imported, so it must be in the
+environment from the start). It shares with the driver:
+
+- the run's clock: a float offset in a memory-mapped file, moved forward by the driver only;
+- an event pipe: one JSON line per write (below ``PIPE_BUF``, so a SIGKILL never leaves half a line)
+  for each refresh grant sent and its outcome, each store write and each failed call;
+- a counters file: one 64-bit cell per thread counting the calls that succeeded (memory-mapped, so
+  the counts survive a SIGKILL).
+
+The refresh grant and the store write are observed by wrapping ``TokenEndpointClient.refresh`` and
+``FileTokenStore.save``; nothing else of the library is touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import mmap
+import os
+import platform
+import random
+import struct
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import requests
+
+from mcp_sync_auth import FileTokenStore, MCPAuth, MCPAuthError
+from mcp_sync_auth.errors import TokenEndpointError
+from mcp_sync_auth.redact import fingerprint
+from mcp_sync_auth.token_client import TokenEndpointClient
+
+EVENT_LIMIT = 4000  # below PIPE_BUF (4096 on Linux): one write, one whole line
+
+
+class FileClock:
+    """Wall time plus an offset kept in an 8-byte memory-mapped file shared by every process."""
+
+    def __init__(self, path: str) -> None:
+        fd = os.open(path, os.O_RDWR)
+        try:
+            self._map = mmap.mmap(fd, 8)
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def create(path: str) -> FileClock:
+        with open(path, "wb") as handle:
+            handle.write(struct.pack("d", 0.0))
+        return FileClock(path)
+
+    def offset(self) -> float:
+        # One writer; a reader retries until two reads agree, so it never uses a torn value.
+        for _ in range(1000):
+            first, second = self._map[:8], self._map[:8]
+            if first == second:
+                return float(struct.unpack("d", first)[0])
+        raise RuntimeError("the shared clock keeps changing")
+
+    def __call__(self) -> float:
+        return time.time() + self.offset()
+
+    def advance(self, seconds: float) -> None:
+        self._map[:8] = struct.pack("d", self.offset() + seconds)
+
+
+class Counters:
+    """One 64-bit cell per thread in a memory-mapped file; each thread writes only its own cell."""
+
+    def __init__(self, path: str, cells: int, *, create: bool = False) -> None:
+        if create:
+            with open(path, "wb") as handle:
+                handle.write(b"\0" * 8 * cells)
+        fd = os.open(path, os.O_RDWR)
+        try:
+            self._map = mmap.mmap(fd, 8 * cells)
+        finally:
+            os.close(fd)
+        self.cells = cells
+
+    def set(self, cell: int, value: int) -> None:
+        struct.pack_into("q", self._map, 8 * cell, value)
+
+    def total(self) -> int:
+        return sum(struct.unpack_from("q", self._map, 8 * cell)[0] for cell in range(self.cells))
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on (the load includes whatever else ran meanwhile)."""
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+                break
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    return {
+        "cpu": model or platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "system": f"{platform.system()} {platform.release()}",
+        "load_1_5_15": [round(x, 2) for x in load],
+    }
+
+
+def echo_call(session: Any, url: str, auth: Any, timeout: float) -> str:
+    """One MCP tools/call; "ok" or a short description of what went wrong."""
+    text = "chaos"
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": text}}}
+    headers = {"Accept": "application/json, text/event-stream"}
+    response = session.post(url, json=body, auth=auth, headers=headers, timeout=timeout)
+    if response.status_code != 200:
+        return f"http {response.status_code}"
+    result = response.json().get("result", {})
+    if result.get("content", [{}])[0].get("text") != text:
+        return "wrong answer"
+    return "ok"
+
+
+def main(config: dict[str, Any]) -> None:
+
+    event_fd = int(config["event_fd"])
+    slot, pid = config["slot"], os.getpid()
+
+    def emit(event: str, **fields: Any) -> None:
+        line = json.dumps({"t": time.monotonic(), "ev": event, "slot": slot, "pid": pid, **fields}) + "\n"
+        os.write(event_fd, line.encode("utf-8")[:EVENT_LIMIT])
+
+    # --- observe the grant and the write (the refresher is bound when MCPAuth is built, so patch first)
+    real_refresh = TokenEndpointClient.refresh
+    real_save = FileTokenStore.save
+
+    def refresh(self: Any, tokens: Any, generation: int) -> Any:
+        presented = fingerprint(tokens.refresh_token)
+        emit("grant-start", fp=presented, gen=generation)
+        try:
+            fresh = real_refresh(self, tokens, generation)
+        except TokenEndpointError as exc:
+            emit("grant-error", fp=presented, **describe(exc))
+            raise
+        emit("grant-ok", fp=presented, new=fingerprint(fresh.refresh_token), gen=generation)
+        return fresh
+
+    def save(self: Any, record: Any) -> None:
+        real_save(self, record)
+        refresh_token = record.tokens.refresh_token if record.tokens is not None else None
+        emit("saved", gen=record.generation, fp=fingerprint(refresh_token), dead=record.is_dead)
+
+    TokenEndpointClient.refresh = refresh  # type: ignore[method-assign]
+    FileTokenStore.save = save  # type: ignore[method-assign]
+
+    store: Any = FileTokenStore(config["store_dir"])
+    if config.get("unsafe") == "no-lock":
+        store = _without_lock(store)
+    clock = FileClock(config["clock_file"])
+    auth = MCPAuth(
+        config["mcp_url"],
+        store=store,
+        client_id=config["client_id"],
+        token_endpoint=config["token_endpoint"],
+        clock=clock,
+        timeout=config["timeout"],
+    )
+    threads = config["threads"]
+    counters = Counters(config["counters_file"], threads)
+    pace = config["pace"]
+
+    def worker(cell: int) -> None:
+        rng = random.Random()
+        ok = 0
+        with requests.Session() as session:
+            while True:  # until the driver kills this process
+                try:
+                    outcome = echo_call(session, config["mcp_url"], auth, timeout=60.0)
+                except MCPAuthError as exc:
+                    outcome = "error"
+                    emit("fail", **describe(exc))
+                except requests.RequestException as exc:
+                    outcome = "error"
+                    emit("fail", kind="transport", detail=type(exc).__name__)
+                if outcome == "ok":
+                    ok += 1
+                    counters.set(cell, ok)
+                elif outcome != "error":
+                    emit("fail", kind=outcome, detail="")
+                time.sleep(rng.uniform(0.0, 2 * pace))  # pacing between calls, not a wait for a state
+
+    for cell in range(threads):
+        threading.Thread(target=worker, args=(cell,), daemon=True).start()
+    emit("start", incarnation=config["incarnation"], faultpoint=os.environ.get("MCP_SYNC_AUTH_FAULTPOINT", ""))
+    threading.Event().wait()  # the process lives until it is killed
+
+
+def describe(exc: BaseException) -> dict[str, Any]:
+    """What the driver needs to attribute a failure: type, flags, and the start of the message."""
+    return {
+        "kind": type(exc).__name__,
+        "code": getattr(exc, "error_code", None),
+        "status": getattr(exc, "status_code", None),
+        "ambiguous": bool(getattr(exc, "ambiguous", False)),
+        "transient": bool(getattr(exc, "transient", False)),
+        "detail": str(exc)[:160],
+    }
+
+
+def _without_lock(store: Any) -> Any:
+    """A store whose lock excludes nobody: the chaos run must see the chain die (tests prove it)."""
+
+    class NoLockStore(type(store)):  # type: ignore[misc]
+        @contextmanager
+        def lock(self, key: Any, timeout: float) -> Iterator[None]:
+            yield
+
+    return NoLockStore(store.directory)
+
+
+if __name__ == "__main__":
+    main(json.loads(sys.argv[1]))
