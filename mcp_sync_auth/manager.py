@@ -29,6 +29,7 @@ from .chain import ChainKey, ChainRecord
 from .errors import (
     AuthorizationRequired,
     CorruptTokenCache,
+    LockTimeout,
     RefreshChainRevoked,
     TokenEndpointError,
     TokenStoreError,
@@ -41,6 +42,9 @@ from .tokens import TokenSet, parse_token_response
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+# How often a caller waiting for another process's refresh looks at the lock and the store.
+_FIRST_PAUSE = 0.0005
+_MAX_PAUSE = 0.02
 Refresher = Callable[[TokenSet, int], TokenSet]
 
 
@@ -93,10 +97,17 @@ class TokenManager:
     # -- public ----------------------------------------------------------------------------------
 
     def token(self) -> TokenSet:
-        """A token set that is valid now and outside the refresh window, refreshing if it must."""
+        """A token set that is valid now, refreshed first when it is about to expire."""
         current = self._memory.current
-        if current is not None and current.is_fresh(self._clock(), self._skew):
+        now = self._clock()
+        if current is not None and current.is_fresh(now, self._skew):
             return current
+        if current is not None and current.is_usable(now):
+            # Early refresh: the token still works, so nobody has to wait for its successor. One
+            # thread refreshes; callers that find a refresh under way keep using the current token.
+            if _flights.waiting(self._flight_key) >= 0:
+                return current
+            return _flights.run(self._flight_key, lambda: self._lead(None, still_valid=current))
         return self._refresh(rejected=None)
 
     def current(self) -> Optional[TokenSet]:
@@ -162,7 +173,8 @@ class TokenManager:
             return candidate.access_token != rejected and candidate.is_usable(now)
         return candidate.is_fresh(now, self._skew)
 
-    def _lead(self, rejected: Optional[str]) -> TokenSet:
+    def _lead(self, rejected: Optional[str], still_valid: Optional[TokenSet] = None) -> TokenSet:
+        """The flight's work. ``still_valid``: an early refresh, whose caller can go on with that set."""
         # A flight that ended just before this one may already have done the work.
         current = self._memory.current
         if self._acceptable(current, rejected, self._clock()):
@@ -172,15 +184,51 @@ class TokenManager:
         adopted = self._adopt_without_lock(rejected)
         if adopted is not None:
             return adopted
-        with self.store.lock(self.key, self._lock_timeout):
-            record = self._load_checked()
-            stored = record.tokens
-            if self._acceptable(stored, rejected, self._clock()):
-                assert stored is not None
-                log.debug("adopted generation %d of %s from the store", record.generation, self.key.describe())
-                self._memory.current = stored
-                return stored
+        deadline = time.monotonic() + self._lock_timeout
+        pause = _FIRST_PAUSE
+        while True:
+            lock = self.store.lock(self.key, 0.0)
+            try:
+                lock.__enter__()
+            except LockTimeout:
+                if still_valid is not None:
+                    return still_valid  # another process is refreshing; ours works until it is done
+                if time.monotonic() >= deadline:
+                    raise LockTimeout(
+                        f"could not lock the chain {self.key.describe()} within {self._lock_timeout:g} s: "
+                        "another process holds it (a stopped process, or a network file system, can cause "
+                        "this); no refresh was sent without the lock"
+                    ) from None
+                # Poll the lock briskly and, in between, look for the holder's result: when it has
+                # written the rotated set, we take it without queueing for the lock at all.
+                time.sleep(min(pause, max(deadline - time.monotonic(), 0.0)))
+                pause = min(pause * 2, _MAX_PAUSE)
+                adopted = self._adopt_without_lock(rejected)
+                if adopted is not None:
+                    return adopted
+                continue
+            try:
+                return self._under_lock(rejected, still_valid)
+            finally:
+                lock.__exit__(None, None, None)
+
+    def _under_lock(self, rejected: Optional[str], still_valid: Optional[TokenSet]) -> TokenSet:
+        record = self._load_checked()
+        stored = record.tokens
+        if self._acceptable(stored, rejected, self._clock()):
+            assert stored is not None
+            log.debug("adopted generation %d of %s from the store", record.generation, self.key.describe())
+            self._memory.current = stored
+            return stored
+        try:
             return self._spend_refresh_token(record)
+        except TokenEndpointError as exc:
+            if still_valid is None or not still_valid.is_usable(self._clock()):
+                raise
+            # An early refresh that failed costs nothing yet: the current token still works, and the
+            # next call past the refresh window tries again.
+            log.warning("early refresh of %s failed, the current token is still valid: %s", self.key.describe(), exc)
+            return still_valid
 
     def _adopt_without_lock(self, rejected: Optional[str]) -> Optional[TokenSet]:
         try:

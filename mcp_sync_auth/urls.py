@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from urllib.parse import urlsplit, urlunsplit
 
@@ -43,8 +44,11 @@ def canonical_resource(url: str) -> str:
     return urlunsplit((parts.scheme.lower(), netloc, path, parts.query, ""))
 
 
+@functools.lru_cache(maxsize=256)
 def origin(url: str) -> tuple[str, str, int]:
-    """(scheme, host, port) with the default port filled in: the unit a bearer token may be sent to."""
+    """(scheme, host, port) with the default port filled in: the unit a bearer token may be sent to.
+
+    Cached: it runs on every request, and a program talks to few URLs."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     port = parts.port or (443 if scheme == "https" else 80)
