@@ -1,0 +1,462 @@
+"""Markdown tables, a JSON dump and a PNG chart of one run.
+
+Every figure that matters is a count or a ratio of two things measured in the same run. Absolute times
+(milliseconds, microseconds) appear only as context for those ratios: they describe this machine at this
+moment, not the library.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any, Optional
+
+from .contenders import BY_NAME
+from .scenarios import GrantsCell, OverheadResult, ScalingPoint, StallResult, ThroughputResult, ThroughputRun
+
+LOADED = 0.5  # a 1-minute load average above this fraction of the cores means "other work was running"
+GOAL_RATIO = 1.03
+GOAL_STALL_SLACK = 0.005
+GOAL_THROUGHPUT = 0.90
+
+
+@dataclasses.dataclass
+class BenchResults:
+    mode: str
+    command: str
+    started: str
+    machine: dict[str, Any]
+    load_start: Optional[tuple[float, float, float]]
+    contenders: list[str]
+    not_measured: dict[str, str]
+    plan: dict[str, Any]
+    load_end: Optional[tuple[float, float, float]] = None
+    seconds: float = 0.0
+    grants: list[GrantsCell] = dataclasses.field(default_factory=list)
+    overhead: Optional[OverheadResult] = None
+    stall: Optional[StallResult] = None
+    throughput: Optional[ThroughputResult] = None
+    scaling: list[ScalingPoint] = dataclasses.field(default_factory=list)
+    problems: list[str] = dataclasses.field(default_factory=list)
+    load_samples: list[tuple[str, float]] = dataclasses.field(default_factory=list)
+
+
+# --- formatting helpers -------------------------------------------------------------------------------
+
+
+def _ms(seconds: float) -> str:
+    return "n/a" if seconds is None or math.isnan(seconds) else f"{seconds * 1e3:.1f} ms"
+
+
+def _num(value: Optional[float], digits: int = 2) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "**no**"
+
+
+def _verdict(met: Optional[bool]) -> str:
+    return "n/a" if met is None else ("met" if met else "**missed**")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _label(name: str) -> str:
+    contender = BY_NAME.get(name)
+    return contender.label if contender else name
+
+
+def _loaded(results: BenchResults) -> bool:
+    cores = results.machine.get("usable_cores") or 1
+    loads = [load[0] for load in (results.load_start, results.load_end) if load]
+    loads += [load for _, load in results.load_samples]
+    return any(load >= LOADED * float(cores) for load in loads)
+
+
+# --- goals --------------------------------------------------------------------------------------------
+
+
+def goals(results: BenchResults) -> list[tuple[str, str, Optional[bool]]]:
+    """(goal, measured, met) for the four goals of the issue."""
+    rows: list[tuple[str, str, Optional[bool]]] = []
+    met: Optional[bool]
+    ours = [cell for cell in results.grants if cell.contender == "mcp_sync_auth"]
+    if ours:
+        values = sorted({_num(cell.grants_per_expiry) for cell in ours})
+        alive = all(cell.chain_alive for cell in ours)
+        met = all(cell.valid and cell.grants == cell.expiries and cell.chain_alive and not cell.reuse_detections
+                  for cell in ours)
+        rows.append(("1. grants per expiry = 1.00 at every NxP, chain alive",
+                     f"{', '.join(values)} in {len(ours)} cells; chain alive in all: {_yes(alive)}", met))
+    if results.overhead is not None:
+        o = results.overhead
+        met = None if o.ratio_p50 is None else o.ratio_p50 <= GOAL_RATIO
+        rows.append(("2. loopback round trip with MCPAuth / static bearer ≤ 1.03",
+                     f"{_num(o.ratio_p50, 3)} (median latencies; means {_num(o.ratio_mean, 3)})", met))
+    if results.stall is not None:
+        s = results.stall
+        met = s.added_p99 <= s.budget if not s.errors else None
+        rows.append(("3. expiry stall p99 ≤ one refresh round trip + 5 ms",
+                     f"p99 +{_ms(s.added_p99)} vs budget {_ms(s.budget)} "
+                     f"(refresh round trip p50 {_ms(s.refresh_rtt['p50'])}; {s.threads} threads x {s.processes} "
+                     f"processes)", met))
+    if results.throughput is not None:
+        t = results.throughput
+        met = None if t.ratio is None else t.ratio >= GOAL_THROUGHPUT
+        rows.append(("4. throughput, token expiring every second / never ≥ 0.90",
+                     f"{_num(t.ratio, 3)} ({t.threads} threads x {t.processes} processes)", met))
+    return rows
+
+
+# --- markdown -----------------------------------------------------------------------------------------
+
+
+def summary_table(results: BenchResults) -> list[str]:
+    """The compact grants-per-expiry table (also what the project README shows)."""
+    cells = results.grants
+    if not cells:
+        return []
+    columns = sorted({(cell.processes, cell.threads) for cell in cells})
+    header = ["contender"] + [f"N={n} x P={p}" for p, n in columns]
+    rows = []
+    for name in dict.fromkeys(cell.contender for cell in cells):
+        row = [_label(name)]
+        for p, n in columns:
+            found = [c for c in cells if c.contender == name and c.threads == n and c.processes == p]
+            if not found:
+                row.append("")
+                continue
+            cell = found[0]
+            if cell.errors:
+                row.append("error")
+                continue
+            mark = "alive" if cell.chain_alive else "**dead**"
+            calls = cell.calls_ok + cell.calls_failed
+            if cell.chain_alive and cell.calls_failed and calls:
+                mark += f", but {100 * cell.calls_failed / calls:.0f}% of calls **failed**"
+            row.append(f"{_num(cell.grants_per_expiry)} ({mark})")
+        rows.append(row)
+    return _table(header, rows)
+
+
+def markdown(results: BenchResults) -> str:
+    m = results.machine
+    lines = [f"# mcp_sync_auth benchmark ({results.mode} run)", ""]
+    lines += [
+        f"- command: `{results.command}`; started {results.started}; took {results.seconds:.0f} s",
+        f"- machine: {m['cpu']}, {m['usable_cores']} usable cores ({m['logical_cpus']} logical CPUs), "
+        f"{m['python']}, {m['platform']}",
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v),
+        f"- mcp_sync_auth measured from {m.get('library_source', 'n/a')}",
+        f"- load average (1, 5, 15 min) at start {_fmt_load(results.load_start)}, at end {_fmt_load(results.load_end)}",
+    ]
+    if results.load_samples:
+        lines.append("- 1-minute load average as each part began: "
+                     + ", ".join(f"{label} {load:.2f}" for label, load in results.load_samples))
+    if _loaded(results):
+        lines.append(
+            "- **The machine was busy with other work during this run** (load average ≥ half the cores): "
+            "timings are noisy. Counts (grants, reuse detections, chain state) are not affected."
+        )
+    lines += [
+        "",
+        "Counts and ratios are measured in this run, on this machine, against `StrictAuthServer` on 127.0.0.1 "
+        "(refresh-token rotation on every use, reuse revokes the whole chain). Absolute times are context only.",
+        "",
+        "## Goals",
+        "",
+    ]
+    lines += _table(["goal", "measured", "verdict"], [[g, v, _verdict(met)] for g, v, met in goals(results)])
+    if results.problems:
+        lines += ["", "**mcp_sync_auth broke its guarantee in this run:**", ""]
+        lines += [f"- {problem}" for problem in results.problems]
+    lines += _grants_section(results)
+    lines += _overhead_section(results.overhead)
+    lines += _stall_section(results.stall)
+    lines += _throughput_section(results.throughput)
+    lines += _scaling_section(results.scaling)
+    lines += _not_measured_section(results)
+    lines += _profile_section(results)
+    return "\n".join(lines) + "\n"
+
+
+def _fmt_load(load: Optional[tuple[float, float, float]]) -> str:
+    return "n/a" if not load else ", ".join(f"{x:.2f}" for x in load)
+
+
+def _grants_section(results: BenchResults) -> list[str]:
+    if not results.grants:
+        return []
+    plan = results.plan
+    lines = [
+        "",
+        "## 1. Refresh grants per expiry event, chain survival",
+        "",
+        f"N threads in each of P processes share one token store (or token file). After a warm-up cycle with a "
+        f"valid token, the shared clock jumps past the token's lifetime {plan['expiries']} times; after each jump "
+        "every thread makes one `tools/call` at the same moment (barriers). *grants/expiry* = refresh-token "
+        "grants the server received ÷ expiry events. A chain is *dead* when the server's reuse detection revoked "
+        "it: every later call fails until somebody logs in again.",
+        "",
+    ]
+    lines += summary_table(results)
+    lines += ["", "<details><summary>every cell</summary>", ""]
+    rows = []
+    for cell in results.grants:
+        failures = ", ".join(f"{k} x{v}" for k, v in list(cell.failures.items())[:3])
+        if cell.errors:
+            failures = "run error: " + cell.errors[0].strip().splitlines()[-1][:120]
+        rows.append([cell.contender, str(cell.threads), str(cell.processes), str(cell.expiries), str(cell.grants),
+                     _num(cell.grants_per_expiry), str(cell.reuse_detections), _yes(cell.chain_alive),
+                     str(cell.calls_ok), str(cell.calls_failed), failures])
+    lines += _table(["contender", "N", "P", "expiries", "refresh grants", "grants/expiry", "reuse detections",
+                     "chain alive", "calls OK", "calls failed", "failures"], rows)
+    lines += ["", "</details>"]
+    return lines
+
+
+def _overhead_section(o: Optional[OverheadResult]) -> list[str]:
+    if o is None:
+        return []
+    lines = [
+        "",
+        "## 2. Fast-path overhead",
+        "",
+        "One process, one thread, a token that never expires. CPU: `time.process_time` over many calls of the "
+        "auth object on one `PreparedRequest`, rounds interleaved. Round trip: `tools/call` over one keep-alive "
+        "`requests.Session`, blocks of calls alternating between `MCPAuth` and a static bearer-header `AuthBase` "
+        "(ABBA).",
+        "",
+    ]
+    cpu_ratio = o.cpu_ours / o.cpu_static if o.cpu_static else math.nan
+    rows = [
+        ["CPU per auth call, MCPAuth ÷ static header", _num(cpu_ratio, 1),
+         f"{o.cpu_ours * 1e6:.2f} µs vs {o.cpu_static * 1e6:.2f} µs"],
+        ["round trip, median MCPAuth ÷ median static (**goal ≤ 1.03**)", _num(o.ratio_p50, 3),
+         f"{_ms(o.rtt_ours.get('p50', math.nan))} vs {_ms(o.rtt_static.get('p50', math.nan))}"],
+        ["round trip, mean ÷ mean", _num(o.ratio_mean, 3),
+         f"{_ms(o.rtt_ours.get('mean', math.nan))} vs {_ms(o.rtt_static.get('mean', math.nan))}"],
+        ["round trip, median over block pairs of (block mean ÷ block mean)", _num(o.ratio_blocks, 3), ""],
+        ["added CPU per call as a share of the median round trip",
+         _num((o.cpu_ours - o.cpu_static) / o.rtt_static["p50"] if o.rtt_static else math.nan, 4), ""],
+    ]
+    lines += _table(["measure", "ratio", "context (absolute, this machine)"], rows)
+    if o.calls_failed or o.errors:
+        lines += ["", f"Failed calls: {o.calls_failed}; errors: {len(o.errors)}"]
+    return lines
+
+
+def _stall_section(s: Optional[StallResult]) -> list[str]:
+    if s is None:
+        return []
+    lines = [
+        "",
+        "## 3. Expiry stall",
+        "",
+        f"mcp_sync_auth, {s.threads} threads x {s.processes} processes. Cycles alternate: every thread calls "
+        "once with a valid token (baseline), then once right after an expiry (the shared clock jumps; times are "
+        "real, `perf_counter`). The client sees the expiry on its clock, so the refresh happens inside "
+        "`MCPAuth.__call__`, before the request is sent: the **added latency** of a call that hit an expiry is "
+        "the time it spent there, minus the median of that time in baseline cycles (the fast path, "
+        "microseconds). The **refresh round trip** is measured bare (a keep-alive `requests.Session` posting "
+        "refresh grants on a chain of its own, from a process of its own) right before and after.",
+        "",
+    ]
+    rtt = s.refresh_rtt["p50"]
+    rows = [
+        ["added latency p50", _ms(s.added_p50), _num(s.added_p50 / rtt)],
+        ["added latency p99", _ms(s.added_p99), _num(s.added_p99 / rtt)],
+        ["refresh round trip p50 (bare)", _ms(rtt), "1.00"],
+        ["refresh round trip p99 (bare)", _ms(s.refresh_rtt["p99"]), _num(s.refresh_rtt["p99"] / rtt)],
+        ["goal: added p99 ≤ refresh round trip + 5 ms", _ms(s.budget), _num(s.budget / rtt)],
+        ["whole call p50 / p99, baseline cycles", f"{_ms(s.latency_baseline['p50'])} / "
+         f"{_ms(s.latency_baseline['p99'])}", ""],
+        ["whole call p50 / p99, expiry cycles", f"{_ms(s.latency_expiry['p50'])} / {_ms(s.latency_expiry['p99'])}",
+         ""],
+    ]
+    lines += _table(["measure", "time (context)", "÷ refresh round trip p50"], rows)
+    lines += ["", "Whole-call latencies are context only: with every thread calling at once they are dominated by "
+              "queueing at the one-process server, in both kinds of cycle."]
+    if s.per_process_added_p50:
+        lines += ["", "Added p50 per process, smallest first (a process whose thread led the refresh waits least): "
+                  + ", ".join(_ms(x) for x in s.per_process_added_p50)]
+    lines += ["", f"Grants: {s.grants} for {s.expiries} expiries; reuse detections {s.reuse_detections}; chain alive "
+              f"{_yes(s.chain_alive)}; calls OK {s.calls_ok}, failed {s.calls_failed}."]
+    return lines
+
+
+def _throughput_section(t: Optional[ThroughputResult]) -> list[str]:
+    if t is None:
+        return []
+    lines = [
+        "",
+        "## 4. Throughput with expiries",
+        "",
+        f"mcp_sync_auth, {t.threads} threads x {t.processes} processes calling in a loop for {t.seconds:g} s "
+        "(after a warm-up), real time. The server issues tokens that live 1 s (refreshed proactively, about "
+        "every 0.75 s), or tokens that never expire. Runs alternate ABBA.",
+        "",
+    ]
+    rows = []
+    for run in sorted(t.expiring + t.never, key=lambda r: r.lifetime):
+        rows.append(["1 s" if run.lifetime <= 1 else "never", f"{run.calls_per_second:.0f}", str(run.grants),
+                     str(run.reuse_detections), _yes(run.chain_alive), str(run.calls_ok), str(run.calls_failed),
+                     f"{_ms(run.latency['p50'])} / {_ms(run.latency['p99'])}"])
+    lines += _table(["token lifetime", "calls/s (context)", "refresh grants", "reuse detections", "chain alive",
+                     "calls OK", "calls failed", "worst process p50 / p99 latency"], rows)
+    lines += ["", f"**Ratio (sum of calls/s with 1 s tokens ÷ with tokens that never expire): {_num(t.ratio, 3)}** "
+              f"(goal ≥ {GOAL_THROUGHPUT:.2f}). Per round (two runs back to back): "
+              + ", ".join(_num(r, 3) for r in t.round_ratios) + "."]
+    return lines
+
+
+def _scaling_section(points: list[ScalingPoint]) -> list[str]:
+    if not points:
+        return []
+    lines = [
+        "",
+        "## 5. Scaling with processes",
+        "",
+        f"mcp_sync_auth, {points[0].stall.threads} threads per process; the stall run of section 3 and the overhead "
+        "run of section 2 (one per process, all at once) repeated for each process count.",
+        "",
+    ]
+    rows = []
+    for point in points:
+        s, o = point.stall, point.overhead
+        rows.append([str(point.processes), _num(s.grants_per_expiry), _yes(s.chain_alive), str(s.reuse_detections),
+                     _num(s.added_p50 / s.refresh_rtt["p50"]), _num(s.added_p99 / s.refresh_rtt["p50"]),
+                     "met" if s.added_p99 <= s.budget else "**missed**",
+                     f"{_ms(s.added_p99)} / {_ms(s.budget)}", _num(o.ratio_p50, 3)])
+    lines += _table(["P", "grants/expiry", "chain alive", "reuse", "stall p50 ÷ refresh RTT",
+                     "stall p99 ÷ refresh RTT", "stall goal", "stall p99 / budget (context)",
+                     "round trip ratio"], rows)
+    return lines
+
+
+def _not_measured_section(results: BenchResults) -> list[str]:
+    lines = ["", "## Contenders and notes", ""]
+    for name in results.contenders:
+        contender = BY_NAME[name]
+        note = f" — {contender.note}" if contender.note else ""
+        lines.append(f"- `{name}`: {contender.label}{note}")
+    for name, why in results.not_measured.items():
+        lines.append(f"- `{name}`: **not measured**: {why}")
+    lines += [
+        "- The naive recipes have no clock parameter: in their worker processes only, `time.time` of their own "
+        "modules (oauthlib, requests_oauthlib, authlib, mcp.client.auth) reads the shared clock.",
+        "- `OAUTHLIB_INSECURE_TRANSPORT=1` is set in the requests-oauthlib worker processes only (plain HTTP on "
+        "loopback); mcp_sync_auth accepts loopback HTTP without it.",
+    ]
+    return lines
+
+
+def _profile_section(results: BenchResults) -> list[str]:
+    phases: list[tuple[str, dict[str, dict[str, float]]]] = []
+    if results.stall is not None:
+        phases += [("stall run", p) for p in results.stall.phases]
+    if results.throughput is not None:
+        for tput in results.throughput.expiring:
+            phases += [(f"throughput run, lifetime {tput.lifetime:g} s", p) for p in tput.phases]
+    profile = results.overhead.profile if results.overhead else None
+    if not phases and not profile:
+        return []
+    lines = ["", "## Profile (--profile)", ""]
+    if phases:
+        lines += ["Wall time of the refresh protocol's phases, summed over the worker processes of each run:", ""]
+        merged: dict[tuple[str, str], list[dict[str, float]]] = {}
+        for run, per_process in phases:
+            for phase, stats in per_process.items():
+                merged.setdefault((run, phase), []).append(stats)
+        rows = []
+        for (run, phase), per_run in merged.items():
+            count = sum(int(one["count"]) for one in per_run)
+            total = sum(one["total"] for one in per_run)
+            rows.append([run, phase, str(count), _ms(total / count if count else math.nan),
+                         _ms(max(one["p99"] for one in per_run)), _ms(max(one["max"] for one in per_run))])
+        lines += _table(["run", "phase", "count", "mean", "p99 (worst process)", "max"], rows)
+    if profile:
+        lines += ["", "cProfile of the fast path (`MCPAuth.__call__` on a valid token), by own time:", "", "```",
+                  profile.strip(), "```"]
+    return lines
+
+
+# --- JSON and PNG -------------------------------------------------------------------------------------
+
+
+def from_json(data: dict[str, Any]) -> BenchResults:
+    """Rebuild a run from its JSON file (``python -m bench --render NAME.json``): same numbers, new report."""
+
+    def fields_of(cls: Any, raw: dict[str, Any]) -> dict[str, Any]:
+        names = {field.name for field in dataclasses.fields(cls)}
+        return {key: value for key, value in raw.items() if key in names}
+
+    def stall_of(raw: Optional[dict[str, Any]]) -> Optional[StallResult]:
+        return None if raw is None else StallResult(**fields_of(StallResult, raw))
+
+    def overhead_of(raw: Optional[dict[str, Any]]) -> Optional[OverheadResult]:
+        return None if raw is None else OverheadResult(**fields_of(OverheadResult, raw))
+
+    results = BenchResults(**{
+        **fields_of(BenchResults, data),
+        "load_start": tuple(data["load_start"]) if data.get("load_start") else None,
+        "load_end": tuple(data["load_end"]) if data.get("load_end") else None,
+        "load_samples": [tuple(sample) for sample in data.get("load_samples", [])],
+        "grants": [GrantsCell(**fields_of(GrantsCell, cell)) for cell in data.get("grants", [])],
+        "overhead": overhead_of(data.get("overhead")),
+        "stall": stall_of(data.get("stall")),
+        "throughput": None,
+        "scaling": [],
+    })
+    raw = data.get("throughput")
+    if raw is not None:
+        runs = {key: [ThroughputRun(**fields_of(ThroughputRun, run)) for run in raw[key]]
+                for key in ("expiring", "never")}
+        results.throughput = ThroughputResult(raw["threads"], raw["processes"], raw["seconds"], **runs)
+    for point in data.get("scaling", []):
+        stall, cost = stall_of(point["stall"]), overhead_of(point["overhead"])
+        assert stall is not None and cost is not None
+        results.scaling.append(ScalingPoint(point["processes"], stall, cost))
+    return results
+
+
+
+def to_json(results: BenchResults) -> dict[str, Any]:
+    data = dataclasses.asdict(results)
+    for cell, raw in zip(results.grants, data["grants"]):
+        raw["grants_per_expiry"] = cell.grants_per_expiry
+    if results.stall is not None:
+        data["stall"]["budget"] = results.stall.budget
+    if results.throughput is not None:
+        data["throughput"]["ratio"] = results.throughput.ratio
+        data["throughput"]["round_ratios"] = results.throughput.round_ratios
+    data["goals"] = [{"goal": g, "measured": v, "met": met} for g, v, met in goals(results)]
+    return data
+
+
+def write_report(results: BenchResults, folder: Path, name: str, chart: bool = True) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    md = folder / f"{name}.md"
+    md.write_text(markdown(results), encoding="utf-8")
+    written.append(md)
+    raw = folder / f"{name}.json"
+    raw.write_text(json.dumps(to_json(results), indent=1, default=str, allow_nan=True) + "\n", encoding="utf-8")
+    written.append(raw)
+    if chart:
+        from .chart import draw  # noqa: PLC0415 - matplotlib is needed for the chart alone
+
+        png = folder / f"{name}.png"
+        try:
+            draw(results, png)
+            written.append(png)
+        except ImportError as exc:
+            print(f"  no chart: {exc} (pip install '.[bench]')")
+    return written

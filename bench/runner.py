@@ -1,0 +1,201 @@
+"""Runs the benchmark: every measurement, every contender, one run, then the report and the verdict."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+from . import machine
+from .check import problems_with_ours
+from .contenders import CONTENDERS, Contender, available
+from .report import BenchResults, from_json, write_report
+from .scenarios import grants_matrix, overhead, scaling, stall, throughput
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+EXPERIMENTS = ("grants", "overhead", "stall", "throughput", "scaling")
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    mode: str
+    threads: tuple[int, ...]
+    processes: tuple[int, ...]
+    expiries: int
+    cpu_calls: int
+    cpu_rounds: int
+    rtt_pairs: int
+    rtt_block: int
+    stall_threads: int
+    stall_processes: int
+    stall_expiries: int
+    rtt_count: int
+    tput_threads: int
+    tput_processes: int
+    tput_seconds: float
+    tput_rounds: int
+    tput_warmup: float
+    scaling_processes: tuple[int, ...]
+    scaling_threads: int
+    scaling_expiries: int
+
+
+QUICK = Plan(
+    mode="quick", threads=(1, 8), processes=(1, 2), expiries=3,
+    cpu_calls=20_000, cpu_rounds=5, rtt_pairs=20, rtt_block=25,
+    stall_threads=8, stall_processes=2, stall_expiries=5, rtt_count=20,
+    tput_threads=4, tput_processes=2, tput_seconds=2.5, tput_rounds=2, tput_warmup=0.5,
+    scaling_processes=(), scaling_threads=8, scaling_expiries=0,
+)
+FULL = Plan(
+    mode="full", threads=(1, 8, 64), processes=(1, 4, 8), expiries=10,
+    cpu_calls=100_000, cpu_rounds=7, rtt_pairs=60, rtt_block=50,
+    stall_threads=64, stall_processes=4, stall_expiries=10, rtt_count=50,
+    tput_threads=8, tput_processes=8, tput_seconds=10.0, tput_rounds=4, tput_warmup=1.0,
+    scaling_processes=(1, 2, 4, 8, 16), scaling_threads=8, scaling_expiries=6,
+)
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="mcp_sync_auth against requests-oauthlib, Authlib and the mcp SDK, in one run on this machine.",
+    )
+    parser.add_argument("--full", action="store_true", help="the long form (minutes); default: quick, as in CI")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="folder for the results (default: %(default)s)")
+    parser.add_argument("--name", help="base name of the result files (default: 'latest' for --full, else 'quick')")
+    parser.add_argument("--contenders", help="comma-separated subset of: " + ", ".join(c.name for c in CONTENDERS))
+    parser.add_argument("--only", help="comma-separated subset of: " + ", ".join(EXPERIMENTS))
+    parser.add_argument("--profile", action="store_true",
+                        help="time the refresh protocol's phases in our workers and cProfile the fast path")
+    parser.add_argument("--no-chart", action="store_true", help="skip the PNG (no matplotlib needed)")
+    parser.add_argument("--render", type=Path, metavar="JSON",
+                        help="measure nothing: write the report and chart again from a run's JSON file")
+    return parser.parse_args(argv)
+
+
+def _select(names: Optional[str], allowed: Sequence[str], what: str) -> list[str]:
+    if not names:
+        return list(allowed)
+    chosen = [name.strip() for name in names.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in allowed]
+    if unknown:
+        raise SystemExit(f"unknown {what}: {', '.join(unknown)} (choose from {', '.join(allowed)})")
+    return chosen
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    if args.render is not None:
+        return render(args)
+    plan = FULL if args.full else QUICK
+    experiments = _select(args.only, EXPERIMENTS, "experiment")
+    chosen = _select(args.contenders, [c.name for c in CONTENDERS], "contender")
+    if "mcp_sync_auth" not in chosen:
+        chosen.insert(0, "mcp_sync_auth")
+    if plan.mode == "quick" and not args.contenders:
+        chosen = [name for name in chosen if name != "mcp-sdk-unprimed"]  # one SDK row is enough for CI
+    runnable: list[Contender] = []
+    skipped: dict[str, str] = {}
+    for contender in CONTENDERS:
+        if contender.name not in chosen:
+            continue
+        why = available(contender)
+        if why is None:
+            runnable.append(contender)
+        else:
+            skipped[contender.name] = why
+
+    results = BenchResults(
+        mode=plan.mode,
+        command=" ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])]),
+        started=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        machine=machine.describe(),
+        load_start=machine.load_average(),
+        contenders=[c.name for c in runnable],
+        not_measured=skipped,
+        plan=dataclasses.asdict(plan),
+    )
+    began = time.perf_counter()
+
+    def say(text: str) -> None:
+        print(f"[{time.perf_counter() - began:6.1f} s] {text}", flush=True)
+
+    say(f"bench ({plan.mode}): contenders {', '.join(results.contenders)}; load average {results.load_start}")
+    for name, why in skipped.items():
+        say(f"  not measured: {name}: {why}")
+
+    def sample_load(label: str) -> None:
+        load = machine.load_average()
+        if load is not None:
+            results.load_samples.append((label, load[0]))
+
+    if "grants" in experiments:
+        sample_load("grants")
+        say("1. refresh grants per expiry event (shared clock, exact expiries)")
+        results.grants = grants_matrix(runnable, plan.threads, plan.processes, plan.expiries, progress=say)
+    if "overhead" in experiments:
+        sample_load("overhead")
+        say("2. fast-path overhead (one process, one thread, real time)")
+        results.overhead = overhead(cpu_calls=plan.cpu_calls, cpu_rounds=plan.cpu_rounds, rtt_pairs=plan.rtt_pairs,
+                                    rtt_block=plan.rtt_block, profile=args.profile)
+        o = results.overhead
+        say(f"  CPU per MCPAuth.__call__ {o.cpu_ours * 1e6:.2f} us (static header {o.cpu_static * 1e6:.2f} us); "
+            f"round trip ratio p50 {o.ratio_p50 or float('nan'):.3f}, mean {o.ratio_mean or float('nan'):.3f}")
+    if "stall" in experiments:
+        sample_load("stall")
+        say(f"3. expiry stall ({plan.stall_threads} threads x {plan.stall_processes} processes, real-time latencies)")
+        results.stall = stall(plan.stall_threads, plan.stall_processes, plan.stall_expiries, plan.rtt_count,
+                              profile=args.profile)
+        s = results.stall
+        say(f"  added p50 {s.added_p50 * 1e3:.1f} ms, p99 {s.added_p99 * 1e3:.1f} ms; refresh round trip p50 "
+            f"{s.refresh_rtt['p50'] * 1e3:.1f} ms; grants {s.grants}/{s.expiries}, alive {s.chain_alive}")
+    if "throughput" in experiments:
+        sample_load("throughput")
+        say(f"4. throughput, token lifetime 1 s vs never ({plan.tput_threads} threads x {plan.tput_processes} "
+            f"processes, {plan.tput_seconds:g} s per run, ABBA)")
+        results.throughput = throughput(plan.tput_threads, plan.tput_processes, plan.tput_seconds, plan.tput_rounds,
+                                        plan.tput_warmup, progress=say, profile=args.profile)
+        say(f"  ratio {results.throughput.ratio or float('nan'):.3f}")
+    if "scaling" in experiments and plan.scaling_processes:
+        sample_load("scaling")
+        say(f"5. scaling, processes {plan.scaling_processes} x {plan.scaling_threads} threads")
+        results.scaling = scaling(
+            plan.scaling_processes, plan.scaling_threads, plan.scaling_expiries, max(10, plan.rtt_count // 2),
+            {"cpu_calls": plan.cpu_calls // 5, "cpu_rounds": 3, "rtt_pairs": 10, "rtt_block": 25}, progress=say,
+        )
+
+    results.seconds = time.perf_counter() - began
+    results.load_end = machine.load_average()
+    sample_load("end")
+    results.problems = problems_with_ours(results.grants, results.stall, results.throughput)
+    name = args.name or ("latest" if args.full else "quick")
+    written = write_report(results, args.out, name, chart=not args.no_chart)
+    say(f"done in {results.seconds:.0f} s; load average at the end {results.load_end}")
+    for path in written:
+        say(f"  wrote {path}")
+    if results.problems:
+        say("FAILED: mcp_sync_auth broke its guarantee:")
+        for problem in results.problems:
+            say(f"  - {problem}")
+        return 1
+    say("OK: mcp_sync_auth made exactly one refresh grant per expiry, no reuse, chain alive.")
+    return 0
+
+
+def render(args: argparse.Namespace) -> int:
+    results = from_json(json.loads(args.render.read_text(encoding="utf-8")))
+    results.problems = problems_with_ours(results.grants, results.stall, results.throughput)
+    name = args.name or args.render.stem
+    for path in write_report(results, args.out, name, chart=not args.no_chart):
+        print(f"wrote {path}")
+    return 1 if results.problems else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
