@@ -25,6 +25,7 @@ from .discovery import Discovery
 from .errors import AuthorizationRequired, ChallengeError, ConfigurationError, InsufficientScope
 from .flow import AuthorizationFlow, AuthorizationHandler, ClientSettings
 from .manager import Clock, TokenManager
+from .redact import clean_server_text
 from .registration import ClientRegistration, Registrar
 from .singleflight import SingleFlight
 from .store import FileTokenStore, TokenStore
@@ -325,6 +326,9 @@ class MCPAuth(AuthBase):
         return request
 
     def _on_response(self, response: requests.Response, **kwargs: Any) -> requests.Response:
+        url = response.request.url if response.request is not None else None
+        if not url or origin(url) != self._origin:
+            return response  # an answer from elsewhere (after a redirect) never earns a token
         if response.status_code == 401:
             return self._after_401(response, **kwargs)
         if response.status_code == 403:
@@ -360,7 +364,7 @@ class MCPAuth(AuthBase):
         logins = getattr(request, _LOGINS, 0)
         if logins >= MAX_LOGINS_PER_REQUEST:
             return response  # give up: the server keeps asking for more than we can get
-        wanted = challenge.scopes or ()
+        wanted = tuple(clean_server_text(scope, self._secrets()) for scope in challenge.scopes or ())
         if not self.interactive and self._settings.grant_type != "client_credentials":
             raise InsufficientScope(
                 f"{self.server_url} needs the scope(s) {' '.join(wanted) or '(unspecified)'}, which the "
@@ -371,6 +375,12 @@ class MCPAuth(AuthBase):
         held = self._held_scopes()
         fresh = self.login(challenge, held_scopes=held)
         return self._resend(response, fresh, kwargs, logins=logins + 1)
+
+    def _secrets(self) -> tuple[Optional[str], ...]:
+        chain = self._chain
+        current = chain.manager.current() if chain is not None else None
+        held = (current.access_token, current.refresh_token) if current is not None else ()
+        return (*held, self._settings.client_secret)
 
     def _held_scopes(self) -> list[str]:
         chain = self._chain
@@ -411,8 +421,9 @@ class MCPAuth(AuthBase):
 def _challenge_of(response: requests.Response) -> Optional[BearerChallenge]:
     try:
         return bearer_challenge(response)
-    except ChallengeError as exc:
-        log.warning("ignoring a malformed WWW-Authenticate header from %s: %s", response.url, exc)
+    except ChallengeError:
+        # Not quoted: a hostile server could echo our token into it.
+        log.warning("ignoring a malformed WWW-Authenticate header from %s", origin(response.url or ""))
         return None
 
 

@@ -39,7 +39,7 @@ class ClientSettings:
     """How the user configured the client (all optional; discovery fills the rest)."""
 
     client_id: Optional[str] = None
-    client_secret: Optional[str] = None
+    client_secret: Optional[str] = dataclasses.field(default=None, repr=False)
     auth_method: Optional[str] = None
     client_metadata_url: Optional[str] = None
     redirect_uri: Optional[str] = None

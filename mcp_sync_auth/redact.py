@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from typing import Iterable, Optional
+from urllib.parse import quote, quote_plus
 
 MAX_SERVER_TEXT = 200
 
@@ -23,10 +24,12 @@ def clean_server_text(text: object, secrets: Iterable[Optional[str]] = ()) -> st
     """
     if not isinstance(text, str):
         text = repr(text) if text is not None else ""
-    # Whole secrets are replaced before anything is cut, so no fragment of one survives truncation.
+    # Whole secrets are replaced before anything is cut, so no fragment of one survives truncation;
+    # also as a form or URL would carry them, since error pages echo request bodies.
     for secret in secrets:
         if secret:
-            text = text.replace(secret, "[redacted]")
+            for form in {secret, quote(secret, safe=""), quote_plus(secret), quote(secret)}:
+                text = text.replace(form, "[redacted]")
     text = "".join(ch if ch.isprintable() else " " for ch in text[: MAX_SERVER_TEXT * 4])
     text = " ".join(text.split())
     if len(text) > MAX_SERVER_TEXT:

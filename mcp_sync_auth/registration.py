@@ -11,7 +11,7 @@ import dataclasses
 import json
 import logging
 import time
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence, cast
 
 import requests
 
@@ -22,6 +22,7 @@ from .sessions import SessionSource
 from .singleflight import SingleFlight
 from .store import TokenStore
 from .token_client import AUTH_METHODS
+from .tokens import is_finite_number
 from .urls import require_secure
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class ClientRegistration:
         if not isinstance(uris, list) or not all(isinstance(u, str) for u in uris):
             raise ValueError("'redirect_uris' is not a list of strings")
         expires = data.get("secret_expires_at")
-        if expires is not None and (not isinstance(expires, (int, float)) or isinstance(expires, bool)):
+        if expires is not None and not is_finite_number(expires):
             raise ValueError("'secret_expires_at' is not a number")
         return cls(
             issuer=text("issuer"),
@@ -205,10 +206,13 @@ class Registrar:
                 headers={"Accept": "application/json"},
                 timeout=self._timeout,
                 allow_redirects=False,
+                stream=True,
             )
+            with response:
+                raw = _read_at_most(response, MAX_RESPONSE_BYTES + 1)
         except requests.exceptions.RequestException as exc:
             raise RegistrationFailed(f"registration at {endpoint} failed: {type(exc).__name__}") from None
-        body = _json_object(response.content[: MAX_RESPONSE_BYTES + 1])
+        body = _json_object(raw)
         if response.status_code not in (200, 201) or body is None:
             detail = ""
             if body is not None and isinstance(body.get("error"), str):
@@ -236,8 +240,26 @@ class Registrar:
             auth_method=method,
             redirect_uris=redirect_uris or (redirect_uri,),
             source=DYNAMIC,
-            secret_expires_at=float(expires) if isinstance(expires, (int, float)) and expires > 0 else None,
+            secret_expires_at=_positive_number(expires),
         )
+
+
+def _positive_number(value: object) -> Optional[float]:
+    if not is_finite_number(value):
+        return None
+    number = float(cast(float, value))
+    return number if number > 0 else None
+
+
+def _read_at_most(response: requests.Response, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(chunk_size=16 * 1024):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(chunks)
 
 
 def _json_object(raw: bytes) -> Optional[dict[str, Any]]:

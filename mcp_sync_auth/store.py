@@ -26,7 +26,7 @@ from ._faultpoints import ARMED as _FAULTPOINTS
 from ._faultpoints import reach as _faultpoint
 from .chain import ChainKey, ChainRecord, LoginKey, RegistrationKey
 from .errors import CorruptTokenCache, LockTimeout, TokenStoreError
-from .tokens import TokenSet
+from .tokens import TokenSet, is_finite_number
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def document_to_record(doc: Any) -> ChainRecord:
         reason = _require_dict(dead, "dead").get("reason")
         dead_reason = reason if isinstance(reason, str) and reason else "revoked"
     updated_at = doc.get("updated_at", 0.0)
-    if not isinstance(updated_at, (int, float)) or isinstance(updated_at, bool):
+    if not is_finite_number(updated_at):
         raise ValueError("'updated_at' is not a number")
     return ChainRecord(
         key=key,
@@ -380,7 +380,7 @@ class FileTokenStore:
             raw = handle.read()
         try:
             doc = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             self._corrupt(key, path, "it is not valid JSON", exc)
         if isinstance(doc, dict) and doc.get("schema") != SCHEMA_VERSION:
             schema = doc.get("schema")
@@ -437,7 +437,7 @@ class FileTokenStore:
             try:
                 doc = json.loads(path.read_bytes().decode("utf-8"))
                 record = document_to_record(doc)
-            except (OSError, UnicodeDecodeError, ValueError) as exc:
+            except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
                 log.warning("skipping unreadable token file %s: %s", path, type(exc).__name__)
                 continue
             if self.path_for(record.key) == path:

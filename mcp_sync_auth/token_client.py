@@ -176,10 +176,10 @@ class TokenEndpointClient:
             raise TokenEndpointError(
                 f"{where} answered HTTP {status} with more than {MAX_RESPONSE_BYTES} bytes",
                 status_code=status,
-                ambiguous=status == 200,
+                ambiguous=200 <= status < 300,
             )
         document = _json_object(raw)
-        if status == 200:
+        if 200 <= status < 300:
             if document is None:
                 raise TokenEndpointError(
                     f"{where} answered HTTP 200 but not with a JSON object; the server may have rotated "
@@ -204,8 +204,10 @@ class TokenEndpointClient:
                 status_code=status,
                 transient=True,
             )
+        # The body is not quoted: whatever it is, it may carry tokens we do not know to redact.
+        kind = response.headers.get("Content-Type", "no content type")
         raise TokenEndpointError(
-            f"{where} answered HTTP {status} without an OAuth error: {clean_server_text(_text(raw), secrets)}",
+            f"{where} answered HTTP {status} without an OAuth error ({clean_server_text(kind)}, {len(raw)} bytes)",
             status_code=status,
         )
 
@@ -228,7 +230,3 @@ def _json_object(raw: bytes) -> Optional[dict[str, Any]]:
     except (UnicodeDecodeError, ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
-
-
-def _text(raw: bytes) -> str:
-    return raw.decode("utf-8", "replace")

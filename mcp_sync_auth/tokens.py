@@ -81,9 +81,9 @@ class TokenSet:
             raise ValueError("token_type is not a string")
         if refresh_token is not None and not isinstance(refresh_token, str):
             raise ValueError("refresh_token is not a string")
-        if expires_at is not None and not _is_finite_number(expires_at):
+        if expires_at is not None and not is_finite_number(expires_at):
             raise ValueError("expires_at is not a number")
-        if not _is_finite_number(obtained_at):
+        if not is_finite_number(obtained_at):
             raise ValueError("obtained_at is not a number")
         if scope is not None and not isinstance(scope, str):
             raise ValueError("scope is not a string")
@@ -100,8 +100,13 @@ class TokenSet:
         )
 
 
-def _is_finite_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def is_finite_number(value: object) -> bool:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int with hundreds of digits is no timestamp
+        return False
 
 
 def parse_token_response(
@@ -124,8 +129,9 @@ def parse_token_response(
     access_token = body.get("access_token")
     if not isinstance(access_token, str) or not access_token:
         raise bad("'access_token' is missing or not a string")
-    if len(access_token) > MAX_TOKEN_LENGTH or not access_token.isprintable():
-        raise bad("'access_token' is too long or holds control characters")
+    if len(access_token) > MAX_TOKEN_LENGTH or not _is_visible_ascii(access_token):
+        # It goes into an HTTP header: only visible ASCII can (RFC 6750 §2.1 b64token is narrower still).
+        raise bad("'access_token' is too long or holds characters a header cannot carry")
     token_type = body.get("token_type")
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
         raise bad("'token_type' must be 'Bearer'")
@@ -161,13 +167,17 @@ def parse_token_response(
     )
 
 
+def _is_visible_ascii(text: str) -> bool:
+    return all("!" <= ch <= "~" for ch in text)
+
+
 def _parse_expires_in(value: object) -> Optional[float]:
     if isinstance(value, str):
         try:
             value = float(value.strip())
         except ValueError:
             return None
-    if not _is_finite_number(value):
+    if not is_finite_number(value):
         return None
     assert isinstance(value, (int, float))
     # Ten years is already absurd; anything above it is a bug we should not store as "never expires".

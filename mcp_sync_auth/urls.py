@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+from typing import Optional
 from urllib.parse import urlsplit, urlunsplit
+
+import urllib3
 
 from .errors import ConfigurationError, InsecureTransportError
 
@@ -55,9 +58,27 @@ def origin(url: str) -> tuple[str, str, int]:
     return scheme, (parts.hostname or "").lower(), port
 
 
+def _host_as_requests_sees_it(url: str) -> Optional[str]:
+    try:
+        host = urllib3.util.parse_url(url).host
+    except (ValueError, urllib3.exceptions.LocationParseError):
+        return None
+    return host.strip("[]").lower() if host else None
+
+
 def require_secure(url: str, what: str) -> str:
-    """HTTPS, or plain HTTP to a loopback host; anything else is refused before a byte is sent."""
-    parts = urlsplit(url)
+    """HTTPS, or plain HTTP to a loopback host; anything else is refused before a byte is sent.
+
+    The host is the one ``requests`` will connect to: a URL that two parsers read differently
+    (``http://evil\\@127.0.0.1/``), or that carries credentials, is refused outright."""
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+        has_credentials = parts.username is not None or parts.password is not None
+    except ValueError as exc:
+        raise InsecureTransportError(f"{what} is not a valid URL") from exc
+    if "\\" in url or has_credentials or not hostname or _host_as_requests_sees_it(url) != hostname.lower():
+        raise InsecureTransportError(f"{what} must be a plain http(s) URL without credentials: {url!r}")
     scheme = parts.scheme.lower()
     if scheme == "https":
         return url
