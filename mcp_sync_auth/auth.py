@@ -29,7 +29,7 @@ from .redact import clean_server_text
 from .registration import ClientRegistration, Registrar
 from .singleflight import SingleFlight
 from .store import FileTokenStore, TokenStore
-from .token_client import Timeout, TokenEndpointClient
+from .token_client import Timeout
 from .tokens import TokenSet
 from .urls import canonical_resource, origin, require_secure
 
@@ -194,16 +194,7 @@ class MCPAuth(AuthBase):
     def _build_chain(self, key: ChainKey, registration: ClientRegistration, token_endpoint: Optional[str]) -> _Chain:
         refresher = None
         if token_endpoint is not None:
-            refresher = TokenEndpointClient(
-                token_endpoint,
-                key.client_id,
-                client_secret=registration.client_secret,
-                auth_method=registration.auth_method,
-                resource=self.server_url,
-                session=self._session,
-                timeout=self._timeout,
-                clock=self._clock,
-            ).refresh
+            refresher = self._flow.token_client(token_endpoint, registration).refresh
         manager = TokenManager(
             key,
             self.store,

@@ -136,29 +136,26 @@ class DiscoveryError(MCPAuthError):
         self.url = url
 
 
-class ResourceMismatch(DiscoveryError):
+class _Mismatch(DiscoveryError):
+    """A document names something else than what we asked about: ``expected`` and ``actual``."""
+
+    def __init__(
+        self, message: str, *, expected: Optional[str] = None, actual: Optional[str] = None, **kwargs: Any
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.expected = expected
+        self.actual = actual
+
+
+class ResourceMismatch(_Mismatch):
     """The protected resource metadata describes another resource than the MCP server (RFC 9728 §3.3).
 
     Its document must not be used: no authorization request is made for it.
     """
 
-    def __init__(
-        self, message: str, *, expected: Optional[str] = None, actual: Optional[str] = None, **kwargs: Any
-    ) -> None:
-        super().__init__(message, **kwargs)
-        self.expected = expected
-        self.actual = actual
 
-
-class IssuerMismatch(DiscoveryError):
+class IssuerMismatch(_Mismatch):
     """The authorization server metadata names another issuer than the one it was fetched for (RFC 8414 §3.3)."""
-
-    def __init__(
-        self, message: str, *, expected: Optional[str] = None, actual: Optional[str] = None, **kwargs: Any
-    ) -> None:
-        super().__init__(message, **kwargs)
-        self.expected = expected
-        self.actual = actual
 
 
 class ChallengeError(MCPAuthError):

@@ -185,9 +185,10 @@ class AuthorizationFlow:
 
     # -- the grants --------------------------------------------------------------------------------
 
-    def token_client(self, plan_or_issuer_token_endpoint: str, registration: ClientRegistration) -> TokenEndpointClient:
+    def token_client(self, token_endpoint: str, registration: ClientRegistration) -> TokenEndpointClient:
+        """A client for the token endpoint, authenticating as registered, with our resource on every request."""
         return TokenEndpointClient(
-            plan_or_issuer_token_endpoint,
+            token_endpoint,
             registration.client_id,
             client_secret=registration.client_secret,
             auth_method=registration.auth_method,
