@@ -22,7 +22,7 @@ from requests.utils import rewind_body
 from .chain import DEFAULT_ACCOUNT, ChainKey, ChainRecord, LoginKey
 from .challenge import BearerChallenge, bearer_challenge
 from .discovery import Discovery
-from .errors import AuthorizationRequired, ChallengeError, ConfigurationError, InsufficientScope
+from .errors import AuthorizationRequired, ChallengeError, ConfigurationError, DiscoveryError, InsufficientScope
 from .flow import AuthorizationFlow, AuthorizationHandler, ClientSettings
 from .manager import Clock, TokenManager
 from .redact import clean_server_text
@@ -93,7 +93,7 @@ class MCPAuth(AuthBase):
         account: str = DEFAULT_ACCOUNT,
         lock_timeout: Optional[float] = None,
         clock: Clock = time.time,
-        interactive: bool = True,
+        interactive: Optional[bool] = None,
         authorization_handler: Optional[AuthorizationHandler] = None,
         headless: bool = False,
         client_metadata_url: Optional[str] = None,
@@ -113,7 +113,9 @@ class MCPAuth(AuthBase):
         scope_list = tuple(scopes.split()) if isinstance(scopes, str) else (tuple(scopes) if scopes else None)
         self.store: TokenStore = store if store is not None else FileTokenStore()
         self.account = account
-        self.interactive = interactive
+        # A client configured by hand (token_endpoint given) gets its tokens elsewhere (save_token):
+        # it logs in by itself only when asked to.
+        self.interactive = interactive if interactive is not None else token_endpoint is None
         self._origin = origin(self.server_url)
         self._clock = clock
         self._timeout = timeout
@@ -249,12 +251,21 @@ class MCPAuth(AuthBase):
         if chain is not None:
             try:
                 return chain.manager.token()
-            except AuthorizationRequired:
+            except AuthorizationRequired as exc:
                 if not self._may_obtain():
                     raise
-        elif not self._may_obtain():
+                return self._login_after(exc, None)
+        if not self._may_obtain():
             raise self._login_required("no tokens are stored")
         return self.login()
+
+    def _login_after(self, lost: AuthorizationRequired, challenge: Optional[BearerChallenge]) -> TokenSet:
+        """Log in again after the chain was lost. If the login cannot even start (no metadata: a
+        client configured by hand), the loss is the clearer error to show."""
+        try:
+            return self.login(challenge)
+        except DiscoveryError as exc:
+            raise lost from exc
 
     def login(self, challenge: Optional[BearerChallenge] = None, held_scopes: Sequence[str] = ()) -> TokenSet:
         """Obtain a new chain now: discovery, registration, then the login (or the client credentials
@@ -332,18 +343,21 @@ class MCPAuth(AuthBase):
             return response  # the fresh token was refused too: the caller decides, we do not loop
         rejected = _bearer_of(request)
         fresh: Optional[TokenSet] = None
+        lost: Optional[AuthorizationRequired] = None
         chain = self._chain
         if rejected is not None and chain is not None:
             try:
                 fresh = chain.manager.token_after_rejection(rejected)
-            except AuthorizationRequired:
+            except AuthorizationRequired as exc:
                 if not self._may_obtain():
                     raise
+                lost = exc
         logins = getattr(request, _LOGINS, 0)
         if fresh is None:
             if not self._may_obtain():
                 raise self._login_required("the server asks for authorization")
-            fresh = self.login(_challenge_of(response))
+            challenge = _challenge_of(response)
+            fresh = self.login(challenge) if lost is None else self._login_after(lost, challenge)
             logins += 1
         return self._resend(response, fresh, kwargs, logins=logins)
 

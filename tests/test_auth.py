@@ -15,6 +15,7 @@ from mcp_sync_auth import (
     InsecureTransportError,
     MCPAuth,
     MemoryTokenStore,
+    RefreshChainRevoked,
 )
 from mcp_sync_auth.auth import NOT_REPLAYABLE_HINT
 
@@ -176,3 +177,17 @@ def test_no_secret_in_reprs_errors_or_debug_logs(server, auth, clock, http, capl
     assert any("refresh" in text for text in texts)
     for text in texts:
         assert server.token_marker not in text
+
+
+def test_a_client_configured_by_hand_does_not_start_a_login_when_its_chain_dies(server, client_id, store_dir, clock):
+    auth = MCPAuth(
+        server.mcp_url, store=FileTokenStore(store_dir), client_id=client_id,
+        token_endpoint=server.token_endpoint, clock=clock,
+    )
+    assert auth.interactive is False
+    auth.save_token(server.mint_tokens(client_id))
+    server.revoke_chain_of(auth.store.load(auth.key).tokens.refresh_token)
+    clock.advance(TTL + 1)
+    with pytest.raises(RefreshChainRevoked, match="save_token"):
+        auth.access_token()
+    assert server.audit.authorization_requests == 0
