@@ -45,6 +45,7 @@ Clock = Callable[[], float]
 # How often a caller waiting for another process's refresh looks at the lock and the store.
 _FIRST_PAUSE = 0.0005
 _MAX_PAUSE = 0.02
+_EARLY_RETRY_PAUSE = 0.05
 Refresher = Callable[[TokenSet, int], TokenSet]
 
 
@@ -55,6 +56,9 @@ class _ChainMemory:
 
     current: Optional[TokenSet] = None
     dead_reason: Optional[str] = None
+    # After an early refresh found another process refreshing, wait this long (monotonic) before the
+    # next attempt: the current token still works, and each attempt reads the store.
+    early_retry_at: float = 0.0
 
 
 _memory_guard = threading.Lock()
@@ -105,7 +109,7 @@ class TokenManager:
         if current is not None and current.is_usable(now):
             # Early refresh: the token still works, so nobody has to wait for its successor. One
             # thread refreshes; callers that find a refresh under way keep using the current token.
-            if _flights.waiting(self._flight_key) >= 0:
+            if _flights.waiting(self._flight_key) >= 0 or time.monotonic() < self._memory.early_retry_at:
                 return current
             return _flights.run(self._flight_key, lambda: self._lead(None, still_valid=current))
         return self._refresh(rejected=None)
@@ -192,7 +196,9 @@ class TokenManager:
                 lock.__enter__()
             except LockTimeout:
                 if still_valid is not None:
-                    return still_valid  # another process is refreshing; ours works until it is done
+                    # Another process is refreshing; ours works until it is done.
+                    self._memory.early_retry_at = time.monotonic() + _EARLY_RETRY_PAUSE
+                    return still_valid
                 if time.monotonic() >= deadline:
                     raise LockTimeout(
                         f"could not lock the chain {self.key.describe()} within {self._lock_timeout:g} s: "

@@ -1,5 +1,9 @@
 """Early refresh: inside the refresh window the token still works, so nobody waits for its successor."""
 
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 
 from mcp_sync_auth.testing import Fault
@@ -31,3 +35,34 @@ def test_a_failed_early_refresh_costs_nothing_while_the_token_works(server, auth
     assert auth.access_token() != old  # the next call tries again, and succeeds
     audit = server.audit
     assert audit.token_requests == 2 and audit.refresh_ok == 1
+
+
+def test_while_another_process_refreshes_early_callers_do_not_keep_reading_the_store(
+    server, auth, clock, store_dir, monkeypatch
+):
+    old = auth.access_token()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys
+            from mcp_sync_auth import ChainKey, FileTokenStore
+            key = ChainKey(*{tuple(auth.key.to_json().values())!r})
+            with FileTokenStore({str(store_dir)!r}).lock(key, timeout=5):
+                print("locked", flush=True)
+                sys.stdin.readline()
+        """)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"  # "another process is refreshing"
+        clock.advance(TTL - 30)  # inside the refresh window
+        assert auth.access_token() == old  # tried once, found the lock busy, went on with the token
+        opened = []
+        real_open = os.open
+        monkeypatch.setattr(os, "open", lambda *a, **k: opened.append(a) or real_open(*a, **k))
+        assert [auth.access_token() for _ in range(100)] == [old] * 100
+        monkeypatch.undo()
+        assert opened == []  # no store read and no lock attempt per call meanwhile
+    finally:
+        holder.stdin.close()
+        holder.wait(10)
+    assert server.audit.token_requests == 0
