@@ -102,6 +102,7 @@ def test_keys_do_not_share_flights():
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # forking a threaded process is the point
 def test_a_child_forked_during_a_flight_starts_clean():
     flight = SingleFlight()
     release = threading.Event()
