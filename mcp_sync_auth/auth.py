@@ -163,10 +163,10 @@ class MCPAuth(AuthBase):
         if token_endpoint is not None:
             if not client_id:
                 raise ConfigurationError("token_endpoint needs a client_id")
-            endpoint = require_secure(token_endpoint, "the token endpoint")
-            registration = self._flow.known_registration(issuer or endpoint, client_id)
+            # The token endpoint client built here refuses an insecure endpoint.
+            registration = self._flow.known_registration(issuer or token_endpoint, client_id)
             self._chain = self._build_chain(
-                ChainKey(self.server_url, issuer or endpoint, client_id, account), registration, endpoint
+                ChainKey(self.server_url, issuer or token_endpoint, client_id, account), registration, token_endpoint
             )
 
     def __repr__(self) -> str:
@@ -247,7 +247,9 @@ class MCPAuth(AuthBase):
         return self.interactive or self._settings.grant_type == "client_credentials"
 
     def _token(self) -> TokenSet:
-        chain = self._current_chain()
+        return self._token_for(self._current_chain())
+
+    def _token_for(self, chain: Optional[_Chain]) -> TokenSet:
         if chain is not None:
             try:
                 return chain.manager.token()
@@ -323,7 +325,7 @@ class MCPAuth(AuthBase):
             # Nothing stored yet: let the server's 401 say where to log in and which scopes it wants.
             request.headers.pop("Authorization", None)
         else:
-            request.headers["Authorization"] = f"Bearer {self._token().access_token}"
+            request.headers["Authorization"] = f"Bearer {self._token_for(chain).access_token}"
         request.register_hook("response", self._on_response)  # type: ignore[no-untyped-call]
         return request
 

@@ -28,6 +28,7 @@ from urllib.parse import SplitResult, urlsplit
 import cachetools
 import requests
 
+from .bodies import read_at_most
 from .challenge import BearerChallenge
 from .errors import ConfigurationError, DiscoveryError, IssuerMismatch, ResourceMismatch
 from .redact import clean_server_text
@@ -333,14 +334,12 @@ def _read_bounded(response: requests.Response, url: str) -> bytes:
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > MAX_DOCUMENT_BYTES:
         raise DiscoveryError(f"the metadata at {_show(url)} is too large ({declared} bytes)", url=url)
-    body = bytearray()
-    for chunk in response.iter_content(chunk_size=16 * 1024):
-        body += chunk
-        if len(body) > MAX_DOCUMENT_BYTES:
-            raise DiscoveryError(
-                f"the metadata at {_show(url)} is too large (more than {MAX_DOCUMENT_BYTES} bytes)", url=url
-            )
-    return bytes(body)
+    body = read_at_most(response, MAX_DOCUMENT_BYTES)
+    if body is None:
+        raise DiscoveryError(
+            f"the metadata at {_show(url)} is too large (more than {MAX_DOCUMENT_BYTES} bytes)", url=url
+        )
+    return body
 
 
 def _json_object(body: bytes, url: str) -> dict[str, Any]:

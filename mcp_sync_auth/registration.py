@@ -8,13 +8,13 @@ Concurrent first uses register once: an in-process flight, then the store's lock
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence, cast
 
 import requests
 
+from .bodies import json_object, read_at_most
 from .chain import RegistrationKey
 from .errors import RegistrationFailed, TokenStoreError
 from .redact import clean_server_text
@@ -209,10 +209,10 @@ class Registrar:
                 stream=True,
             )
             with response:
-                raw = _read_at_most(response, MAX_RESPONSE_BYTES + 1)
+                raw = read_at_most(response, MAX_RESPONSE_BYTES)
         except requests.exceptions.RequestException as exc:
             raise RegistrationFailed(f"registration at {endpoint} failed: {type(exc).__name__}") from None
-        body = _json_object(raw)
+        body = json_object(raw)
         if response.status_code not in (200, 201) or body is None:
             detail = ""
             if body is not None and isinstance(body.get("error"), str):
@@ -249,24 +249,3 @@ def _positive_number(value: object) -> Optional[float]:
         return None
     number = float(cast(float, value))
     return number if number > 0 else None
-
-
-def _read_at_most(response: requests.Response, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    for chunk in response.iter_content(chunk_size=16 * 1024):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= limit:
-            break
-    return b"".join(chunks)
-
-
-def _json_object(raw: bytes) -> Optional[dict[str, Any]]:
-    if len(raw) > MAX_RESPONSE_BYTES:
-        return None
-    try:
-        value = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None

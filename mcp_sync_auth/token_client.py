@@ -11,7 +11,6 @@ have rotated and we lost the answer", which needs the raw transport failure.
 from __future__ import annotations
 
 import base64
-import json
 import logging
 from typing import Any, Callable, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import quote
@@ -19,6 +18,7 @@ from urllib.parse import quote
 import requests
 from oauthlib.oauth2 import BackendApplicationClient, WebApplicationClient
 
+from .bodies import json_object, read_at_most
 from .errors import ConfigurationError, TokenEndpointError
 from .redact import clean_server_text, fingerprint
 from .sessions import SessionSource
@@ -150,7 +150,7 @@ class TokenEndpointClient:
             raise self._transport_error("the request failed", exc, ambiguous=True) from None
         with response:
             try:
-                raw = _read_limited(response)
+                raw = read_at_most(response, MAX_RESPONSE_BYTES)
             except requests.exceptions.RequestException as exc:
                 raise self._transport_error("the answer was cut off", exc, ambiguous=True) from None
         return self._interpret(response, raw, secrets)
@@ -178,7 +178,7 @@ class TokenEndpointClient:
                 status_code=status,
                 ambiguous=200 <= status < 300,
             )
-        document = _json_object(raw)
+        document = json_object(raw)
         if 200 <= status < 300:
             if document is None:
                 raise TokenEndpointError(
@@ -210,23 +210,3 @@ class TokenEndpointClient:
             f"{where} answered HTTP {status} without an OAuth error ({clean_server_text(kind)}, {len(raw)} bytes)",
             status_code=status,
         )
-
-
-def _read_limited(response: requests.Response) -> Optional[bytes]:
-    """The body, or None when it is larger than any token response has a reason to be."""
-    chunks = []
-    size = 0
-    for chunk in response.iter_content(chunk_size=64 * 1024):
-        size += len(chunk)
-        if size > MAX_RESPONSE_BYTES:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _json_object(raw: bytes) -> Optional[dict[str, Any]]:
-    try:
-        value = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None

@@ -1,15 +1,12 @@
 """Early refresh: inside the refresh window the token still works, so nobody waits for its successor."""
 
 import os
-import subprocess
-import sys
-import textwrap
 import threading
 
 from mcp_sync_auth.testing import Fault
 
 from .conftest import TTL
-from .helpers import wait_until
+from .helpers import start_lock_holder, wait_until
 
 
 def test_callers_keep_the_valid_token_while_one_thread_refreshes(server, auth, clock):
@@ -41,19 +38,8 @@ def test_while_another_process_refreshes_early_callers_do_not_keep_reading_the_s
     server, auth, clock, store_dir, monkeypatch
 ):
     old = auth.access_token()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
-            import sys
-            from mcp_sync_auth import ChainKey, FileTokenStore
-            key = ChainKey(*{tuple(auth.key.to_json().values())!r})
-            with FileTokenStore({str(store_dir)!r}).lock(key, timeout=5):
-                print("locked", flush=True)
-                sys.stdin.readline()
-        """)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )
+    holder = start_lock_holder(store_dir, auth.key)  # "another process is refreshing"
     try:
-        assert holder.stdout.readline().strip() == "locked"  # "another process is refreshing"
         clock.advance(TTL - 30)  # inside the refresh window
         assert auth.access_token() == old  # tried once, found the lock busy, went on with the token
         opened = []

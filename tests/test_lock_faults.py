@@ -7,9 +7,6 @@ without the lock; once the holder resumes and lets go, the next call refreshes e
 
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 from collections import Counter
@@ -21,6 +18,7 @@ from mcp_sync_auth import MCPAuthError
 from mcp_sync_auth.testing import Fault
 
 from .conftest import TTL
+from .helpers import start_lock_holder
 from .workers import echo_call, make_auth
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="needs SIGSTOP/SIGCONT")
@@ -84,19 +82,7 @@ def config(server, client_id, store_dir):
 @pytest.fixture
 def lock_holder(auth, store_dir):
     """A process that takes the chain's lock, says so, and keeps it until a line arrives on stdin."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
-            import sys
-            from mcp_sync_auth import ChainKey, FileTokenStore
-            key = ChainKey(*{tuple(auth.key.to_json().values())!r})
-            with FileTokenStore({str(store_dir)!r}).lock(key, timeout=5):
-                print("locked", flush=True)
-                sys.stdin.readline()
-            print("released", flush=True)
-        """)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )
-    assert holder.stdout.readline().strip() == "locked"
+    holder = start_lock_holder(store_dir, auth.key)
     yield holder
     if holder.poll() is None:
         holder.send_signal(signal.SIGCONT)

@@ -2,9 +2,6 @@
 
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 import threading
 
 import pytest
@@ -14,23 +11,12 @@ from mcp_sync_auth import FileTokenStore, RefreshChainRevoked
 from mcp_sync_auth.manager import _flights
 
 from .conftest import TTL
-from .helpers import wait_until
+from .helpers import start_lock_holder, wait_until
 from .workers import echo_call, run_cycles
 
 
 def test_a_process_killed_while_holding_the_lock_does_not_block_the_others(server, auth, clock, store_dir, http):
-    holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
-            import sys, time
-            from mcp_sync_auth import ChainKey, FileTokenStore
-            key = ChainKey(*{tuple(auth.key.to_json().values())!r})
-            with FileTokenStore({str(store_dir)!r}).lock(key, timeout=5):
-                print("locked", flush=True)
-                sys.stdin.readline()  # inside the critical section until killed
-        """)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )
-    assert holder.stdout.readline().strip() == "locked"
+    holder = start_lock_holder(store_dir, auth.key)  # inside the critical section until killed
     clock.advance(TTL + 1)
     result = {}
     caller = threading.Thread(target=lambda: result.update(outcome=echo_call(http, server.mcp_url, auth)))

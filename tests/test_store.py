@@ -1,9 +1,6 @@
 import json
 import os
 import stat
-import subprocess
-import sys
-import textwrap
 import threading
 from pathlib import Path
 
@@ -12,6 +9,8 @@ import pytest
 from mcp_sync_auth import ChainKey, ChainRecord, FileTokenStore, MemoryTokenStore, TokenSet
 from mcp_sync_auth.errors import CorruptTokenCache, LockTimeout, TokenStoreError
 from mcp_sync_auth.store import SCHEMA_VERSION, default_directory
+
+from .helpers import start_lock_holder
 
 KEY = ChainKey("http://127.0.0.1:1/mcp", "http://127.0.0.1:1/token", "client-1")
 SECRET = "secret-token-marker-abc"
@@ -160,19 +159,8 @@ def test_default_directory_follows_the_environment(monkeypatch, tmp_path):
 
 def test_lock_held_by_another_process_times_out(store):
     store.save(record())
-    holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
-            import sys
-            from mcp_sync_auth import ChainKey, FileTokenStore
-            key = ChainKey({KEY.resource!r}, {KEY.issuer!r}, {KEY.client_id!r})
-            with FileTokenStore({str(store.directory)!r}).lock(key, timeout=5):
-                print("locked", flush=True)
-                sys.stdin.readline()
-        """)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )
+    holder = start_lock_holder(store.directory, KEY)
     try:
-        assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(LockTimeout, match="another process"), store.lock(KEY, timeout=0.2):
             pass
     finally:
