@@ -65,6 +65,7 @@ class _Chain:
 
     manager: TokenManager
     registration: ClientRegistration
+    token_endpoint: Optional[str]
 
 
 class MCPAuth(AuthBase):
@@ -206,7 +207,7 @@ class MCPAuth(AuthBase):
             clock=self._clock,
             login_hint=self._login_hint(),
         )
-        return _Chain(manager, registration)
+        return _Chain(manager, registration, token_endpoint)
 
     def _current_chain(self) -> Optional[_Chain]:
         chain = self._chain
@@ -305,7 +306,8 @@ class MCPAuth(AuthBase):
         chain = self._chain
         if chain is None:
             raise ConfigurationError("save_token needs a configured client: pass client_id and token_endpoint")
-        chain.manager.save_response(token_response)
+        # The endpoint goes into the store too: a process that knows only the URL can then refresh.
+        chain.manager.save_response(token_response, token_endpoint=chain.token_endpoint)
 
     def logout(self) -> None:
         """Forget this chain's tokens, here and in the store."""

@@ -191,3 +191,17 @@ def test_a_client_configured_by_hand_does_not_start_a_login_when_its_chain_dies(
     with pytest.raises(RefreshChainRevoked, match="save_token"):
         auth.access_token()
     assert server.audit.authorization_requests == 0
+
+
+def test_a_hand_configured_chain_can_be_refreshed_by_another_process_from_the_store(
+    server, client_id, store_dir, clock
+):
+    MCPAuth(
+        server.mcp_url, store=FileTokenStore(store_dir), client_id=client_id,
+        token_endpoint=server.token_endpoint, clock=clock,
+    ).save_token(server.mint_tokens(client_id))
+    # A later process knows only the URL (the CLI's `token`): the store must say where to refresh.
+    clock.advance(TTL + 1)
+    later = MCPAuth(server.mcp_url, store=FileTokenStore(store_dir), interactive=False, clock=clock)
+    assert later.access_token()
+    assert server.audit.refresh_ok == 1
