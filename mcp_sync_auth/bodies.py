@@ -20,12 +20,42 @@ def read_at_most(response: requests.Response, limit: int) -> Optional[bytes]:
     return b"".join(chunks)
 
 
+MAX_JSON_DEPTH = 64
+
+
+def loads_shallow(text: str) -> Any:
+    """``json.loads`` for untrusted text, refusing (ValueError) nesting deeper than any real document.
+
+    The decoder recurses once per level: a hostile body of 100,000 brackets would otherwise run the
+    interpreter to its recursion limit, where even unrelated cleanup code (finalizers run by the
+    garbage collector at that depth) fails."""
+    depth = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        elif ch in "]}":
+            depth -= 1
+    return json.loads(text)
+
+
 def json_object(raw: Optional[bytes]) -> Optional[dict[str, Any]]:
     """The body as a JSON object, or None for anything else (not UTF-8, not JSON, nested too deep...)."""
     if raw is None:
         return None
     try:
-        value = json.loads(raw.decode("utf-8"))
+        value = loads_shallow(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None

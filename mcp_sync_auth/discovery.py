@@ -15,7 +15,6 @@ URL was built from, and every endpoint must be HTTPS (or loopback HTTP). Results
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -28,7 +27,7 @@ from urllib.parse import SplitResult, urlsplit
 import cachetools
 import requests
 
-from .bodies import read_at_most
+from .bodies import loads_shallow, read_at_most
 from .challenge import BearerChallenge
 from .errors import ConfigurationError, DiscoveryError, IssuerMismatch, ResourceMismatch
 from .redact import clean_server_text
@@ -344,7 +343,7 @@ def _read_bounded(response: requests.Response, url: str) -> bytes:
 
 def _json_object(body: bytes, url: str) -> dict[str, Any]:
     try:
-        document = json.loads(body)
+        document = loads_shallow(body.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         raise DiscoveryError(f"the metadata at {_show(url)} is not JSON ({type(exc).__name__})", url=url) from None
     if not isinstance(document, dict):

@@ -24,6 +24,7 @@ import filelock
 from . import forkfds
 from ._faultpoints import ARMED as _FAULTPOINTS
 from ._faultpoints import reach as _faultpoint
+from .bodies import loads_shallow
 from .chain import ChainKey, ChainRecord, LoginKey, RegistrationKey
 from .errors import CorruptTokenCache, LockTimeout, TokenStoreError
 from .tokens import TokenSet, is_finite_number
@@ -134,7 +135,7 @@ def _read_leftover(path: Path) -> Optional[ChainRecord]:
     try:
         fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW)
         with os.fdopen(fd, "rb") as handle:
-            doc = json.loads(handle.read().decode("utf-8"))
+            doc = loads_shallow(handle.read().decode("utf-8"))
         if not isinstance(doc, dict) or doc.get("schema") != SCHEMA_VERSION:
             return None
         return document_to_record(doc)
@@ -379,7 +380,7 @@ class FileTokenStore:
             self._check_file(path, os.fstat(handle.fileno()))
             raw = handle.read()
         try:
-            doc = json.loads(raw.decode("utf-8"))
+            doc = loads_shallow(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             self._corrupt(key, path, "it is not valid JSON", exc)
         if isinstance(doc, dict) and doc.get("schema") != SCHEMA_VERSION:
@@ -435,7 +436,7 @@ class FileTokenStore:
             if path.name.startswith("registration-"):
                 continue
             try:
-                doc = json.loads(path.read_bytes().decode("utf-8"))
+                doc = loads_shallow(path.read_bytes().decode("utf-8"))
                 record = document_to_record(doc)
             except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
                 log.warning("skipping unreadable token file %s: %s", path, type(exc).__name__)
