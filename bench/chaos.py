@@ -53,7 +53,7 @@ from typing import Any, Optional
 
 import mcp_sync_auth
 from mcp_sync_auth import CorruptTokenCache, FileTokenStore, MCPAuth
-from mcp_sync_auth.redact import fingerprint
+from mcp_sync_auth._util.redact import fingerprint
 from mcp_sync_auth.testing import Fault, StrictAuthServer
 
 from .chaos_worker import Counters, FileClock, machine

@@ -33,9 +33,9 @@ from typing import Any, Iterator
 import requests
 
 from mcp_sync_auth import FileTokenStore, MCPAuth, MCPAuthError
+from mcp_sync_auth._oauth.token_client import TokenEndpointClient
+from mcp_sync_auth._util.redact import fingerprint
 from mcp_sync_auth.errors import TokenEndpointError
-from mcp_sync_auth.redact import fingerprint
-from mcp_sync_auth.token_client import TokenEndpointClient
 
 EVENT_LIMIT = 4000  # below PIPE_BUF (4096 on Linux): one write, one whole line
 

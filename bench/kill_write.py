@@ -42,9 +42,10 @@ from typing import Any, Optional
 
 import mcp_sync_auth
 from bench.chaos_worker import machine
-from mcp_sync_auth import ChainKey, ChainRecord, CorruptTokenCache, FileTokenStore, LockTimeout, _faultpoints
-from mcp_sync_auth.store import record_to_document
-from mcp_sync_auth.tokens import TokenSet
+from mcp_sync_auth import ChainKey, ChainRecord, CorruptTokenCache, FileTokenStore, LockTimeout
+from mcp_sync_auth._chain.tokens import TokenSet
+from mcp_sync_auth._stores.file import record_to_document
+from mcp_sync_auth._util import faultpoints as _faultpoints
 
 KEY_FIELDS = {
     "resource": "https://mcp.example.test/mcp",

@@ -13,7 +13,9 @@ import threading
 import time
 from typing import Any, Callable, Iterator, Optional
 
-from mcp_sync_auth import manager, singleflight, store, token_client
+from mcp_sync_auth._oauth import token_client
+from mcp_sync_auth._refresh import manager, singleflight
+from mcp_sync_auth._stores import file as store
 
 from .stats import summarize
 

@@ -5,9 +5,12 @@ share a token store, so authorization servers that rotate refresh tokens and rev
 see a reuse from us.
 """
 
+from ._chain.keys import ChainKey, ChainRecord
+from ._chain.tokens import TokenSet
+from ._mcp.client import MCPClient
+from ._stores.file import FileTokenStore, MemoryTokenStore, TokenStore
+from ._version import __version__
 from .auth import MCPAuth
-from .chain import ChainKey, ChainRecord
-from .client import MCPClient
 from .errors import (
     AuthorizationRequired,
     ChallengeError,
@@ -26,10 +29,6 @@ from .errors import (
     TokenStoreError,
     ToolError,
 )
-from .store import FileTokenStore, MemoryTokenStore, TokenStore
-from .tokens import TokenSet
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AuthorizationRequired",

@@ -19,19 +19,19 @@ from requests.auth import AuthBase
 from requests.cookies import extract_cookies_to_jar
 from requests.utils import rewind_body
 
-from .chain import DEFAULT_ACCOUNT, ChainKey, ChainRecord, LoginKey
-from .challenge import BearerChallenge, bearer_challenge
-from .discovery import Discovery
+from ._chain.keys import DEFAULT_ACCOUNT, ChainKey, ChainRecord, LoginKey
+from ._chain.tokens import TokenSet
+from ._oauth.challenge import BearerChallenge, bearer_challenge
+from ._oauth.discovery import Discovery
+from ._oauth.login import AuthorizationFlow, AuthorizationHandler, ClientSettings
+from ._oauth.registration import ClientRegistration, Registrar
+from ._oauth.token_client import Timeout
+from ._refresh.manager import Clock, TokenManager
+from ._refresh.singleflight import SingleFlight
+from ._stores.file import FileTokenStore, TokenStore
+from ._util.redact import clean_server_text
+from ._util.urls import canonical_resource, origin, require_secure
 from .errors import AuthorizationRequired, ChallengeError, ConfigurationError, DiscoveryError, InsufficientScope
-from .flow import AuthorizationFlow, AuthorizationHandler, ClientSettings
-from .manager import Clock, TokenManager
-from .redact import clean_server_text
-from .registration import ClientRegistration, Registrar
-from .singleflight import SingleFlight
-from .store import FileTokenStore, TokenStore
-from .token_client import Timeout
-from .tokens import TokenSet
-from .urls import canonical_resource, origin, require_secure
 
 log = logging.getLogger(__name__)
 

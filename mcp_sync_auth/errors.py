@@ -4,7 +4,7 @@ Everything derives from :class:`requests.exceptions.RequestException`, so code t
 ``requests`` failures around a call keeps working when the failure comes from authorization.
 
 Messages are written by us and never contain a token or a client secret; text that comes from a
-server passes through :func:`mcp_sync_auth.redact.clean_server_text` first.
+server passes through :func:`mcp_sync_auth._util.redact.clean_server_text` first.
 """
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ def strict_mcp_auth(strict_mcp_server: StrictAuthServer, tmp_path: Path) -> MCPA
     Non-interactive: if the chain dies, calls raise ``AuthorizationRequired`` instead of logging in
     again. ``strict_mcp_auth.store`` is the store to share with other processes of the test.
     """
-    from .store import FileTokenStore  # noqa: PLC0415
+    from ._stores.file import FileTokenStore  # noqa: PLC0415
     from .testing import login  # noqa: PLC0415
 
     return login(strict_mcp_server, FileTokenStore(tmp_path / "mcp-tokens"))

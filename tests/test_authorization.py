@@ -7,7 +7,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 import requests
 
-from mcp_sync_auth.authorization import build_authorization_request, code_challenge, code_from_redirect
+from mcp_sync_auth._oauth.loopback import LoopbackReceiver
+from mcp_sync_auth._oauth.pkce import build_authorization_request, code_challenge, code_from_redirect
 from mcp_sync_auth.errors import (
     AuthorizationFailed,
     AuthorizationResponseIssuerMismatch,
@@ -15,7 +16,6 @@ from mcp_sync_auth.errors import (
     PKCENotSupported,
     StateMismatch,
 )
-from mcp_sync_auth.loopback import LoopbackReceiver
 
 ISSUER = "https://as.example.com"
 

@@ -2,7 +2,7 @@ import sys
 
 import pytest
 
-from mcp_sync_auth.bodies import MAX_JSON_DEPTH, json_object, loads_shallow
+from mcp_sync_auth._util.untrusted import MAX_JSON_DEPTH, json_object, loads_shallow
 
 
 def test_deep_nesting_is_refused_before_the_decoder_recurses():

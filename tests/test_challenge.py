@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
 
 from mcp_sync_auth import ChallengeError, MCPAuthError
-from mcp_sync_auth.challenge import (
+from mcp_sync_auth._oauth.challenge import (
     MAX_HEADER_LENGTH,
     BearerChallenge,
     Challenge,

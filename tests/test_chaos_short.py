@@ -16,7 +16,8 @@ import filelock
 import pytest
 
 from bench import chaos, kill_write
-from mcp_sync_auth import ChainKey, FileTokenStore, _faultpoints
+from mcp_sync_auth import ChainKey, FileTokenStore
+from mcp_sync_auth._util import faultpoints as _faultpoints
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="SIGKILL and fork-free process control need POSIX")
 

@@ -1,7 +1,7 @@
 import subprocess
 import sys
 
-from mcp_sync_auth.cli import main
+from mcp_sync_auth.cli.main import main
 
 
 def test_status_lists_chains_without_secrets(auth, server, store_dir, capsys):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_sync_auth.cli import main
+from mcp_sync_auth.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,8 +10,8 @@ import pytest
 import requests
 
 from mcp_sync_auth import ConfigurationError, JSONRPCError, MCPAuthError, MCPClient, MCPProtocolError, ToolError
+from mcp_sync_auth._mcp.transport import header_value
 from mcp_sync_auth.testing import StrictAuthServer
-from mcp_sync_auth.transport import header_value
 
 from .conftest import TTL
 

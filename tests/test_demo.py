@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_sync_auth.cli import main
+from mcp_sync_auth.cli.main import main
 from mcp_sync_auth.demo.protocol import OURS, WorkerConfig
 from mcp_sync_auth.demo.report import SideResult, is_clean
 from mcp_sync_auth.demo.timing import early_refreshes, fresh_time

@@ -18,8 +18,8 @@ from mcp_sync_auth import (
     MCPAuthError,
     ResourceMismatch,
 )
-from mcp_sync_auth.challenge import BearerChallenge
-from mcp_sync_auth.discovery import (
+from mcp_sync_auth._oauth.challenge import BearerChallenge
+from mcp_sync_auth._oauth.discovery import (
     MAX_DOCUMENT_BYTES,
     AuthorizationServerMetadata,
     Discovery,

@@ -21,11 +21,11 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from mcp_sync_auth import ChainKey, ChainRecord, CorruptTokenCache, FileTokenStore, MCPAuth, TokenSet
-from mcp_sync_auth.chain import RegistrationKey
-from mcp_sync_auth.cli import main as cli_main
-from mcp_sync_auth.flow import ClientSettings
-from mcp_sync_auth.registration import DYNAMIC, ClientRegistration, Registrar
-from mcp_sync_auth.store import record_to_document
+from mcp_sync_auth._chain.keys import RegistrationKey
+from mcp_sync_auth._oauth.login import ClientSettings
+from mcp_sync_auth._oauth.registration import DYNAMIC, ClientRegistration, Registrar
+from mcp_sync_auth._stores.file import record_to_document
+from mcp_sync_auth.cli.main import main as cli_main
 
 from .fuzzing import (
     HUGE_INT,

@@ -23,9 +23,9 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from mcp_sync_auth import FileTokenStore, MCPAuth, MCPAuthError
-from mcp_sync_auth.discovery import Discovery
+from mcp_sync_auth._oauth.discovery import Discovery
+from mcp_sync_auth._oauth.login import ClientSettings
 from mcp_sync_auth.errors import ChallengeError, InsufficientScope
-from mcp_sync_auth.flow import ClientSettings
 
 from .fuzzing import (
     MARKER,

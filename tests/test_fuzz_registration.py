@@ -15,9 +15,9 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from mcp_sync_auth import FileTokenStore
+from mcp_sync_auth._oauth.registration import DYNAMIC, ClientRegistration, Registrar
+from mcp_sync_auth._oauth.token_client import AUTH_METHODS
 from mcp_sync_auth.errors import RegistrationFailed
-from mcp_sync_auth.registration import DYNAMIC, ClientRegistration, Registrar
-from mcp_sync_auth.token_client import AUTH_METHODS
 
 from .fuzzing import (
     HUGE_INT,

@@ -23,9 +23,9 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from mcp_sync_auth import FileTokenStore, MCPAuth, TokenEndpointError, TokenSet
-from mcp_sync_auth.flow import ClientSettings
-from mcp_sync_auth.token_client import MAX_RESPONSE_BYTES, TokenEndpointClient
-from mcp_sync_auth.tokens import MAX_TOKEN_LENGTH
+from mcp_sync_auth._chain.tokens import MAX_TOKEN_LENGTH
+from mcp_sync_auth._oauth.login import ClientSettings
+from mcp_sync_auth._oauth.token_client import MAX_RESPONSE_BYTES, TokenEndpointClient
 
 from .fuzzing import (
     HUGE_INT,

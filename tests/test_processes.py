@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from mcp_sync_auth import FileTokenStore, RefreshChainRevoked
-from mcp_sync_auth.manager import _flights
+from mcp_sync_auth._refresh.manager import _flights
 
 from .conftest import TTL
 from .helpers import start_lock_holder, wait_until

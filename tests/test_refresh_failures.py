@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 
 from mcp_sync_auth import RefreshChainRevoked, TokenEndpointError
-from mcp_sync_auth.manager import _flights
+from mcp_sync_auth._refresh.manager import _flights
 from mcp_sync_auth.testing import Fault
 
 from .conftest import TTL

@@ -124,16 +124,16 @@ from mcp_sync_auth import (
     TokenSet,
     TokenStoreError,
 )
-from mcp_sync_auth.chain import RegistrationKey
-from mcp_sync_auth.challenge import BearerChallenge
-from mcp_sync_auth.cli import main as cli_main
-from mcp_sync_auth.discovery import Discovery
+from mcp_sync_auth._chain.keys import RegistrationKey
+from mcp_sync_auth._oauth.challenge import BearerChallenge
+from mcp_sync_auth._oauth.discovery import Discovery
+from mcp_sync_auth._oauth.login import ClientSettings
+from mcp_sync_auth._oauth.registration import DYNAMIC, ClientRegistration, Registrar
+from mcp_sync_auth._oauth.token_client import TokenEndpointClient
+from mcp_sync_auth._util.urls import is_loopback_host, require_secure
+from mcp_sync_auth.cli.main import main as cli_main
 from mcp_sync_auth.errors import ConfigurationError, RegistrationFailed
-from mcp_sync_auth.flow import ClientSettings
-from mcp_sync_auth.registration import DYNAMIC, ClientRegistration, Registrar
 from mcp_sync_auth.testing import StrictAuthServer
-from mcp_sync_auth.token_client import TokenEndpointClient
-from mcp_sync_auth.urls import is_loopback_host, require_secure
 
 from .conftest import TTL
 from .fuzzing import (

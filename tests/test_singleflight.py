@@ -3,8 +3,8 @@ import threading
 
 import pytest
 
+from mcp_sync_auth._refresh.singleflight import SingleFlight
 from mcp_sync_auth.errors import MCPAuthError, TokenEndpointError
-from mcp_sync_auth.singleflight import SingleFlight
 
 from .helpers import wait_until
 

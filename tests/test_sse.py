@@ -2,7 +2,7 @@
 
 import pytest
 
-from mcp_sync_auth.sse import ServerSentEvent, SSEParser, parse_events
+from mcp_sync_auth._mcp.sse import ServerSentEvent, SSEParser, parse_events
 
 
 def bytewise(data):

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from mcp_sync_auth import ChainKey, ChainRecord, FileTokenStore, MemoryTokenStore, TokenSet
+from mcp_sync_auth._stores.file import SCHEMA_VERSION, default_directory
 from mcp_sync_auth.errors import CorruptTokenCache, LockTimeout, TokenStoreError
-from mcp_sync_auth.store import SCHEMA_VERSION, default_directory
 
 from .helpers import start_lock_holder
 

@@ -1,7 +1,7 @@
 import pytest
 
+from mcp_sync_auth._chain.tokens import TokenSet, parse_token_response
 from mcp_sync_auth.errors import TokenEndpointError
-from mcp_sync_auth.tokens import TokenSet, parse_token_response
 
 SECRET_AT = "AT-marker-secret-0123456789"
 SECRET_RT = "RT-marker-secret-9876543210"

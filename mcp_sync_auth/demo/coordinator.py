@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Tuple
 
 import requests
 
-from ..store import FileTokenStore, MemoryTokenStore, TokenStore
+from .._chain.tokens import TokenSet
+from .._stores.file import FileTokenStore, MemoryTokenStore, TokenStore
 from ..testing import StrictAuthServer, login
 from ..testing.audit import Audit, EventKind
-from ..tokens import TokenSet
 from .options import DemoOptions
 from .protocol import NAIVE, OURS, SIDES, CycleReport, WorkerConfig, loopback_session
 from .report import SideResult

@@ -8,7 +8,7 @@ from typing import Any, Callable, List, Tuple
 
 from requests_oauthlib import OAuth2Session  # type: ignore[import-untyped]
 
-from ..client import MCPClient
+from .._mcp.client import MCPClient
 from .protocol import WorkerConfig
 
 __all__ = ["naive_clients"]

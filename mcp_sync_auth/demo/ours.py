@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Callable, Tuple
 
+from .._mcp.client import MCPClient
+from .._stores.file import FileTokenStore
 from ..auth import MCPAuth
-from ..client import MCPClient
-from ..store import FileTokenStore
 from .protocol import WorkerConfig, loopback_session
 from .timing import REFRESH_SKEW
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from ..tokens import MAX_SKEW_FRACTION
+from .._chain.tokens import MAX_SKEW_FRACTION
 
 __all__ = ["EXPIRY_MARGIN", "REFRESH_SKEW", "client_lifetime", "early_refreshes", "fresh_time"]
 

@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING, Callable, Dict, Tuple
 
-from ..client import MCPClient
+from .._mcp.client import MCPClient
 from ..errors import AuthorizationRequired, MCPProtocolError
 from .protocol import NAIVE, TOOL, CycleReport, WorkerConfig
 

@@ -12,9 +12,9 @@ from typing import Any, Optional
 
 import requests
 
+from .._stores.file import MemoryTokenStore, TokenStore
 from ..auth import MCPAuth
 from ..errors import AuthorizationFailed
-from ..store import MemoryTokenStore, TokenStore
 from .server import StrictAuthServer
 
 __all__ = ["auto_consent_handler", "login"]

@@ -18,7 +18,7 @@ from typing import Any, Optional
 import requests
 
 from mcp_sync_auth import FileTokenStore, MCPAuth
-from mcp_sync_auth.client import MCPClient
+from mcp_sync_auth._mcp.client import MCPClient
 
 # The client ID metadata document the suite expects a CIMD client to use.
 CLIENT_METADATA_URL = "https://conformance-test.local/client-metadata.json"

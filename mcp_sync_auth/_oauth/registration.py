@@ -14,16 +14,16 @@ from typing import Any, Callable, Mapping, Optional, Sequence, cast
 
 import requests
 
-from .bodies import json_object, read_at_most
-from .chain import RegistrationKey
-from .errors import RegistrationFailed, TokenStoreError
-from .redact import clean_server_text
-from .sessions import SessionSource
-from .singleflight import SingleFlight
-from .store import TokenStore
+from .._chain.keys import RegistrationKey
+from .._chain.tokens import is_finite_number
+from .._refresh.singleflight import SingleFlight
+from .._stores.file import TokenStore
+from .._util.redact import clean_server_text
+from .._util.sessions import SessionSource
+from .._util.untrusted import json_object, read_at_most
+from .._util.urls import require_secure
+from ..errors import RegistrationFailed, TokenStoreError
 from .token_client import AUTH_METHODS
-from .tokens import is_finite_number
-from .urls import require_secure
 
 log = logging.getLogger(__name__)
 

@@ -27,12 +27,12 @@ from urllib.parse import SplitResult, urlsplit
 import cachetools
 import requests
 
-from .bodies import loads_shallow, read_at_most
+from .._refresh.singleflight import SingleFlight
+from .._util.redact import clean_server_text
+from .._util.untrusted import loads_shallow, read_at_most
+from .._util.urls import canonical_resource, require_secure
+from ..errors import ConfigurationError, DiscoveryError, IssuerMismatch, ResourceMismatch
 from .challenge import BearerChallenge
-from .errors import ConfigurationError, DiscoveryError, IssuerMismatch, ResourceMismatch
-from .redact import clean_server_text
-from .singleflight import SingleFlight
-from .urls import canonical_resource, require_secure
 
 PRM_SUFFIX = "/.well-known/oauth-protected-resource"
 OAUTH_AS_SUFFIX = "/.well-known/oauth-authorization-server"

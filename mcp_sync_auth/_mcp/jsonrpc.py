@@ -6,8 +6,8 @@ import itertools
 import threading
 from typing import Any, Dict, Mapping, Optional, Union
 
-from .errors import JSONRPCError, MCPProtocolError
-from .redact import clean_server_text
+from .._util.redact import clean_server_text
+from ..errors import JSONRPCError, MCPProtocolError
 
 __all__ = [
     "METHOD_NOT_FOUND",

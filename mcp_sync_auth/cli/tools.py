@@ -10,9 +10,9 @@ import json
 import sys
 from typing import Any, Dict, Optional, Sequence, Union
 
-from .auth import MCPAuth
-from .client import MCPClient
-from .errors import ToolError
+from .._mcp.client import MCPClient
+from ..auth import MCPAuth
+from ..errors import ToolError
 
 __all__ = ["EXIT_TOOL_ERROR", "ToolArgument", "call_tool", "json_object", "list_tools"]
 

@@ -16,11 +16,11 @@ import requests
 from requests.auth import AuthBase
 from requests.structures import CaseInsensitiveDict
 
-from .errors import MCPProtocolError
+from .._util.redact import clean_server_text
+from ..errors import MCPProtocolError
 from .jsonrpc import METHOD_NOT_FOUND, JsonObject, RequestId, error_of, is_request, is_response
 from .jsonrpc import response_error as rpc_response_error
 from .jsonrpc import response_result as rpc_response_result
-from .redact import clean_server_text
 from .sse import ServerSentEvent, SSEParser
 
 __all__ = [

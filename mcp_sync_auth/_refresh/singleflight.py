@@ -13,7 +13,7 @@ import threading
 import weakref
 from typing import Callable, Generic, Hashable, Optional, TypeVar
 
-from .errors import MCPAuthError
+from ..errors import MCPAuthError
 
 T = TypeVar("T")
 

@@ -13,14 +13,14 @@ import secrets
 from typing import Optional, Sequence
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from .errors import (
+from .._util.redact import clean_server_text
+from .._util.urls import require_secure
+from ..errors import (
     AuthorizationFailed,
     AuthorizationResponseIssuerMismatch,
     PKCENotSupported,
     StateMismatch,
 )
-from .redact import clean_server_text
-from .urls import require_secure
 
 PKCE_METHOD = "S256"
 

@@ -6,8 +6,8 @@ import dataclasses
 import math
 from typing import Any, Mapping, Optional
 
-from .errors import TokenEndpointError
-from .redact import fingerprint
+from .._util.redact import fingerprint
+from ..errors import TokenEndpointError
 
 # Never refresh earlier than this fraction of a token's lifetime before it expires: a token that lives
 # ten seconds must not be refreshed on every call because the configured skew is a minute.

@@ -15,8 +15,8 @@ from typing import Any, Mapping, NoReturn, Optional, Sequence, Union
 
 import requests
 
-from .errors import ChallengeError
-from .redact import clean_server_text
+from .._util.redact import clean_server_text
+from ..errors import ChallengeError
 
 # No real server sends kilobytes of challenges; a cap keeps the work bounded on hostile input.
 MAX_HEADER_LENGTH = 16 * 1024

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import urllib3
 
-from .errors import ConfigurationError, InsecureTransportError
+from ..errors import ConfigurationError, InsecureTransportError
 
 LOOPBACK_NAMES = frozenset({"localhost"})
 

@@ -18,12 +18,12 @@ from urllib.parse import quote
 import requests
 from oauthlib.oauth2 import BackendApplicationClient, WebApplicationClient
 
-from .bodies import json_object, read_at_most
-from .errors import ConfigurationError, TokenEndpointError
-from .redact import clean_server_text, fingerprint
-from .sessions import SessionSource
-from .tokens import TokenSet, parse_token_response
-from .urls import require_secure
+from .._chain.tokens import TokenSet, parse_token_response
+from .._util.redact import clean_server_text, fingerprint
+from .._util.sessions import SessionSource
+from .._util.untrusted import json_object, read_at_most
+from .._util.urls import require_secure
+from ..errors import ConfigurationError, TokenEndpointError
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import threading
 from types import TracebackType
 from typing import Optional, Type
 
-from .errors import AuthorizationFailed
+from ..errors import AuthorizationFailed
 
 CALLBACK_PATH = "/callback"
 _PAGE = (

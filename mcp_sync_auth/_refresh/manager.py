@@ -23,10 +23,13 @@ import threading
 import time
 from typing import Callable, NoReturn, Optional
 
-from ._faultpoints import ARMED as _FAULTPOINTS
-from ._faultpoints import reach as _faultpoint
-from .chain import ChainKey, ChainRecord
-from .errors import (
+from .._chain.keys import ChainKey, ChainRecord
+from .._chain.tokens import TokenSet, parse_token_response
+from .._stores.file import TokenStore
+from .._util.faultpoints import ARMED as _FAULTPOINTS
+from .._util.faultpoints import reach as _faultpoint
+from .._util.redact import fingerprint
+from ..errors import (
     AuthorizationRequired,
     CorruptTokenCache,
     LockTimeout,
@@ -34,10 +37,7 @@ from .errors import (
     TokenEndpointError,
     TokenStoreError,
 )
-from .redact import fingerprint
 from .singleflight import SingleFlight
-from .store import TokenStore
-from .tokens import TokenSet, parse_token_response
 
 log = logging.getLogger(__name__)
 

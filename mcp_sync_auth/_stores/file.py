@@ -21,13 +21,13 @@ from typing import Any, Iterator, NoReturn, Optional, Protocol, Union
 
 import filelock
 
-from . import forkfds
-from ._faultpoints import ARMED as _FAULTPOINTS
-from ._faultpoints import reach as _faultpoint
-from .bodies import loads_shallow
-from .chain import ChainKey, ChainRecord, LoginKey, RegistrationKey
-from .errors import CorruptTokenCache, LockTimeout, TokenStoreError
-from .tokens import TokenSet, is_finite_number
+from .._chain.keys import ChainKey, ChainRecord, LoginKey, RegistrationKey
+from .._chain.tokens import TokenSet, is_finite_number
+from .._util import forkfds
+from .._util.faultpoints import ARMED as _FAULTPOINTS
+from .._util.faultpoints import reach as _faultpoint
+from .._util.untrusted import loads_shallow
+from ..errors import CorruptTokenCache, LockTimeout, TokenStoreError
 
 log = logging.getLogger(__name__)
 

@@ -11,13 +11,15 @@ from typing import Optional, Sequence, cast
 
 import requests
 
-from . import __version__, cli_tools, demo
-from .auth import MCPAuth
-from .chain import ChainRecord
-from .errors import AuthorizationRequired, ConfigurationError, MCPAuthError
-from .flow import AuthorizationHandler
-from .store import FileTokenStore
-from .urls import canonical_resource
+from .. import demo
+from .._chain.keys import ChainRecord
+from .._oauth.login import AuthorizationHandler
+from .._stores.file import FileTokenStore
+from .._util.urls import canonical_resource
+from .._version import __version__
+from ..auth import MCPAuth
+from ..errors import AuthorizationRequired, ConfigurationError, MCPAuthError
+from . import tools as cli_tools
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -128,7 +130,7 @@ def cmd_call(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     # Imported here: the demo brings the test server along, which `token` in a shell loop must not pay for.
-    from .demo.main import DemoError, run_demo  # noqa: PLC0415
+    from ..demo.main import DemoError, run_demo  # noqa: PLC0415
 
     try:
         return run_demo(demo.from_arguments(args))

@@ -17,14 +17,14 @@ from urllib.parse import urlsplit
 
 import requests
 
-from .authorization import build_authorization_request, code_from_redirect
+from .._chain.tokens import TokenSet
+from ..errors import AuthorizationFailed, ConfigurationError, RegistrationFailed
 from .challenge import BearerChallenge
 from .discovery import AuthorizationServerMetadata, Discovery, ProtectedResourceMetadata
-from .errors import AuthorizationFailed, ConfigurationError, RegistrationFailed
 from .loopback import CALLBACK_PATH, LoopbackReceiver
+from .pkce import build_authorization_request, code_from_redirect
 from .registration import METADATA_DOCUMENT, PRE_REGISTERED, ClientRegistration, Registrar, choose_auth_method
 from .token_client import Timeout, TokenEndpointClient
-from .tokens import TokenSet
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Token stores: the store protocol and its backends (memory, file)."""

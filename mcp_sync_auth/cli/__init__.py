@@ -1,0 +1,5 @@
+"""The ``mcp-sync-auth`` command."""
+
+from .main import main
+
+__all__ = ["main"]
