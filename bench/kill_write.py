@@ -17,7 +17,7 @@ chain's lock can be taken again (the kernel released the dead holder's ``flock``
 on from that state, so the whole run is one chain surviving every crash.
 
     python -m bench.kill_write --trials 1000          # long mode (RELIABILITY.md)
-    python -m bench.kill_write --short                # 50 trials, used by tests/test_chaos_short.py
+    python -m bench.kill_write --short                # 50 trials, used by tests/refresh/test_chaos_short.py
     python -m bench.kill_write --short --unsafe-write  # a non-atomic writer: the checks must fail
 
 Exit status 0 when every trial passed.

@@ -95,7 +95,7 @@ No token, code or client secret in logs, reprs, errors or the output of ``status
     test_cli: test_status_lists_chains_without_secrets
   ADDED: ClientSettings repr (flow.ClientSettings hid no client_secret)
     test_client_settings_repr_hides_the_client_secret
-  ADDED: more leaks found by the fuzz tests, each with its regression test in tests/test_fuzz_*.py
+  ADDED: more leaks found by the fuzz tests, each with its regression test in tests/*/test_fuzz_*.py
 """
 
 import contextlib

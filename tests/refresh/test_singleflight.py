@@ -6,7 +6,7 @@ import pytest
 from mcp_sync_auth._refresh.singleflight import SingleFlight
 from mcp_sync_auth.errors import MCPAuthError, TokenEndpointError
 
-from .helpers import wait_until
+from ..helpers import wait_until
 
 N = 32
 

@@ -10,7 +10,7 @@ import pytest
 
 from mcp_sync_auth.cli.main import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def cli(store_dir, *args):

@@ -5,8 +5,8 @@ import threading
 
 from mcp_sync_auth.testing import Fault
 
-from .conftest import TTL
-from .helpers import start_lock_holder, wait_until
+from ..conftest import TTL
+from ..helpers import start_lock_holder, wait_until
 
 
 def test_callers_keep_the_valid_token_while_one_thread_refreshes(server, auth, clock):

@@ -10,7 +10,7 @@ from mcp_sync_auth import ChainKey, ChainRecord, FileTokenStore, MemoryTokenStor
 from mcp_sync_auth._stores.file import SCHEMA_VERSION, default_directory
 from mcp_sync_auth.errors import CorruptTokenCache, LockTimeout, TokenStoreError
 
-from .helpers import start_lock_holder
+from ..helpers import start_lock_holder
 
 KEY = ChainKey("http://127.0.0.1:1/mcp", "http://127.0.0.1:1/token", "client-1")
 SECRET = "secret-token-marker-abc"

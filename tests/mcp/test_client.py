@@ -13,7 +13,7 @@ from mcp_sync_auth import ConfigurationError, JSONRPCError, MCPAuthError, MCPCli
 from mcp_sync_auth._mcp.transport import header_value
 from mcp_sync_auth.testing import StrictAuthServer
 
-from .conftest import TTL
+from ..conftest import TTL
 
 SESSION_VERSIONS = ["2025-03-26", "2025-06-18", "2025-11-25"]
 STATELESS = "2026-07-28"

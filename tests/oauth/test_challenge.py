@@ -16,7 +16,7 @@ from mcp_sync_auth._oauth.challenge import (
     parse_www_authenticate,
 )
 
-from .docserver import DocServer
+from ..docserver import DocServer
 
 
 def summary(value):

@@ -16,8 +16,8 @@ from requests_oauthlib import OAuth2Session
 
 from mcp_sync_auth import MCPAuth, MemoryTokenStore
 
-from .conftest import TTL
-from .workers import echo_call, run_cycles
+from ..conftest import TTL
+from ..workers import echo_call, run_cycles
 
 
 def run_threads(n, call):

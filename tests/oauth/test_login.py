@@ -23,9 +23,9 @@ from mcp_sync_auth.errors import (
 )
 from mcp_sync_auth.testing import REMOVE
 
-from .conftest import TTL
-from .login_helpers import browser
-from .workers import echo_call
+from ..conftest import TTL
+from ..login_helpers import browser
+from ..workers import echo_call
 
 
 @pytest.fixture

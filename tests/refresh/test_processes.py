@@ -10,9 +10,9 @@ import requests
 from mcp_sync_auth import FileTokenStore, RefreshChainRevoked
 from mcp_sync_auth._refresh.manager import _flights
 
-from .conftest import TTL
-from .helpers import start_lock_holder, wait_until
-from .workers import echo_call, run_cycles
+from ..conftest import TTL
+from ..helpers import start_lock_holder, wait_until
+from ..workers import echo_call, run_cycles
 
 
 def test_a_process_killed_while_holding_the_lock_does_not_block_the_others(server, auth, clock, store_dir, http):

@@ -27,7 +27,7 @@ from mcp_sync_auth._oauth.registration import DYNAMIC, ClientRegistration, Regis
 from mcp_sync_auth._stores.file import record_to_document
 from mcp_sync_auth.cli.main import main as cli_main
 
-from .fuzzing import (
+from ..fuzzing import (
     HUGE_INT,
     MARKER,
     LogWatch,

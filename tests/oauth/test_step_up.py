@@ -12,10 +12,10 @@ from mcp_sync_auth.auth import MAX_LOGINS_PER_REQUEST
 from mcp_sync_auth.errors import InsufficientScope
 from mcp_sync_auth.testing import StrictAuthServer
 
-from .login_helpers import browser
-from .workers import echo_call
+from ..login_helpers import browser
+from ..workers import echo_call
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 @pytest.fixture

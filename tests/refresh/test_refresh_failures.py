@@ -9,9 +9,9 @@ from mcp_sync_auth import RefreshChainRevoked, TokenEndpointError
 from mcp_sync_auth._refresh.manager import _flights
 from mcp_sync_auth.testing import Fault
 
-from .conftest import TTL
-from .helpers import wait_until
-from .workers import echo_call
+from ..conftest import TTL
+from ..helpers import wait_until
+from ..workers import echo_call
 
 
 def gated_refresh(server, auth, n, call):

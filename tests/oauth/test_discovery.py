@@ -29,8 +29,8 @@ from mcp_sync_auth._oauth.discovery import (
     authorization_server_metadata_urls,
 )
 
-from .docserver import DocServer
-from .helpers import wait_until
+from ..docserver import DocServer
+from ..helpers import wait_until
 
 PRM = "/.well-known/oauth-protected-resource"
 PRM_MCP = "/.well-known/oauth-protected-resource/mcp"

@@ -10,7 +10,7 @@ metadata and the MCP server's ``WWW-Authenticate`` challenges, all served over r
 2. With a stored chain: the MCP endpoint answers 401 or 403 with fuzzed challenges, some echoing the
    access token we sent. Only our errors escape, nothing leaks, and the 401 is resent at most once.
 
-(``parse_www_authenticate`` itself is fuzzed in tests/test_challenge.py.)
+(``parse_www_authenticate`` itself is fuzzed in tests/oauth/test_challenge.py.)
 """
 
 import itertools
@@ -27,7 +27,7 @@ from mcp_sync_auth._oauth.discovery import Discovery
 from mcp_sync_auth._oauth.login import ClientSettings
 from mcp_sync_auth.errors import ChallengeError, InsufficientScope
 
-from .fuzzing import (
+from ..fuzzing import (
     MARKER,
     LogWatch,
     RawServer,

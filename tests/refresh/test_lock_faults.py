@@ -17,9 +17,9 @@ import requests
 from mcp_sync_auth import MCPAuthError
 from mcp_sync_auth.testing import Fault
 
-from .conftest import TTL
-from .helpers import start_lock_holder
-from .workers import echo_call, make_auth
+from ..conftest import TTL
+from ..helpers import start_lock_holder
+from ..workers import echo_call, make_auth
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="needs SIGSTOP/SIGCONT")
 

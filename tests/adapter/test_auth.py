@@ -19,8 +19,8 @@ from mcp_sync_auth import (
 )
 from mcp_sync_auth.auth import NOT_REPLAYABLE_HINT
 
-from .conftest import TTL
-from .workers import echo_call
+from ..conftest import TTL
+from ..workers import echo_call
 
 ACCEPT = {"Accept": "application/json, text/event-stream"}
 LIST = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mcp_sync_auth import FileTokenStore
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def cli(store_dir, *args, **popen):

@@ -27,7 +27,7 @@ from mcp_sync_auth._chain.tokens import MAX_TOKEN_LENGTH
 from mcp_sync_auth._oauth.login import ClientSettings
 from mcp_sync_auth._oauth.token_client import MAX_RESPONSE_BYTES, TokenEndpointClient
 
-from .fuzzing import (
+from ..fuzzing import (
     HUGE_INT,
     MARKER,
     URLSAFE,

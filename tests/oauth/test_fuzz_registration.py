@@ -19,7 +19,7 @@ from mcp_sync_auth._oauth.registration import DYNAMIC, ClientRegistration, Regis
 from mcp_sync_auth._oauth.token_client import AUTH_METHODS
 from mcp_sync_auth.errors import RegistrationFailed
 
-from .fuzzing import (
+from ..fuzzing import (
     HUGE_INT,
     MARKER,
     LogWatch,
