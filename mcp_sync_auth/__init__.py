@@ -3,53 +3,84 @@
 For one refresh chain, at most one refresh grant is in flight across every thread and process that
 share a token store, so authorization servers that rotate refresh tokens and revoke on reuse never
 see a reuse from us.
+
+The public surface is what this module exports (``__all__``), plus ``mcp_sync_auth.client``,
+``mcp_sync_auth.testing`` and the ``mcp-sync-auth`` command. Everything in a package or module whose
+name starts with an underscore is internal and may change in any release.
 """
 
-from ._chain.keys import ChainKey, ChainRecord
+from ._chain.keys import ChainKey, ChainRecord, LoginKey, RegistrationKey
 from ._chain.tokens import TokenSet
 from ._mcp.client import MCPClient
+from ._oauth.challenge import BearerChallenge
+from ._oauth.discovery import AuthorizationServerMetadata, Discovery, ProtectedResourceMetadata
+from ._oauth.settings import AuthorizationHandler, ClientSettings, LoginOptions
 from ._stores.file import FileTokenStore, MemoryTokenStore, TokenStore
+from ._util.timeouts import Timeouts
 from ._version import __version__
-from .auth import MCPAuth
+from .auth import MCPAuth, MCPAuthKeywords
 from .errors import (
+    AuthorizationFailed,
     AuthorizationRequired,
+    AuthorizationResponseIssuerMismatch,
     ChallengeError,
     ConfigurationError,
     CorruptTokenCache,
     DiscoveryError,
     InsecureTransportError,
+    InsufficientScope,
     IssuerMismatch,
     JSONRPCError,
     LockTimeout,
     MCPAuthError,
     MCPProtocolError,
+    PKCENotSupported,
     RefreshChainRevoked,
+    RegistrationFailed,
     ResourceMismatch,
+    StateMismatch,
     TokenEndpointError,
     TokenStoreError,
     ToolError,
 )
 
 __all__ = [
+    "AuthorizationFailed",
+    "AuthorizationHandler",
     "AuthorizationRequired",
+    "AuthorizationResponseIssuerMismatch",
+    "AuthorizationServerMetadata",
+    "BearerChallenge",
     "ChainKey",
     "ChainRecord",
     "ChallengeError",
+    "ClientSettings",
     "ConfigurationError",
     "CorruptTokenCache",
+    "Discovery",
     "DiscoveryError",
     "FileTokenStore",
     "InsecureTransportError",
+    "InsufficientScope",
     "IssuerMismatch",
     "JSONRPCError",
     "LockTimeout",
+    "LoginKey",
+    "LoginOptions",
     "MCPAuth",
     "MCPAuthError",
+    "MCPAuthKeywords",
     "MCPClient",
     "MCPProtocolError",
     "MemoryTokenStore",
+    "PKCENotSupported",
+    "ProtectedResourceMetadata",
     "RefreshChainRevoked",
+    "RegistrationFailed",
+    "RegistrationKey",
     "ResourceMismatch",
+    "StateMismatch",
+    "Timeouts",
     "TokenEndpointError",
     "TokenSet",
     "TokenStore",

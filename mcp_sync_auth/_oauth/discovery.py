@@ -21,7 +21,7 @@ import time
 import types
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Mapping, Optional, Tuple, TypeVar, Union, cast
+from typing import Any, Callable, Hashable, Mapping, Optional, TypeVar, cast
 from urllib.parse import SplitResult, urlsplit
 
 import cachetools
@@ -29,6 +29,7 @@ import requests
 
 from .._refresh.singleflight import SingleFlight
 from .._util.redact import clean_server_text
+from .._util.timeouts import TimeoutLike, Timeouts
 from .._util.untrusted import loads_shallow, read_at_most
 from .._util.urls import canonical_resource, require_secure
 from ..errors import ConfigurationError, DiscoveryError, IssuerMismatch, ResourceMismatch
@@ -45,7 +46,6 @@ MAX_DOCUMENT_BYTES = 256 * 1024
 _METADATA_HEADERS: dict[str, Optional[str]] = {"Accept": "application/json", "Authorization": None}
 
 T = TypeVar("T")
-Timeout = Union[float, Tuple[float, float]]
 
 
 def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -367,7 +367,7 @@ class Discovery:
         self,
         session: Optional[requests.Session] = None,
         *,
-        timeout: Timeout = 10.0,
+        timeout: TimeoutLike = 10.0,
         cache_ttl: float = 300.0,
         cache_size: int = 64,
         clock: Callable[[], float] = time.monotonic,
@@ -376,7 +376,7 @@ class Discovery:
             raise ConfigurationError("cache_size must be at least 1 and cache_ttl must not be negative")
         self._own_session = session is None
         self._session = session if session is not None else requests.Session()
-        self._timeout = timeout
+        self._timeout = Timeouts.of(timeout)
         self._cache_ttl = cache_ttl
         self._cache_size = cache_size
         self._clock = clock
@@ -536,7 +536,7 @@ class Discovery:
             response = self._session.get(
                 url,
                 headers=_METADATA_HEADERS,
-                timeout=self._timeout,
+                timeout=self._timeout.for_requests,
                 allow_redirects=False,
                 stream=True,
                 auth=_no_auth,

@@ -7,6 +7,7 @@ Nothing here is on the request fast path; :mod:`auth` calls it when no usable ch
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import socket
@@ -18,34 +19,20 @@ from urllib.parse import urlsplit
 import requests
 
 from .._chain.tokens import TokenSet
+from .._util.timeouts import Timeouts
 from ..errors import AuthorizationFailed, ConfigurationError, RegistrationFailed
 from .challenge import BearerChallenge
+from .client_auth import choose_auth_method
 from .discovery import AuthorizationServerMetadata, Discovery, ProtectedResourceMetadata
 from .loopback import CALLBACK_PATH, LoopbackReceiver
 from .pkce import build_authorization_request, code_from_redirect
-from .registration import METADATA_DOCUMENT, PRE_REGISTERED, ClientRegistration, Registrar, choose_auth_method
-from .token_client import Timeout, TokenEndpointClient
+from .registration import METADATA_DOCUMENT, PRE_REGISTERED, ClientRegistration, Registrar
+from .settings import AuthorizationHandler, ClientSettings, LoginOptions
+from .token_client import TokenEndpointClient
 
 log = logging.getLogger(__name__)
 
-AuthorizationHandler = Callable[[str], str]
-"""Given the authorization URL, return the URL the browser was redirected to (with code and state)."""
-
 OFFLINE_ACCESS = "offline_access"
-
-
-@dataclasses.dataclass(frozen=True)
-class ClientSettings:
-    """How the user configured the client (all optional; discovery fills the rest)."""
-
-    client_id: Optional[str] = None
-    client_secret: Optional[str] = dataclasses.field(default=None, repr=False)
-    auth_method: Optional[str] = None
-    client_metadata_url: Optional[str] = None
-    redirect_uri: Optional[str] = None
-    scopes: Optional[tuple[str, ...]] = None
-    grant_type: str = "authorization_code"
-    client_name: str = "mcp-sync-auth"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,11 +57,9 @@ class AuthorizationFlow:
         discovery: Discovery,
         registrar: Registrar,
         session: Optional[requests.Session],
-        timeout: Timeout,
+        timeout: Timeouts,
         clock: Callable[[], float],
-        authorization_handler: Optional[AuthorizationHandler] = None,
-        headless: bool = False,
-        login_timeout: float = 300.0,
+        login: LoginOptions,
     ) -> None:
         self.resource = resource
         self.settings = settings
@@ -83,9 +68,9 @@ class AuthorizationFlow:
         self._session = session
         self._timeout = timeout
         self._clock = clock
-        self._handler = authorization_handler
-        self._headless = headless
-        self._login_timeout = login_timeout
+        self._handler = login.authorization_handler
+        self._headless = login.headless
+        self._login_timeout = login.timeout
         # What the last login asked for: the held scopes on step-up when the server does not echo them.
         self.last_requested_scopes: tuple[str, ...] = ()
 
@@ -107,8 +92,8 @@ class AuthorizationFlow:
         server = plan.server
         settings = self.settings
         if settings.client_id:
-            method = settings.auth_method or choose_auth_method(
-                bool(settings.client_secret), server.token_endpoint_auth_methods_supported
+            method = choose_auth_method(
+                bool(settings.client_secret), server.token_endpoint_auth_methods_supported, settings.auth_method
             )
             return ClientRegistration(
                 issuer=server.issuer,
@@ -149,7 +134,7 @@ class AuthorizationFlow:
                 issuer=issuer,
                 client_id=client_id,
                 client_secret=settings.client_secret,
-                auth_method=settings.auth_method or ("client_secret_basic" if settings.client_secret else "none"),
+                auth_method=choose_auth_method(bool(settings.client_secret), registered=settings.auth_method),
                 redirect_uris=(),
                 source=PRE_REGISTERED,
             )
@@ -163,8 +148,8 @@ class AuthorizationFlow:
     def scopes_for(self, plan: Plan, challenge: Optional[BearerChallenge], held: Sequence[str] = ()) -> list[str]:
         """MCP scope selection: the challenge's scopes, else every scope the resource lists, else none;
         on step-up, the union with what we held; ``offline_access`` when the server offers it."""
-        if self.settings.scopes is not None and challenge is None:
-            chosen = list(self.settings.scopes)
+        if self.settings.scope_list is not None and challenge is None:
+            chosen = list(self.settings.scope_list)
         elif challenge is not None and challenge.scopes:
             chosen = list(challenge.scopes)
         elif plan.protected_resource is not None and plan.protected_resource.scopes_supported:
@@ -222,9 +207,9 @@ class AuthorizationFlow:
             redirect_uri = receiver.redirect_uri
         elif redirect_uri is None:
             redirect_uri = self._default_redirect_uri(plan)
-        try:
+        with contextlib.ExitStack() as stack:
             if receiver is not None:
-                receiver.__enter__()
+                stack.enter_context(receiver)  # listening before the URL is shown; closed however we leave
             registration = self.registration(plan, redirect_uri, scopes)
             server = plan.server
             request = build_authorization_request(
@@ -238,9 +223,6 @@ class AuthorizationFlow:
                 scopes=scopes,
             )
             redirect = self._follow(request.url, receiver)
-        finally:
-            if receiver is not None:
-                receiver.__exit__(None, None, None)
         code = code_from_redirect(request, redirect)
         client = self.token_client(plan.server.token_endpoint, registration)
         tokens = client.exchange_code(
@@ -297,4 +279,4 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-__all__ = ["AuthorizationFlow", "AuthorizationHandler", "ClientSettings", "Plan", "paste_handler"]
+__all__ = ["AuthorizationFlow", "AuthorizationHandler", "ClientSettings", "LoginOptions", "Plan", "paste_handler"]

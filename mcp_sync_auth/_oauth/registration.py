@@ -20,10 +20,11 @@ from .._refresh.singleflight import SingleFlight
 from .._stores.file import TokenStore
 from .._util.redact import clean_server_text
 from .._util.sessions import SessionSource
+from .._util.timeouts import TimeoutLike, Timeouts
 from .._util.untrusted import json_object, read_at_most
 from .._util.urls import require_secure
 from ..errors import RegistrationFailed, TokenStoreError
-from .token_client import AUTH_METHODS
+from .client_auth import choose_auth_method
 
 log = logging.getLogger(__name__)
 
@@ -85,22 +86,6 @@ class ClientRegistration:
         )
 
 
-def choose_auth_method(has_secret: bool, supported: Optional[Sequence[str]], registered: Optional[str] = None) -> str:
-    """The token endpoint authentication to use: what registration said, else what the server offers."""
-    if registered in AUTH_METHODS:
-        assert registered is not None
-        return registered
-    if not has_secret:
-        return "none"
-    offered = list(supported) if supported else ["client_secret_basic"]  # RFC 8414 §2: the default
-    for method in ("client_secret_basic", "client_secret_post", "none"):
-        if method in offered:
-            return method  # "none": the server gave a secret it does not ask for; act as a public client
-    raise RegistrationFailed(
-        f"the authorization server supports none of our client authentication methods ({', '.join(offered)})"
-    )
-
-
 class Registrar:
     """Finds or creates the client registration for an authorization server."""
 
@@ -109,14 +94,14 @@ class Registrar:
         store: TokenStore,
         *,
         session: Optional[requests.Session] = None,
-        timeout: float = 30.0,
+        timeout: TimeoutLike = 30.0,
         lock_timeout: float = 60.0,
         clock: Callable[[], float] = time.time,
         client_name: str = "mcp-sync-auth",
     ) -> None:
         self._store = store
         self._sessions = SessionSource(session)
-        self._timeout = timeout
+        self._timeout = Timeouts.of(timeout)
         self._lock_timeout = lock_timeout
         self._clock = clock
         self._client_name = client_name
@@ -204,7 +189,7 @@ class Registrar:
                 endpoint,
                 json=request,
                 headers={"Accept": "application/json"},
-                timeout=self._timeout,
+                timeout=self._timeout.for_requests,
                 allow_redirects=False,
                 stream=True,
             )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from typing import Any, Callable, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Mapping, Optional, Sequence
 from urllib.parse import quote
 
 import requests
@@ -21,15 +21,15 @@ from oauthlib.oauth2 import BackendApplicationClient, WebApplicationClient
 from .._chain.tokens import TokenSet, parse_token_response
 from .._util.redact import clean_server_text, fingerprint
 from .._util.sessions import SessionSource
+from .._util.timeouts import TimeoutLike, Timeouts
 from .._util.untrusted import json_object, read_at_most
 from .._util.urls import require_secure
 from ..errors import ConfigurationError, TokenEndpointError
+from .client_auth import AUTH_METHODS, choose_auth_method
 
 log = logging.getLogger(__name__)
 
-AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post")
 MAX_RESPONSE_BYTES = 1024 * 1024
-Timeout = Union[float, Tuple[float, float]]
 
 
 class TokenEndpointClient:
@@ -44,14 +44,14 @@ class TokenEndpointClient:
         auth_method: Optional[str] = None,
         resource: Optional[str] = None,
         session: Optional[requests.Session] = None,
-        timeout: Timeout = 30.0,
+        timeout: TimeoutLike = 30.0,
         clock: Callable[[], float],
     ) -> None:
         self.token_endpoint = require_secure(token_endpoint, "the token endpoint")
         self.client_id = client_id
         self._client_secret = client_secret
         if auth_method is None:
-            auth_method = "client_secret_basic" if client_secret else "none"
+            auth_method = choose_auth_method(bool(client_secret))
         if auth_method not in AUTH_METHODS:
             raise ConfigurationError(f"unsupported token endpoint auth method {auth_method!r}")
         if auth_method != "none" and not client_secret:
@@ -59,7 +59,7 @@ class TokenEndpointClient:
         self.auth_method = auth_method
         self.resource = resource
         self._sessions = SessionSource(session)
-        self._timeout = timeout
+        self._timeout = Timeouts.of(timeout)
         self._clock = clock
 
     def __repr__(self) -> str:
@@ -134,7 +134,7 @@ class TokenEndpointClient:
                 self.token_endpoint,
                 data=body,
                 headers=self._headers(),
-                timeout=self._timeout,
+                timeout=self._timeout.for_requests,
                 allow_redirects=False,
                 stream=True,
             )

@@ -133,10 +133,10 @@ def test_a_streamed_body_is_never_resent_truncated(server, auth, http):
 def test_a_401_for_a_token_already_replaced_does_not_refresh_again(server, auth):
     old = auth.access_token()
     server.revoke_access_tokens()
-    new = auth._chain.manager.token_after_rejection(old).access_token
+    new = auth._source._chain.manager.token_after_rejection(old).access_token
     assert new != old and server.audit.refresh_ok == 1
     # A thread whose request with the old token comes back late just resends with the new one.
-    assert auth._chain.manager.token_after_rejection(old).access_token == new
+    assert auth._source._chain.manager.token_after_rejection(old).access_token == new
     assert server.audit.refresh_ok == 1
 
 
@@ -172,7 +172,7 @@ def test_no_secret_in_reprs_errors_or_debug_logs(server, auth, clock, http, capl
     clock.advance(TTL + 1)
     with pytest.raises(AuthorizationRequired) as info:
         auth.access_token()
-    texts = [repr(auth), repr(auth.store), repr(auth._chain.manager), str(info.value), repr(info.value)]
+    texts = [repr(auth), repr(auth.store), repr(auth._source._chain.manager), str(info.value), repr(info.value)]
     texts += [record.getMessage() for record in caplog.records if record.name.startswith("mcp_sync_auth")]
     assert any("refresh" in text for text in texts)
     for text in texts:

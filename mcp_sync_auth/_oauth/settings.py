@@ -1,0 +1,102 @@
+"""The options a user gives, grouped: who the client is (:class:`ClientSettings`) and how it logs in
+(:class:`LoginOptions`). Frozen values, checked once when they are made."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Optional, Sequence, Union
+
+from .._util.timeouts import positive_seconds
+from ..errors import ConfigurationError
+from .client_auth import AUTH_METHODS
+
+AuthorizationHandler = Callable[[str], str]
+"""Given the authorization URL, return the URL the browser was redirected to (with code and state)."""
+
+GRANT_TYPES = ("authorization_code", "client_credentials")
+
+
+def _scope_tuple(scopes: Union[str, Sequence[str], None]) -> Optional[tuple[str, ...]]:
+    if scopes is None:
+        return None
+    if isinstance(scopes, str):
+        return tuple(scopes.split())
+    return tuple(scopes) or None
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientSettings:
+    """Who the client is. Everything is optional: discovery and registration fill in the rest.
+
+    ``client_id``/``client_secret``: a client registered by hand. ``auth_method``: its token endpoint
+    authentication (default: what the server offers). ``token_endpoint`` (and ``issuer``): refresh
+    without discovery, for tokens stored with ``MCPAuth.save_token()``. ``client_metadata_url``: a
+    client ID metadata document, used where the server supports it. ``redirect_uri``: the registered
+    callback. ``scopes``: what to ask for when the server's challenge names none. ``grant_type``:
+    ``authorization_code`` (a person logs in) or ``client_credentials`` (no person).
+    """
+
+    client_id: Optional[str] = None
+    client_secret: Optional[str] = dataclasses.field(default=None, repr=False)
+    auth_method: Optional[str] = None
+    token_endpoint: Optional[str] = None
+    issuer: Optional[str] = None
+    client_metadata_url: Optional[str] = None
+    redirect_uri: Optional[str] = None
+    scopes: Union[tuple[str, ...], str, Sequence[str], None] = None
+    grant_type: str = "authorization_code"
+    client_name: str = "mcp-sync-auth"
+
+    def __post_init__(self) -> None:
+        # Given as "a b" or ["a", "b"], kept as a tuple: hashable, and one shape for every reader.
+        object.__setattr__(self, "scopes", _scope_tuple(self.scopes))
+        if self.grant_type not in GRANT_TYPES:
+            raise ConfigurationError(f"unsupported grant_type {self.grant_type!r}")
+        if self.grant_type == "client_credentials" and not (self.client_id and self.client_secret):
+            raise ConfigurationError("the client credentials grant needs client_id and client_secret")
+        if self.auth_method is not None and self.auth_method not in AUTH_METHODS:
+            raise ConfigurationError(f"unsupported token endpoint auth method {self.auth_method!r}")
+        if self.token_endpoint is not None and not self.client_id:
+            raise ConfigurationError("token_endpoint needs a client_id")
+
+    @property
+    def scope_list(self) -> Optional[tuple[str, ...]]:
+        """The configured scopes (None: let the server's challenge and metadata decide)."""
+        scopes = self.scopes
+        assert scopes is None or isinstance(scopes, tuple)
+        return scopes
+
+    @property
+    def configured_by_hand(self) -> bool:
+        """A token endpoint was given: this client gets its tokens elsewhere (``save_token()``)."""
+        return self.token_endpoint is not None
+
+    @property
+    def needs_person(self) -> bool:
+        return self.grant_type == "authorization_code"
+
+
+@dataclasses.dataclass(frozen=True)
+class LoginOptions:
+    """How a login happens when one is needed.
+
+    ``interactive``: may this auth start a login by itself (None: yes, unless the client was configured
+    by hand with a token endpoint)? ``authorization_handler``: a callable given the authorization URL that
+    returns the redirect URL (tests, custom UIs). ``headless``: print the URL and read the redirect back
+    from the terminal instead of opening a browser. ``timeout``: seconds to wait for the person.
+    """
+
+    interactive: Optional[bool] = None
+    authorization_handler: Optional[AuthorizationHandler] = None
+    headless: bool = False
+    timeout: float = 300.0
+
+    def __post_init__(self) -> None:
+        positive_seconds(self.timeout, "the login timeout")
+
+    def may_start(self, client: ClientSettings) -> bool:
+        """Whether a lost or missing chain may be replaced by a login without asking."""
+        return self.interactive if self.interactive is not None else not client.configured_by_hand
+
+
+__all__ = ["GRANT_TYPES", "AuthorizationHandler", "ClientSettings", "LoginOptions"]

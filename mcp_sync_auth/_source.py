@@ -1,0 +1,310 @@
+"""The chain source behind ``MCPAuth``: which chain serves this server, and when to log in.
+
+``MCPAuth`` is only the ``requests`` adapter; it asks this source for a token, for a new one after
+a 401, and for a step-up after a 403. The source finds the chain in the store (after a restart, or
+after another process logged in), hands the refresh protocol to the chain's :class:`TokenManager`, and
+runs at most one login per server and account at a time across threads and processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from typing import Any, Callable, Optional, Sequence
+
+import requests
+
+from ._chain.keys import DEFAULT_ACCOUNT, ChainKey, ChainRecord, LoginKey
+from ._chain.tokens import TokenSet
+from ._oauth.challenge import BearerChallenge
+from ._oauth.discovery import Discovery
+from ._oauth.login import AuthorizationFlow
+from ._oauth.registration import ClientRegistration, Registrar
+from ._oauth.settings import ClientSettings, LoginOptions
+from ._refresh.manager import Clock, TokenManager
+from ._refresh.singleflight import SingleFlight
+from ._stores.file import TokenStore
+from ._util.redact import clean_server_text
+from ._util.timeouts import Timeouts
+from .errors import AuthorizationRequired, ConfigurationError, DiscoveryError, InsufficientScope
+
+# One login flight per (store, server, account) in the process, shared by every MCPAuth.
+_login_flights: SingleFlight[TokenSet] = SingleFlight()
+_shared_discoveries: dict[Timeouts, Discovery] = {}
+_shared_discoveries_guard = threading.Lock()
+
+ChallengeReader = Callable[[], Optional[BearerChallenge]]
+
+
+def shared_discovery(timeouts: Timeouts) -> Discovery:
+    """One metadata cache per process (and timeout), for every MCPAuth that brings no session of its own."""
+    with _shared_discoveries_guard:
+        discovery = _shared_discoveries.get(timeouts)
+        if discovery is None:
+            discovery = _shared_discoveries[timeouts] = Discovery(timeout=timeouts)
+        return discovery
+
+
+@dataclasses.dataclass(frozen=True)
+class _Chain:
+    """The chain in use; replaced whole after a login."""
+
+    manager: TokenManager
+    registration: ClientRegistration
+    token_endpoint: Optional[str]
+
+
+class ChainSource:
+    """Tokens for one MCP server and account, from its chain in ``store``, logging in when allowed."""
+
+    def __init__(
+        self,
+        server_url: str,
+        *,
+        store: TokenStore,
+        client: ClientSettings,
+        login: LoginOptions,
+        timeouts: Timeouts,
+        account: str = DEFAULT_ACCOUNT,
+        refresh_skew: float = 60.0,
+        lock_timeout: Optional[float] = None,
+        clock: Clock = time.time,
+        session: Optional[requests.Session] = None,
+        discovery: Optional[Discovery] = None,
+    ) -> None:
+        self.server_url = server_url
+        self.store = store
+        self.client = client
+        self.account = account
+        self.interactive = login.may_start(client)
+        self._clock = clock
+        self._skew = refresh_skew
+        # Long enough for a holder's whole grant: connect and first answer, twice (a slow server), plus slack.
+        self._lock_timeout = lock_timeout if lock_timeout is not None else 2 * timeouts.first_answer + 10
+        self._login_timeout = login.timeout
+        if discovery is None:
+            discovery = Discovery(session, timeout=timeouts) if session is not None else shared_discovery(timeouts)
+        registrar = Registrar(
+            store,
+            session=session,
+            timeout=timeouts,
+            lock_timeout=self._lock_timeout,
+            clock=clock,
+            client_name=client.client_name,
+        )
+        self._flow = AuthorizationFlow(
+            server_url,
+            client,
+            discovery=discovery,
+            registrar=registrar,
+            session=session,
+            timeout=timeouts,
+            clock=clock,
+            login=login,
+        )
+        self._resolve_guard = threading.Lock()
+        self._chain: Optional[_Chain] = None
+        if client.token_endpoint is not None:
+            assert client.client_id is not None  # ClientSettings checks it
+            issuer = client.issuer or client.token_endpoint
+            # The token endpoint client built here refuses an insecure endpoint.
+            registration = self._flow.known_registration(issuer, client.client_id)
+            key = ChainKey(server_url, issuer, client.client_id, account)
+            self._chain = self._build_chain(key, registration, client.token_endpoint)
+
+    # -- which chain -------------------------------------------------------------------------------
+
+    @property
+    def client_id(self) -> Optional[str]:
+        chain = self._chain
+        return chain.manager.key.client_id if chain is not None else None
+
+    @property
+    def key(self) -> ChainKey:
+        chain = self._current()
+        if chain is None:
+            raise self.login_required("no chain is stored yet")
+        return chain.manager.key
+
+    def login_hint(self) -> str:
+        if self.client.grant_type == "client_credentials":
+            return "Check the client credentials."
+        return f"Log in again: run `mcp-sync-auth login {self.server_url}` (or MCPAuth.save_token() with new tokens)."
+
+    def login_required(self, why: str) -> AuthorizationRequired:
+        hint = self.login_hint()
+        return AuthorizationRequired(f"{why} for {self.server_url}. {hint}", login_hint=hint)
+
+    def _build_chain(self, key: ChainKey, registration: ClientRegistration, token_endpoint: Optional[str]) -> _Chain:
+        refresher = None
+        if token_endpoint is not None:
+            refresher = self._flow.token_client(token_endpoint, registration).refresh
+        manager = TokenManager(
+            key,
+            self.store,
+            refresher,
+            refresh_skew=self._skew,
+            lock_timeout=self._lock_timeout,
+            clock=self._clock,
+            login_hint=self.login_hint(),
+        )
+        return _Chain(manager, registration, token_endpoint)
+
+    def _current(self) -> Optional[_Chain]:
+        chain = self._chain
+        return chain if chain is not None else self._resolve(force=False)
+
+    def _resolve(self, *, force: bool) -> Optional[_Chain]:
+        """Find this server's chain in the store: after a restart, or after another thread or process
+        logged in. The newest live chain for this server and account wins."""
+        with self._resolve_guard:
+            if self._chain is not None and not force:
+                return self._chain
+            candidates = [r for r in self.store.records() if self._is_ours(r)]
+            if not candidates:
+                return self._chain
+            best = max(candidates, key=lambda r: (not r.is_dead, r.updated_at))
+            current = self._chain
+            if current is not None and current.manager.key == best.key:
+                return current
+            registration = self._flow.known_registration(best.key.issuer, best.key.client_id)
+            self._chain = self._build_chain(best.key, registration, best.token_endpoint)
+            return self._chain
+
+    def _is_ours(self, record: ChainRecord) -> bool:
+        key = record.key
+        if key.resource != self.server_url or key.account != self.account:
+            return False
+        wanted = self.client.client_id
+        return wanted is None or key.client_id == wanted
+
+    # -- tokens ------------------------------------------------------------------------------------
+
+    def may_obtain(self) -> bool:
+        """Whether a missing or lost chain may be replaced without asking (a login, or client credentials)."""
+        return self.interactive or self.client.grant_type == "client_credentials"
+
+    def token(self) -> TokenSet:
+        """A valid token set, refreshed or obtained first if it must be."""
+        return self._token_for(self._current())
+
+    def token_for_request(self) -> Optional[TokenSet]:
+        """The token for an outgoing request, or None: send it bare, so that the server's 401 says where
+        to log in and which scopes it wants (nothing is stored yet and a person may log in)."""
+        chain = self._current()
+        if chain is None and self.may_obtain() and self.client.needs_person:
+            return None
+        return self._token_for(chain)
+
+    def _token_for(self, chain: Optional[_Chain]) -> TokenSet:
+        if chain is not None:
+            try:
+                return chain.manager.token()
+            except AuthorizationRequired as exc:
+                if not self.may_obtain():
+                    raise
+                return self._login_after(exc, None)
+        if not self.may_obtain():
+            raise self.login_required("no tokens are stored")
+        return self.login()
+
+    def after_rejection(self, rejected: Optional[str], challenge: ChallengeReader) -> tuple[TokenSet, bool]:
+        """The server refused ``rejected`` (a 401): a token to send the request again with, and whether a
+        login was needed to get it. ``challenge`` reads the 401's challenge, only if a login is needed."""
+        chain = self._chain
+        lost: Optional[AuthorizationRequired] = None
+        if rejected is not None and chain is not None:
+            try:
+                return chain.manager.token_after_rejection(rejected), False
+            except AuthorizationRequired as exc:
+                if not self.may_obtain():
+                    raise
+                lost = exc
+        if not self.may_obtain():
+            raise self.login_required("the server asks for authorization")
+        if lost is not None:
+            return self._login_after(lost, challenge()), True
+        return self.login(challenge()), True
+
+    def step_up(self, challenge: BearerChallenge) -> TokenSet:
+        """The server wants more scope (a 403 with ``insufficient_scope``): log in for the union of the
+        scopes held and asked for, or say which are missing when this auth may not log in."""
+        if not self.may_obtain():
+            wanted = tuple(clean_server_text(scope, self._secrets()) for scope in challenge.scopes or ())
+            hint = self.login_hint()
+            raise InsufficientScope(
+                f"{self.server_url} needs the scope(s) {' '.join(wanted) or '(unspecified)'}, which the "
+                f"current tokens lack. {hint}",
+                scopes=wanted,
+                login_hint=hint,
+            )
+        return self.login(challenge, held_scopes=self._held_scopes())
+
+    def _login_after(self, lost: AuthorizationRequired, challenge: Optional[BearerChallenge]) -> TokenSet:
+        """Log in again after the chain was lost. If the login cannot even start (no metadata: a client
+        configured by hand), the loss is the clearer error to show."""
+        try:
+            return self.login(challenge)
+        except DiscoveryError as exc:
+            raise lost from exc
+
+    def login(self, challenge: Optional[BearerChallenge] = None, held_scopes: Sequence[str] = ()) -> TokenSet:
+        """Obtain a new chain now. One login per server and account runs at a time across threads and
+        processes; the others wait and use its result."""
+        login_key = LoginKey(self.server_url, self.account)
+        before = self._chain
+
+        def lead() -> TokenSet:
+            with self.store.lock(login_key, self._login_timeout + self._lock_timeout):
+                # Somebody may have logged in while we waited for the lock.
+                newer = self._resolve(force=True)
+                if newer is not None and newer is not before and not held_scopes:
+                    try:
+                        return newer.manager.token()
+                    except AuthorizationRequired:
+                        pass
+                plan = self._flow.plan(challenge, fresh=True)
+                registration, tokens = self._flow.obtain_tokens(plan, challenge, held_scopes, generation=0)
+                key = ChainKey(self.server_url, plan.issuer, registration.client_id, self.account)
+                chain = self._build_chain(key, registration, plan.server.token_endpoint)
+                saved = chain.manager.save_tokens(tokens, plan.server.token_endpoint)
+                with self._resolve_guard:
+                    self._chain = chain
+                return saved
+
+        tokens = _login_flights.run((self.store.identity, login_key), lead)
+        if self._chain is before:
+            self._resolve(force=True)  # we waited on another MCPAuth's login: pick up its chain
+        return tokens
+
+    def save_token(self, token_response: dict[str, Any]) -> None:
+        chain = self._chain
+        if chain is None:
+            raise ConfigurationError("save_token needs a configured client: pass client_id and token_endpoint")
+        # The endpoint goes into the store too: a process that knows only the URL can then refresh.
+        chain.manager.save_response(token_response, token_endpoint=chain.token_endpoint)
+
+    def logout(self) -> None:
+        chain = self._current()
+        if chain is not None:
+            chain.manager.forget()
+
+    # -- what the server may see echoed ------------------------------------------------------------
+
+    def _secrets(self) -> tuple[Optional[str], ...]:
+        chain = self._chain
+        current = chain.manager.current() if chain is not None else None
+        held = (current.access_token, current.refresh_token) if current is not None else ()
+        return (*held, self.client.client_secret)
+
+    def _held_scopes(self) -> list[str]:
+        chain = self._chain
+        if chain is None:
+            return []
+        current = chain.manager.current()
+        scopes = list(current.scope.split()) if current is not None and current.scope else []
+        return scopes or list(self._flow.last_requested_scopes)
+
+
+__all__ = ["ChainSource", "shared_discovery"]
