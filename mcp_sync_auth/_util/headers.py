@@ -1,0 +1,26 @@
+"""Reading the credentials a request carried from its headers."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+__all__ = ["bearer_token"]
+
+
+def bearer_token(headers: Mapping[str, Any]) -> Optional[str]:
+    """The token of an ``Authorization: Bearer <token>`` header, else None (no header, another
+    scheme, a blank token). The scheme is matched case-insensitively (RFC 9110 §11.1), and so is the
+    header name, also in a plain dict."""
+    value: Any = None
+    for name, item in headers.items():
+        if isinstance(name, str) and name.lower() == "authorization":
+            value = item
+            break
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")  # requests sends bytes values as they are
+    if not isinstance(value, str):
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
