@@ -74,12 +74,14 @@ def result_of(message, result):
     return {"jsonrpc": "2.0", "id": message["id"], "result": result}
 
 
-def handshake(version="2025-11-25", session="s-1", then=None):
-    """initialize -> ``version``; notifications -> 202; everything else -> ``then``."""
+def handshake(version="2025-11-25", session="s-1", then=None, **extra):
+    """initialize -> ``version`` (and ``extra`` result members); notifications -> 202; everything
+    else -> ``then``."""
 
     def answer(message, headers):
         if message.get("method") == "initialize":
             info = {"protocolVersion": version, "capabilities": {}, "serverInfo": {"name": "fake", "version": "0"}}
+            info.update(extra)
             return as_json(result_of(message, info), **({"Mcp-Session-Id": session} if session else {}))
         if "id" not in message or "method" not in message:
             return 202, {}, b""

@@ -583,3 +583,39 @@ def test_bad_session_id_is_refused(scripted):
     scripted.answer = handshake(session="has space")
     with MCPClient(scripted.url) as client, pytest.raises(MCPProtocolError, match="session id"):
         client.connect()
+
+
+@pytest.mark.parametrize("sent,seen", [("Call echo to repeat text.", "Call echo to repeat text."), (42, None)])
+def test_initialize_instructions_are_exposed(scripted, sent, seen):
+    scripted.answer = handshake(instructions=sent, capabilities={"tools": {"listChanged": True}})
+    with MCPClient(scripted.url) as client:
+        assert client.instructions == seen  # a non-string is not instructions
+        assert client.server_capabilities == {"tools": {"listChanged": True}}
+        client.server_capabilities["tools"] = None
+        assert client.server_capabilities == {"tools": {"listChanged": True}}
+    assert scripted.methods() == ["initialize", "notifications/initialized"]
+
+
+def test_discover_instructions_are_exposed_and_absent_ones_are_none(scripted, server, client):
+    def answer(message, headers):
+        result = {"supportedVersions": [STATELESS], "capabilities": {}, "instructions": "stateless hints"}
+        return as_json(result_of(message, result))
+
+    scripted.answer = answer
+    with MCPClient(scripted.url, protocol_version=STATELESS) as stateless:
+        assert stateless.instructions == "stateless hints"
+    assert client.instructions is None  # the strict server sends none
+
+
+def test_a_notification_meets_the_same_single_retry(scripted):
+    def answer(message, headers):
+        if message.get("method") == "notifications/roots/list_changed":
+            return 404, {}, b""
+        return handshake()(message, headers)
+
+    scripted.answer = answer
+    with MCPClient(scripted.url) as client, pytest.raises(MCPProtocolError, match="again") as caught:
+        client.notify("notifications/roots/list_changed")
+    assert caught.value.status_code == 404
+    assert scripted.methods().count("initialize") == 2
+    assert scripted.methods().count("notifications/roots/list_changed") == 2
