@@ -195,6 +195,12 @@ class JSONRPCError(MCPProtocolError):
         self.code = code
         self.data = data
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # BaseException would call JSONRPCError(message) alone. Waiters of one refresh get copies of
+        # the leader's error, and errors cross process boundaries pickled: rebuild from our own
+        # arguments, and restore the rest (status_code...) as state.
+        return (type(self), (self.code, self.message, self.data), dict(self.__dict__))
+
     def __str__(self) -> str:
         return f"JSON-RPC error {self.code}: {self.message}"
 
@@ -208,3 +214,7 @@ class ToolError(MCPProtocolError):
     def __init__(self, message: str, result: dict[str, Any], **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.result = result
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # As JSONRPCError: ``result`` is a required argument that BaseException does not know about.
+        return (type(self), (self.message, self.result), dict(self.__dict__))

@@ -14,7 +14,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Dict, List, Mapping, Optional, Type
+from typing import Any, Callable, Dict, List, Mapping, Optional, Type, TypeVar
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -48,6 +48,8 @@ from .versions import (
 __all__ = ["MCPClient"]
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 POOL_SIZE = 32  # connections kept per host by a session we create: one per busy thread, not ten
 _NAMED_BY = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}  # -> Mcp-Name
@@ -153,7 +155,16 @@ class MCPClient:
 
     @property
     def server_capabilities(self) -> Dict[str, Any]:
+        """The ``ServerCapabilities`` the server announced (``tools``, ``resources``...), as sent
+        (connects first); a shallow copy."""
         return dict(self._current().capabilities)
+
+    @property
+    def instructions(self) -> Optional[str]:
+        """The server's ``instructions`` from ``initialize`` (or ``server/discover``): how to use its
+        tools, meant for the model's context. None when it sent none (connects first). Server text,
+        passed on as sent."""
+        return self._current().instructions
 
     # -- MCP ---------------------------------------------------------------------------------------
 
@@ -163,16 +174,8 @@ class MCPClient:
         return self._exchange(method, params).message.get("result")
 
     def notify(self, method: str, params: Optional[Mapping[str, Any]] = None) -> None:
-        connection = self._current()
-        try:
-            self._notify_on(connection, method, params)
-            return
-        except SessionExpired:
-            connection = self._renew(connection)
-        try:
-            self._notify_on(connection, method, params)
-        except SessionExpired:
-            raise _expired_again() from None
+        """Send a JSON-RPC notification (no answer but the HTTP status)."""
+        self._on_live_session(lambda connection: self._notify_on(connection, method, params))
 
     def list_tools(self) -> List[Dict[str, Any]]:
         """Every tool the server offers, following ``nextCursor`` across pages."""
@@ -208,13 +211,17 @@ class MCPClient:
     # -- requests and retries ----------------------------------------------------------------------
 
     def _exchange(self, method: str, params: Optional[Mapping[str, Any]]) -> Reply:
+        return self._on_live_session(lambda connection: self._request_on(connection, method, params))
+
+    def _on_live_session(self, send: Callable[[_Connection], _T]) -> _T:
+        """``send`` on the current connection; if the server forgot its session, once more on a new one."""
         connection = self._current()
         try:
-            return self._request_on(connection, method, params)
+            return send(connection)
         except SessionExpired:
             connection = self._renew(connection)
         try:
-            return self._request_on(connection, method, params)
+            return send(connection)
         except SessionExpired:
             raise _expired_again() from None
 
@@ -318,7 +325,7 @@ class MCPClient:
             session_id=_session_id(reply.headers.get(SESSION_HEADER)),
             server_info=_object(result.get("serverInfo")),
             capabilities=_object(result.get("capabilities")),
-            instructions=result.get("instructions") if isinstance(result.get("instructions"), str) else None,
+            instructions=_text(result.get("instructions")),
         )
         self._notify_on(connection, "notifications/initialized", None)
         return connection
@@ -334,12 +341,11 @@ class MCPClient:
         meta = _object(result.get("_meta"))
         # Server identity moved into the result's _meta; older drafts had it in the body.
         server_info = _object(meta.get(SERVER_INFO_META)) or _object(result.get("serverInfo"))
-        instructions = result.get("instructions")
         return _Connection(
             protocol_version=version,
             server_info=server_info,
             capabilities=_object(result.get("capabilities")),
-            instructions=instructions if isinstance(instructions, str) else None,
+            instructions=_text(result.get("instructions")),
         )
 
 
@@ -373,6 +379,10 @@ def _session_id(value: Optional[str]) -> Optional[str]:
 
 def _object(value: Any) -> Dict[str, Any]:
     return dict(value) if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> Optional[str]:
+    return value if isinstance(value, str) else None
 
 
 def _first_text(result: Mapping[str, Any]) -> str:

@@ -4,6 +4,9 @@ Bytes go in as they arrive from the network, in pieces of any size; whole events
 in CRLF, LF or a lone CR (a CR at the end of one piece may be followed by the LF in the next); a
 leading byte order mark is dropped; lines starting with ``:`` are comments; ``data`` lines are joined
 with LF; an event with no data is not dispatched, but its ``id`` still counts.
+
+A stream may go on for as long as the server likes, but with ``max_event_size`` no one event (its data,
+or any line, finished or not) may grow past that many characters: :class:`EventTooLarge` is raised.
 """
 
 from __future__ import annotations
@@ -13,10 +16,14 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Union
 
-__all__ = ["SSEParser", "ServerSentEvent", "parse_events"]
+__all__ = ["EventTooLarge", "SSEParser", "ServerSentEvent", "parse_events"]
 
 _BOM = "\ufeff"
 _LINE_END = re.compile(r"\r\n|\r|\n")  # not str.splitlines: it also splits on VT, FF, NEL, U+2028...
+
+
+class EventTooLarge(ValueError):
+    """An event (or a line) of the stream grew past the parser's ``max_event_size``."""
 
 
 @dataclass(frozen=True)
@@ -30,9 +37,12 @@ class ServerSentEvent:
 
 
 class SSEParser:
-    """Feed bytes with :meth:`feed`, collect events; call :meth:`finish` at the end of the stream."""
+    """Feed bytes with :meth:`feed`, collect events; call :meth:`finish` at the end of the stream.
+    ``max_event_size`` (characters; None for no bound) caps what one event may hold in memory."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_event_size: Optional[int] = None) -> None:
+        self._max_event_size = max_event_size
+        self._data_size = 0  # characters in self._data, with the LFs that will join them
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._buffer = ""
         self._started = False  # the BOM is only skipped at the very start of the stream
@@ -66,7 +76,7 @@ class SSEParser:
             event = self._dispatch()
             if event is not None:
                 events.append(event)
-        self._buffer, self._data, self._event_type = "", [], ""
+        self._buffer, self._data, self._event_type, self._data_size = "", [], "", 0
         return events
 
     def _consume(self, text: str) -> List[ServerSentEvent]:
@@ -93,16 +103,20 @@ class SSEParser:
             if event is not None:
                 events.append(event)
         self._buffer = buffer[start:]
+        self._check_size(len(self._buffer))  # a line that does not end (yet)
         self._after_cr = start == len(buffer) and buffer.endswith("\r")
         return events
 
     def _line(self, line: str) -> None:
+        self._check_size(len(line))
         if line.startswith(":"):
             return  # comment (also used as keep-alive)
         name, colon, value = line.partition(":")
         if colon and value.startswith(" "):
             value = value[1:]
         if name == "data":
+            self._data_size += len(value) + 1
+            self._check_size(self._data_size)
             self._data.append(value)
         elif name == "event":
             self._event_type = value
@@ -113,11 +127,17 @@ class SSEParser:
             self._retry = int(value)
         # Any other field name is ignored, as the standard says.
 
+    def _check_size(self, size: int) -> None:
+        """Held to the bound on their own: each line, and the event's data (so at most twice it is held)."""
+        limit = self._max_event_size
+        if limit is not None and size > limit:
+            raise EventTooLarge(f"an event of the stream is larger than {limit} characters")
+
     def _dispatch(self) -> Optional[ServerSentEvent]:
         # The id counts at every blank line, even for an event without data (a "priming" event).
         self._last_id = self._id_buffer
         data, event_type = self._data, self._event_type
-        self._data, self._event_type = [], ""
+        self._data, self._event_type, self._data_size = [], "", 0
         if not data:
             return None
         return ServerSentEvent("\n".join(data), event_type or "message", self._last_id, self._retry)

@@ -2,6 +2,11 @@
 
 It knows HTTP and the shape of JSON-RPC messages, nothing about sessions or versions: the client
 hands it the headers to send and learns from :class:`SessionExpired` that a session is gone.
+
+Every answer is untrusted: bodies are read through :mod:`mcp_sync_auth._util.untrusted` with a bound
+(:data:`MAX_REPLY_BYTES` for a JSON reply, :data:`MAX_EVENT_CHARS` for one SSE event,
+:data:`MAX_ERROR_BODY` for an HTTP error's body) and JSON is decoded with its depth guard, so a hostile
+server gets an :class:`MCPProtocolError`, never a ``RecursionError`` or an exhausted memory.
 """
 
 from __future__ import annotations
@@ -16,12 +21,15 @@ import requests
 from requests.auth import AuthBase
 from requests.structures import CaseInsensitiveDict
 
-from .._util.redact import clean_server_text
-from ..errors import MCPProtocolError
+from .._util.headers import bearer_token
+from .._util.redact import clean_server_text, redact_secrets
+from .._util.untrusted import json_object, json_value, read_at_most
+from .._util.www_authenticate import parse_www_authenticate
+from ..errors import ChallengeError, MCPProtocolError
 from .jsonrpc import METHOD_NOT_FOUND, JsonObject, RequestId, error_of, is_request, is_response
 from .jsonrpc import response_error as rpc_response_error
 from .jsonrpc import response_result as rpc_response_result
-from .sse import ServerSentEvent, SSEParser
+from .sse import EventTooLarge, ServerSentEvent, SSEParser
 
 __all__ = [
     "ACCEPT",
@@ -42,7 +50,16 @@ SESSION_HEADER = "Mcp-Session-Id"
 VERSION_HEADER = "MCP-Protocol-Version"
 METHOD_HEADER = "Mcp-Method"
 NAME_HEADER = "Mcp-Name"
+MAX_REPLY_BYTES = 32 * 1024 * 1024
+"""A JSON reply's body. Tool results carry whole files and base64 images, so tens of MiB are real;
+past this a server is more likely broken or hostile than generous."""
+MAX_EVENT_CHARS = MAX_REPLY_BYTES
+"""One SSE event (its data, or any one line). The reply arrives in one event, so this is the reply's
+bound; the stream itself may last as long as a tool call streams progress, one bounded event at a time."""
 MAX_ERROR_BODY = 64 * 1024
+"""An HTTP error's body, read only for a JSON-RPC error object (a message and a code)."""
+MAX_DRAIN_BYTES = 64 * 1024
+"""What is read after the reply to keep the connection for reuse; a longer rest closes it instead."""
 READ_SIZE = 64 * 1024
 _BASE64_PREFIX, _BASE64_SUFFIX = "=?base64?", "?="
 
@@ -76,11 +93,7 @@ def header_value(value: str) -> str:
 
 def _bearer(response: requests.Response) -> Optional[str]:
     """The token the request carried, so that a server echoing it back cannot put it in a message."""
-    value = response.request.headers.get("Authorization", "") if response.request is not None else ""
-    scheme, _, token = str(value).partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return token.strip() or None
+    return bearer_token(response.request.headers) if response.request is not None else None
 
 
 def _media_type(response: requests.Response) -> str:
@@ -175,8 +188,8 @@ class StreamableHTTP:
         # No response= on these errors: its request carries the Authorization header.
         secrets = (_bearer(response),)
         if status in (401, 403):
-            challenge = _redacted(response.headers.get("WWW-Authenticate", ""), secrets)
-            hint = clean_server_text(_challenge_hint(challenge))
+            challenge = redact_secrets(response.headers.get("WWW-Authenticate", ""), secrets)
+            hint = _challenge_hint(challenge)
             raise MCPProtocolError(
                 f"the MCP server refused the request (HTTP {status}){hint}",
                 status_code=status,
@@ -192,27 +205,24 @@ class StreamableHTTP:
 
     @staticmethod
     def _error_body(response: requests.Response) -> Optional[JsonObject]:
-        """A JSON-RPC error object in an HTTP error's body, if there is one."""
+        """A JSON-RPC error object in an HTTP error's body, if there is one (else the status speaks)."""
         if _media_type(response) != "application/json":
             return None
-        body = b""
-        for piece in _pieces(response):
-            body += piece
-            if len(body) > MAX_ERROR_BODY:
-                return None
-        try:
-            message = json.loads(body.decode("utf-8"))
-        except ValueError:
-            return None
-        if isinstance(message, dict) and isinstance(message.get("error"), dict):
+        message = json_object(read_at_most(response, MAX_ERROR_BODY))
+        if message is not None and isinstance(message.get("error"), dict):
             return message
         return None
 
     # -- bodies ------------------------------------------------------------------------------------
 
     def _json_reply(self, response: requests.Response, request_id: RequestId) -> JsonObject:
+        body = read_at_most(response, MAX_REPLY_BYTES)
+        if body is None:
+            raise MCPProtocolError(
+                f"the MCP server's response is larger than {MAX_REPLY_BYTES} bytes", status_code=response.status_code
+            )
         try:
-            message = json.loads(b"".join(_pieces(response)).decode("utf-8"))
+            message = json_value(body)
         except ValueError:
             raise MCPProtocolError("the MCP server sent a response that is not JSON") from None
         found = self._match(message, request_id)
@@ -226,21 +236,26 @@ class StreamableHTTP:
         request_id: RequestId,
         reply_headers: Optional[Mapping[str, str]],
     ) -> JsonObject:
-        parser = SSEParser()
+        parser = SSEParser(max_event_size=MAX_EVENT_CHARS)
         pieces = _pieces(response)
-        for piece in pieces:
-            for event in parser.feed(piece):
+        try:
+            for piece in pieces:
+                for event in parser.feed(piece):
+                    found = self._on_event(event, request_id, reply_headers)
+                    if found is not None:
+                        if response.headers.get("Content-Length"):
+                            _drain(pieces)
+                        return found
+            # Lenient at the very end: a server that forgot the final blank line still gets its answer through.
+            for event in parser.finish(dispatch_incomplete=True):
                 found = self._on_event(event, request_id, reply_headers)
                 if found is not None:
-                    if response.headers.get("Content-Length"):
-                        for _ in pieces:  # a bounded rest: read it so the connection can be reused
-                            pass
                     return found
-        # Lenient at the very end: a server that forgot the final blank line still gets its answer through.
-        for event in parser.finish(dispatch_incomplete=True):
-            found = self._on_event(event, request_id, reply_headers)
-            if found is not None:
-                return found
+        except EventTooLarge:
+            raise MCPProtocolError(
+                f"the MCP server sent an event larger than {MAX_EVENT_CHARS} characters",
+                status_code=response.status_code,
+            ) from None
         raise MCPProtocolError("the MCP server's event stream ended without a response to our request")
 
     def _on_event(
@@ -252,7 +267,7 @@ class StreamableHTTP:
         if event.event != "message" or not event.data.strip():
             return None  # other event types are not MCP's; empty data primes a reconnection
         try:
-            message = json.loads(event.data)
+            message = json_value(event.data)
         except ValueError:
             raise MCPProtocolError("the MCP server sent an event that is not JSON") from None
         if not isinstance(message, dict):
@@ -295,21 +310,25 @@ class StreamableHTTP:
             log.warning("could not answer the MCP server's %r request: %s", clean_server_text(method), exc)
 
 
-def _redacted(text: str, secrets: Tuple[Optional[str], ...]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    return text
+def _drain(pieces: Iterator[bytes]) -> None:
+    """Read a short rest of the body so the connection can be reused; a long one is left unread,
+    and closing the response then closes the connection."""
+    drained = 0
+    for piece in pieces:
+        drained += len(piece)
+        if drained > MAX_DRAIN_BYTES:
+            return
 
 
 def _challenge_hint(challenge: str) -> str:
-    """The non-secret part of a Bearer challenge, for the message: error and scope."""
-    hints: Tuple[str, ...] = ()
-    for name in ("error", "scope"):
-        marker = f'{name}="'
-        start = challenge.find(marker)
-        if start >= 0 and (start == 0 or challenge[start - 1] in " ,"):
-            end = challenge.find('"', start + len(marker))
-            if end > 0:
-                hints += (f"{name}={challenge[start + len(marker) : end]}",)
-    return ": " + ", ".join(hints) if hints else ""
+    """The non-secret part of the Bearer challenge, for the message: ``error`` and ``scope``.
+    A malformed header gives no hint; it is still kept whole on the error."""
+    try:
+        challenges = parse_www_authenticate(challenge)
+    except ChallengeError:
+        return ""
+    bearer = next((found for found in challenges if found.scheme == "bearer"), None)
+    if bearer is None:
+        return ""
+    hints = [f"{name}={bearer.params[name]}" for name in ("error", "scope") if name in bearer.params]
+    return clean_server_text(": " + ", ".join(hints)) if hints else ""

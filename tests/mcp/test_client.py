@@ -1,7 +1,6 @@
 """MCPClient over real HTTP: against StrictAuthServer with MCPAuth, and against scripted servers for
 the answers a well-behaved server never gives."""
 
-import http.server
 import json
 import threading
 from collections import Counter
@@ -14,22 +13,12 @@ from mcp_sync_auth._mcp.transport import header_value
 from mcp_sync_auth.testing import StrictAuthServer
 
 from ..conftest import TTL
+from .scripted import StaticBearer, as_json, as_sse, handshake, result_of
 
 SESSION_VERSIONS = ["2025-03-26", "2025-06-18", "2025-11-25"]
 STATELESS = "2026-07-28"
 PV_META = "io.modelcontextprotocol/protocolVersion"
 CAPS_META = "io.modelcontextprotocol/clientCapabilities"
-
-
-class StaticBearer(requests.auth.AuthBase):
-    """A fixed token and no refresh: what the server says reaches the client unchanged."""
-
-    def __init__(self, token):
-        self.token = token
-
-    def __call__(self, request):
-        request.headers["Authorization"] = f"Bearer {self.token}"
-        return request
 
 
 class RecordingSession(requests.Session):
@@ -458,79 +447,6 @@ def test_bad_arguments():
 # ------------------------------------------------------------------------------ scripted servers
 
 
-class Scripted:
-    """A bare HTTP server; ``answer(message, headers)`` returns (status, headers, body bytes)."""
-
-    def __init__(self):
-        self.seen = []
-        self.answer = None
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self):
-                message = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.seen.append((dict(self.headers), message))
-                status, headers, body = outer.answer(message, self.headers)
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_DELETE(self):
-                self.send_response(405)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/mcp"
-
-    def methods(self):
-        return [message.get("method", "(response)") for _, message in self.seen]
-
-
-@pytest.fixture
-def scripted():
-    fake = Scripted()
-    thread = threading.Thread(target=fake.httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    yield fake
-    fake.httpd.shutdown()
-    fake.httpd.server_close()
-
-
-def as_json(message, status=200, **headers):
-    return status, {"Content-Type": "application/json", **headers}, json.dumps(message).encode()
-
-
-def as_sse(raw, **headers):
-    return 200, {"Content-Type": "text/event-stream", **headers}, raw
-
-
-def result_of(message, result):
-    return {"jsonrpc": "2.0", "id": message["id"], "result": result}
-
-
-def handshake(version="2025-11-25", session="s-1", then=None):
-    """initialize -> ``version``; notifications -> 202; everything else -> ``then``."""
-
-    def answer(message, headers):
-        if message.get("method") == "initialize":
-            info = {"protocolVersion": version, "capabilities": {}, "serverInfo": {"name": "fake", "version": "0"}}
-            return as_json(result_of(message, info), **({"Mcp-Session-Id": session} if session else {}))
-        if "id" not in message or "method" not in message:
-            return 202, {}, b""
-        return then(message, headers)
-
-    return answer
-
-
 def test_unsupported_negotiated_version_is_refused(scripted):
     scripted.answer = handshake(version="2024-11-05")
     with MCPClient(scripted.url) as client, pytest.raises(MCPProtocolError, match="2024-11-05"):
@@ -667,3 +583,39 @@ def test_bad_session_id_is_refused(scripted):
     scripted.answer = handshake(session="has space")
     with MCPClient(scripted.url) as client, pytest.raises(MCPProtocolError, match="session id"):
         client.connect()
+
+
+@pytest.mark.parametrize("sent,seen", [("Call echo to repeat text.", "Call echo to repeat text."), (42, None)])
+def test_initialize_instructions_are_exposed(scripted, sent, seen):
+    scripted.answer = handshake(instructions=sent, capabilities={"tools": {"listChanged": True}})
+    with MCPClient(scripted.url) as client:
+        assert client.instructions == seen  # a non-string is not instructions
+        assert client.server_capabilities == {"tools": {"listChanged": True}}
+        client.server_capabilities["tools"] = None
+        assert client.server_capabilities == {"tools": {"listChanged": True}}
+    assert scripted.methods() == ["initialize", "notifications/initialized"]
+
+
+def test_discover_instructions_are_exposed_and_absent_ones_are_none(scripted, server, client):
+    def answer(message, headers):
+        result = {"supportedVersions": [STATELESS], "capabilities": {}, "instructions": "stateless hints"}
+        return as_json(result_of(message, result))
+
+    scripted.answer = answer
+    with MCPClient(scripted.url, protocol_version=STATELESS) as stateless:
+        assert stateless.instructions == "stateless hints"
+    assert client.instructions is None  # the strict server sends none
+
+
+def test_a_notification_meets_the_same_single_retry(scripted):
+    def answer(message, headers):
+        if message.get("method") == "notifications/roots/list_changed":
+            return 404, {}, b""
+        return handshake()(message, headers)
+
+    scripted.answer = answer
+    with MCPClient(scripted.url) as client, pytest.raises(MCPProtocolError, match="again") as caught:
+        client.notify("notifications/roots/list_changed")
+    assert caught.value.status_code == 404
+    assert scripted.methods().count("initialize") == 2
+    assert scripted.methods().count("notifications/roots/list_changed") == 2

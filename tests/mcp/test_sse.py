@@ -2,7 +2,7 @@
 
 import pytest
 
-from mcp_sync_auth._mcp.sse import ServerSentEvent, SSEParser, parse_events
+from mcp_sync_auth._mcp.sse import EventTooLarge, ServerSentEvent, SSEParser, parse_events
 
 
 def bytewise(data):
@@ -105,3 +105,29 @@ def test_text_input_and_colon_in_value():
 
 def test_field_name_is_case_sensitive():
     assert parse_events(b"Data: a\n\nDATA: b\n\n") == []
+
+
+def test_max_event_size_bounds_each_event_not_the_stream():
+    parser = SSEParser(max_event_size=12)
+    events = []
+    for _ in range(100):  # many small events: the stream may be as long as it likes
+        events += parser.feed(b"data: 012345\n\n")  # a line of 12 characters
+    assert len(events) == 100
+    # Data lines count with the LF that joins them: 6 + 5 characters.
+    assert parser.feed(b"data: 01234\ndata: 0123\n\n") == [ServerSentEvent("01234\n0123")]
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [
+        b"data: 0123456789abc\n\n",  # one data line
+        b"data: 012345\ndata: 012345\n\n",  # data lines together: 7 + 7 characters
+        b": a comment longer than twelve\n\n",  # any one line
+        b"data: 0123456789ab",  # a line that never ends
+    ],
+)
+def test_max_event_size_refuses_a_larger_event(stream):
+    parser = SSEParser(max_event_size=12)
+    with pytest.raises(EventTooLarge, match="larger than 12 characters"):
+        for piece in bytewise(stream):
+            parser.feed(piece)

@@ -8,13 +8,8 @@ from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
 
 from mcp_sync_auth import ChallengeError, MCPAuthError
-from mcp_sync_auth._oauth.challenge import (
-    MAX_HEADER_LENGTH,
-    BearerChallenge,
-    Challenge,
-    bearer_challenge,
-    parse_www_authenticate,
-)
+from mcp_sync_auth._oauth.challenge import BearerChallenge, bearer_challenge
+from mcp_sync_auth._util.www_authenticate import MAX_HEADER_LENGTH, Challenge, parse_www_authenticate
 
 from ..docserver import DocServer
 
