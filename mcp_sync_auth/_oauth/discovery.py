@@ -15,6 +15,7 @@ URL was built from, and every endpoint must be HTTPS (or loopback HTTP). Results
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -46,6 +47,7 @@ MAX_DOCUMENT_BYTES = 256 * 1024
 _METADATA_HEADERS: dict[str, Optional[str]] = {"Accept": "application/json", "Authorization": None}
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -230,6 +232,17 @@ def _endpoint(document: Mapping[str, Any], name: str, url: str, *, required: boo
     return value
 
 
+def _unused(
+    read: Callable[[Mapping[str, Any], str, str], Optional[T]], document: Mapping[str, Any], name: str, url: str
+) -> Optional[T]:
+    """A field no login reads: kept when well formed, dropped (never fatal) when not."""
+    try:
+        return read(document, name, url)
+    except DiscoveryError:
+        log.info("ignoring the malformed %r in the metadata at %s", name, _show(url))
+        return None
+
+
 # --- Document parsing -------------------------------------------------------------------------
 
 
@@ -296,8 +309,8 @@ def _parse_authorization_server(
         token_endpoint=token_endpoint,
         registration_endpoint=_endpoint(document, "registration_endpoint", url),
         scopes_supported=_strings(document, "scopes_supported", url),
-        response_types_supported=_strings(document, "response_types_supported", url),
-        grant_types_supported=_strings(document, "grant_types_supported", url),
+        response_types_supported=_unused(_strings, document, "response_types_supported", url),
+        grant_types_supported=_unused(_strings, document, "grant_types_supported", url),
         code_challenge_methods_supported=_strings(document, "code_challenge_methods_supported", url),
         token_endpoint_auth_methods_supported=_strings(document, "token_endpoint_auth_methods_supported", url),
         client_id_metadata_document_supported=_flag(document, "client_id_metadata_document_supported", url),
@@ -306,7 +319,7 @@ def _parse_authorization_server(
         ),
         legacy=legacy,
         url=url,
-        revocation_endpoint=_endpoint(document, "revocation_endpoint", url),
+        revocation_endpoint=_unused(_endpoint, document, "revocation_endpoint", url),
         document=_frozen(document),
     )
 

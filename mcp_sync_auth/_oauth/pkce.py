@@ -1,6 +1,6 @@
 """The authorization request (PKCE, state, resource) and the checks on its response (state, RFC 9207 iss).
 
-Pure functions over URLs: no network, no browser. :mod:`login` drives them.
+Pure functions over URLs: no network, no browser. :mod:`mcp_sync_auth._oauth.login` drives them.
 """
 
 from __future__ import annotations

@@ -21,9 +21,10 @@ from ..auth import MCPAuth
 from ..errors import AuthorizationRequired, ConfigurationError, MCPAuthError
 from . import tools as cli_tools
 
+# 2 is argparse's own exit code for a usage error.
 EXIT_OK = 0
 EXIT_ERROR = 1
-EXIT_USAGE = 2
+EXIT_LOGIN_NEEDED = 3
 
 
 def _describe_expiry(record: ChainRecord, now: float) -> str:
@@ -72,9 +73,6 @@ def cmd_logout(args: argparse.Namespace) -> int:
             removed += 1
     print(f"removed {removed} chain(s) for {wanted}")
     return EXIT_OK
-
-
-EXIT_LOGIN_NEEDED = 3
 
 
 def _load_handler(spec: Optional[str]) -> Optional[AuthorizationHandler]:
@@ -139,8 +137,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return EXIT_ERROR
 
 
-def _add_login_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--login", action="store_true", help="log in if there is no usable chain")
+def _add_login_option(parser: argparse.ArgumentParser, *, login_flag: bool = True) -> None:
+    """The login options every command that may log in shares (``login`` always does: no flag)."""
+    if login_flag:
+        parser.add_argument("--login", action="store_true", help="log in if there is no usable chain")
     parser.add_argument("--authorization-handler", metavar="MODULE:FUNCTION", help=argparse.SUPPRESS)
 
 
@@ -158,11 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
     login.add_argument("--client-id", help="a client registered by hand (else discovery decides)")
     login.add_argument("--client-secret", help="its secret (or $MCP_SYNC_AUTH_CLIENT_SECRET)")
     login.add_argument("--scope", help="scopes to ask for, space-separated")
-    login.add_argument("--authorization-handler", metavar="MODULE:FUNCTION", help=argparse.SUPPRESS)
+    _add_login_option(login, login_flag=False)
     login.set_defaults(run=cmd_login)
     token = commands.add_parser("token", help="print a valid access token (refreshed if needed)")
     token.add_argument("url")
-    token.add_argument("--login", action="store_true", help="log in if there is no usable chain")
+    _add_login_option(token)
     token.set_defaults(run=cmd_token)
     logout = commands.add_parser("logout", help="forget the tokens stored for an MCP server")
     logout.add_argument("url")

@@ -585,7 +585,7 @@ def test_a_missing_issuer_field_is_a_mismatch(discovery, asrv):
 
 @pytest.mark.parametrize(
     "field",
-    ["token_endpoint", "authorization_endpoint", "registration_endpoint", "revocation_endpoint"],
+    ["token_endpoint", "authorization_endpoint", "registration_endpoint"],
 )
 @pytest.mark.parametrize(
     "value",
@@ -606,6 +606,29 @@ def test_endpoints_must_be_absolute_https_urls(discovery, asrv, field, value):
         discovery.authorization_server(asrv.base_url)
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("revocation_endpoint", "http://as.example/revoke"),  # insecure: dropped, never used
+        ("revocation_endpoint", 5),
+        ("response_types_supported", "code"),
+        ("grant_types_supported", [1, 2]),
+        ("grant_types_supported", "authorization_code"),
+        ("response_types_supported", [None]),
+    ],
+)
+def test_a_malformed_field_that_no_login_reads_does_not_fail_the_login(discovery, asrv, field, value):
+    asrv.json(OAUTH, as_doc(asrv.base_url, **{field: value}))
+    metadata = discovery.authorization_server(asrv.base_url)
+    assert getattr(metadata, field) is None
+    assert metadata.token_endpoint
+
+
+def test_a_well_formed_revocation_endpoint_is_kept(discovery, asrv):
+    asrv.json(OAUTH, as_doc(asrv.base_url, revocation_endpoint="https://as.example/revoke"))
+    assert discovery.authorization_server(asrv.base_url).revocation_endpoint == "https://as.example/revoke"
+
+
 def test_loopback_http_endpoints_are_allowed(discovery, asrv):
     asrv.json(OAUTH, as_doc(asrv.base_url, token_endpoint="http://localhost:9/token"))
     assert discovery.authorization_server(asrv.base_url).token_endpoint == "http://localhost:9/token"
@@ -620,12 +643,10 @@ def test_a_missing_token_endpoint_is_an_error(discovery, asrv):
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("grant_types_supported", "authorization_code"),
         ("code_challenge_methods_supported", "S256"),
         ("code_challenge_methods_supported", [256]),
         ("token_endpoint_auth_methods_supported", {"none": True}),
         ("scopes_supported", "a b"),
-        ("response_types_supported", [None]),
         ("client_id_metadata_document_supported", "true"),
         ("client_id_metadata_document_supported", 1),
         ("authorization_response_iss_parameter_supported", "yes"),
