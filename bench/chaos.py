@@ -12,16 +12,19 @@ Meanwhile:
 
 - worker processes are SIGKILLed and restarted: at random moments by the driver, and exactly inside
   the refresh critical section by ``MCP_SYNC_AUTH_FAULTPOINT`` (``before-grant``,
-  ``after-grant-before-write``, ``during-write``; see ``mcp_sync_auth/_faultpoints.py``);
+  ``after-grant-before-write``, ``during-write``; see ``mcp_sync_auth/_util/faultpoints.py``);
 - the token endpoint fails some grants: HTTP 500 or a connection reset before processing, or a
   rotation whose answer comes after the client's timeout (the ambiguous case).
 
 When a chain dies, the driver logs in again (a new chain from ``server.mint_tokens``, stored with
 ``MCPAuth.save_token``) and counts it. At the end every chain death is attributed from the event log:
 it must follow a rotation that the store never received, i.e. one of the two windows no client can
-close (killed after the server rotated and before our write; the answer to a rotation lost). A death
-with no such rotation before it, a refresh token presented again after its successor was stored, or
-two grants of live processes in flight at once is a violation of the guarantee.
+close (killed after the server rotated and before our write; the answer to a rotation lost). Every
+failed call is attributed too, and the attribution is checked against the log: the failed grant of
+its own process (an injected fault the server served, or an answer that came too late), or the burst
+between a chain's death and the new login (``bench/chaos_replay.py``). A death with no such rotation
+before it, a failed call nothing explains, a refresh token presented again after its successor was
+stored, or two grants of live processes in flight at once is a violation.
 
     python -m bench.chaos --short            # CI: 8 x 16, 60 expiry events
     python -m bench.chaos                    # long: 8 x 16, 1100 expiry events (RELIABILITY.md)
@@ -33,7 +36,6 @@ Exit status 0 when no violation was found.
 from __future__ import annotations
 
 import argparse
-import bisect
 import contextlib
 import dataclasses
 import json
@@ -41,13 +43,11 @@ import logging
 import os
 import random
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Optional
 
@@ -56,17 +56,27 @@ from mcp_sync_auth import CorruptTokenCache, FileTokenStore, MCPAuth
 from mcp_sync_auth._util.redact import fingerprint
 from mcp_sync_auth.testing import Fault, StrictAuthServer
 
+from .chaos_replay import NEW_LOGIN, RESEND_REFUSED, WINDOW_KILLED, WINDOW_LOST, Replay, fault_cause
 from .chaos_worker import Counters, FileClock, machine
+
+__all__ = [
+    "NEW_LOGIN",
+    "RESEND_REFUSED",
+    "WINDOW_KILLED",
+    "WINDOW_LOST",
+    "ChaosConfig",
+    "analyse",
+    "fault_cause",
+    "format_report",
+    "replay_folder",
+    "run",
+]
 
 WORKER = Path(__file__).resolve().with_name("chaos_worker.py")
 POINTS = ("before-grant", "after-grant-before-write", "during-write")
 FAULTS = (Fault.HTTP_500_BEFORE, Fault.RESET_BEFORE, Fault.SLOW_AFTER)
 EXPIRY_KINDS = ("expired", "refresh-window", "revoked")
 
-# The two windows no client can close; every chain death must fall into one of them.
-WINDOW_KILLED = "window 1: killed after the server rotated, before the write"
-WINDOW_LOST = "window 2: the answer to a rotation lost"
-NEW_LOGIN = "new login after a chain death"
 
 
 @dataclasses.dataclass
@@ -304,10 +314,11 @@ class Chaos:
             fault = self.rng.choice(FAULTS) if self.rng.random() < self.config.fault_chance else None
             if self.config.forced_faults and 1 <= index <= len(FAULTS):
                 fault = FAULTS[index - 1]
+            kind = self.rng.choice(EXPIRY_KINDS)
+            # Noted first: a grant that meets the fault ends after this note, inside this expiry's window.
+            self.note("expiry", index=index, kind=kind, fault=fault.name if fault else None)
             if fault is not None:
                 self.server.inject_fault(fault)
-            kind = self.rng.choice(EXPIRY_KINDS)
-            self.note("expiry", index=index, kind=kind, fault=fault.name if fault else None)
             began = time.monotonic()
             self.expire(kind)
             resolved = self.wait_resolved(generation)
@@ -372,10 +383,8 @@ class Chaos:
         events = sorted(self.events, key=lambda e: e["t"])
         with open(self.directory / "events.jsonl", "w") as log:  # kept with --keep, for a second look
             log.writelines(json.dumps(event) + "\n" for event in events)
-        report = analyse(
-            config,
-            events,
-            server={
+        outcome = {
+            "server": {
                 "token_requests": audit.token_requests,
                 "refresh_grants": audit.grants.get("refresh_token", 0),
                 "refresh_ok": audit.refresh_ok,
@@ -386,31 +395,19 @@ class Chaos:
                 "mcp_unauthorized": audit.mcp_unauthorized,
                 "chains_alive": [c.alive for c in chain_summaries],
             },
-            calls_ok=sum(c.total() for c in self.counters),
-            final_store_ok=final is not None and not final.is_dead,
-            leftover_temp_files=leftovers,
-            seconds=time.monotonic() - began,
-        )
+            "calls_ok": sum(c.total() for c in self.counters),
+            "final_store_ok": final is not None and not final.is_dead,
+            "leftover_temp_files": leftovers,
+            "seconds": time.monotonic() - began,
+        }
+        # With the event log, all the verdict needs: `--replay DIR` computes it again from these two files.
+        (self.directory / "outcome.json").write_text(json.dumps({"config": dataclasses.asdict(config), **outcome}))
+        report = analyse(config, events, **outcome)
         report["machine"] = {**machine_before, "load_at_end": machine()["load_1_5_15"]}
         return report
 
 
 # --- analysis -------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Presentation:
-    """One refresh grant sent by a worker, and what became of it."""
-
-    t: float
-    pid: int
-    fp: str
-    chain: Optional[int]
-    fate: str = "open"  # open, persisted, answered, error, killed-mid-grant, killed-after-answer
-    error: Optional[dict[str, Any]] = None
-    new_fp: Optional[str] = None
-    end: float = float("inf")
-    cause: Optional[str] = None
 
 
 def analyse(
@@ -423,295 +420,18 @@ def analyse(
     leftover_temp_files: int,
     seconds: float,
 ) -> dict[str, Any]:
-    chain_of: dict[str, int] = {}
-    chain_start: list[float] = []  # login time of chain i+1
-    presentations: list[Presentation] = []
-    open_grant: dict[int, Presentation] = {}  # pid -> grant in flight
-    killed_at: dict[int, float] = {}  # pid -> when the driver sent SIGKILL
-    awaiting_write: dict[int, Presentation] = {}  # pid -> answered grant not yet written
-    by_fp: dict[str, list[Presentation]] = defaultdict(list)
-    violations: list[str] = []
-    anomalies: list[str] = []
-    incidents: list[tuple[float, str]] = []  # (time, cause)
-    expiry_times: list[float] = []
-    resolve_seconds: list[float] = []
-    fails: list[tuple[float, dict[str, Any]]] = []
-    injected: dict[int, str] = {}
-    stuck = 0
-
+    """The report of a run from its event log (in time order) and the server's audit: see chaos_replay."""
+    replay = Replay(threads=config.threads, expiry_timeout=config.expiry_timeout)
     for event in events:
-        kind, t, pid = event["ev"], event["t"], event["pid"]
-        if kind == "login":
-            chain_of[event["fp"]] = event["chain"]
-            chain_start.append(t)
-            if event["chain"] > 1:  # the expiry during which a dead chain was replaced is not a clean one
-                incidents.append((t, NEW_LOGIN))
-        elif kind == "expiry":
-            expiry_times.append(t)
-            if event["fault"]:
-                injected[event["index"]] = event["fault"]
-                incidents.append((t, _fault_cause(event["fault"])))
-        elif kind == "resolved":
-            resolve_seconds.append(event["seconds"])
-        elif kind == "stuck":
-            stuck += 1
-            anomalies.append(f"expiry {event['index']} not resolved in {config.expiry_timeout:g} s")
-        elif kind == "anomaly":
-            anomalies.append(event["what"][:500])
-        elif kind == "grant-start":
-            for earlier in by_fp[event["fp"]]:
-                if earlier.fate == "persisted":
-                    violations.append(f"refresh token <{event['fp']}> presented again after its successor was stored")
-            live = [
-                p
-                for p in open_grant.values()
-                if p.chain == chain_of.get(event["fp"]) and killed_at.get(p.pid, float("inf")) > t
-            ]
-            if live:
-                violations.append(f"two grants in flight at once for chain {chain_of.get(event['fp'])}")
-            grant = Presentation(t, pid, event["fp"], chain_of.get(event["fp"]))
-            presentations.append(grant)
-            by_fp[grant.fp].append(grant)
-            open_grant[pid] = grant
-        elif kind == "grant-ok":
-            grant = open_grant.pop(pid)
-            grant.fate, grant.new_fp, grant.end = "answered", event["new"], t
-            if grant.chain is not None:
-                chain_of[event["new"]] = grant.chain
-            awaiting_write[pid] = grant
-        elif kind == "grant-error":
-            grant = open_grant.pop(pid)
-            grant.fate, grant.error, grant.end = "error", event, t
-            unforced = _unforced_error(event, injected.get(len(expiry_times) - 1))
-            if unforced:
-                incidents.append((t, unforced))
-        elif kind == "random-kill":
-            killed_at[event["of"]] = t
-        elif kind == "saved":
-            grant = awaiting_write.pop(pid, None)
-            if grant is not None and event["fp"] == grant.new_fp:
-                grant.fate = "persisted"
-        elif kind == "fail":
-            fails.append((t, event))
-        elif kind == "exit":
-            _on_exit(event, killed_at.get(event["of"], t), open_grant, awaiting_write, incidents)
-
-    # -- deaths: every dead chain must follow a rotation that never reached the store
-    deaths: Counter[str] = Counter()
-    deaths_by_window: Counter[str] = Counter()
-    window_of: dict[str, str] = {}
-    death_cause: dict[int, str] = {}
-    chains_alive = server["chains_alive"]
-    for chain, alive in enumerate(chains_alive, start=1):
-        if alive:
-            continue
-        lost = [p for p in presentations if p.chain == chain and _lost_rotation(p)]
-        window, cause = _window_cause(lost[0], injected, expiry_times) if lost else ("UNEXPLAINED", "UNEXPLAINED")
-        if not lost:
-            violations.append(f"chain {chain} died with no lost rotation before it")
-        window_of[cause] = window
-        death_cause[chain] = cause
-        deaths[cause] += 1
-        deaths_by_window[window] += 1
-
-    # -- reuse detections seen by a client, per cause of the chain's death; each must present a token
-    #    whose rotation was lost (a live process never presents a token it may not spend)
-    reuse: Counter[str] = Counter()
-    lost_fps = {p.fp for p in presentations if _lost_rotation(p)}
-    for grant in presentations:
-        if grant.error and grant.error.get("code") == "invalid_grant" and "reuse" in grant.error.get("detail", ""):
-            reuse[death_cause.get(grant.chain or 0, "UNEXPLAINED")] += 1
-            if grant.fp not in lost_fps:
-                violations.append(f"reuse detected on <{grant.fp}>, whose rotation was not lost")
-    unseen_reuse = server["reuse_detections"] - sum(reuse.values())
-
-    # -- failed calls, per cause
-    failed: Counter[str] = Counter()
-    for t, fail in fails:
-        failed[_fail_cause(fail, t, chain_start, death_cause, chains_alive, injected, expiry_times)] += 1
-    for cause in failed:
-        if cause.startswith("UNEXPLAINED"):
-            violations.append(f"{failed[cause]} calls failed for no injected reason ({cause})")
-
-    # -- refresh grants per expiry event, per cause present in the event's window
-    windows = _windows(expiry_times, [p.t for p in presentations], incidents)
-    per_cause_grants: dict[str, list[int]] = defaultdict(list)
-    for grants, causes in windows:
-        for cause in causes or {"none (clean expiry)"}:
-            per_cause_grants[cause].append(grants)
-    clean = per_cause_grants.get("none (clean expiry)", [])
-    if clean and max(clean) > 1:
-        violations.append(f"a clean expiry took {max(clean)} grants")
-
-    incident_counts: Counter[str] = Counter(cause for _, cause in incidents)
-    causes = sorted(set(incident_counts) | set(deaths) | set(failed) | set(per_cause_grants) | set(reuse))
-    table = {
-        cause: {
-            "window": window_of.get(cause, ""),
-            "incidents": incident_counts.get(cause, 0),
-            "chain_deaths": deaths.get(cause, 0),
-            "calls_failed": failed.get(cause, 0),
-            "reuse_detections_seen": reuse.get(cause, 0),
-            "expiries": len(per_cause_grants.get(cause, [])),
-            "grants_per_expiry": _mean(per_cause_grants.get(cause, [])),
-        }
-        for cause in causes
-    }
-    expiries = len(expiry_times)
-    return {
-        "config": dataclasses.asdict(config),
-        "seconds": round(seconds, 1),
-        "expiry_events": expiries,
-        "expiries_stuck": stuck,
-        "resolve_seconds_median": round(statistics.median(resolve_seconds), 3) if resolve_seconds else None,
-        "resolve_seconds_max": round(max(resolve_seconds), 3) if resolve_seconds else None,
-        "refresh_grants_sent": len(presentations),
-        "refresh_grants_per_expiry": round(len(presentations) / expiries, 3) if expiries else None,
-        "clean_expiries": len(clean),
-        "clean_grants_per_expiry": {
-            "mean": _mean(clean),
-            "min": min(clean, default=None),
-            "max": max(clean, default=None),
-        },
-        "calls_ok": calls_ok,
-        "calls_failed": sum(failed.values()),
-        "chain_deaths": sum(deaths.values()),
-        "chain_deaths_by_window": dict(deaths_by_window),
-        "chains": len(chains_alive),
-        "worker_kills": {
-            "by_fault_point": sum(1 for e in events if e["ev"] == "exit" and e["by"] == "self"),
-            "random": sum(1 for e in events if e["ev"] == "random-kill"),
-        },
-        "reuse_detections": server["reuse_detections"],
-        "reuse_detections_by_orphan_grants": unseen_reuse,
-        "per_cause": table,
-        "server": {k: v for k, v in server.items() if k != "chains_alive"},
-        "final_store_ok": final_store_ok,
-        "leftover_temp_files": leftover_temp_files,
-        "violations": violations[:50],
-        "violation_count": len(violations),
-        "anomalies": anomalies[:20],
-    }
-
-
-def _fault_cause(name: str) -> str:
-    return {
-        "HTTP_500_BEFORE": "fault: HTTP 500 before processing",
-        "RESET_BEFORE": "fault: connection reset before processing",
-        "SLOW_AFTER": "fault: answer after the client timeout (rotated)",
-    }[name]
-
-
-def _on_exit(
-    event: dict[str, Any],
-    t: float,
-    open_grant: dict[int, Presentation],
-    awaiting_write: dict[int, Presentation],
-    incidents: list[tuple[float, str]],
-) -> None:
-    """A worker died (at ``t``): close what it had in flight and record where the kill landed."""
-    pid = event["of"]
-    grant = open_grant.pop(pid, None)
-    answered = awaiting_write.pop(pid, None)
-    if event["by"] in ("final", "crash"):
-        cause = f"worker ended ({event['by']})"
-        for lost in (grant, answered):
-            if lost is not None:
-                lost.fate, lost.cause = ("killed-mid-grant" if lost is grant else "killed-after-answer"), cause
-        return
-    if event["by"] == "self":
-        cause = f"kill at fault point {event['point']}"
-    elif grant is not None:
-        cause = "random kill: grant sent, no answer yet"
-    elif answered is not None:
-        cause = "random kill: answered, not yet written"
-    else:
-        cause = "random kill: outside the grant"
-    incidents.append((t, cause))
-    if grant is not None:
-        grant.fate, grant.end, grant.cause = "killed-mid-grant", t, cause
-    if answered is not None:
-        answered.fate, answered.cause = "killed-after-answer", cause
-
-
-def _unforced_error(error: dict[str, Any], fault: Optional[str]) -> Optional[str]:
-    """A grant error that no injected fault explains (e.g. a client timeout on an overloaded machine)."""
-    if error.get("code") == "invalid_grant" or (fault is not None and fault != "SLOW_AFTER"):
-        return None  # a dead chain's answer, or the injected 500 / reset
-    if "no answer in time" in error.get("detail", "") and fault == "SLOW_AFTER":
-        return None
-    return f"grant failed, no fault injected: {error.get('detail', '')[:60]}"
-
-
-def _lost_rotation(grant: Presentation) -> bool:
-    """The server may have rotated this grant's token, and the store never got the new one."""
-    if grant.fate in ("killed-mid-grant", "killed-after-answer"):
-        return True
-    if grant.fate == "error" and grant.error is not None:
-        return bool(grant.error.get("ambiguous")) and "connection failed" not in grant.error.get("detail", "")
-    return False
-
-
-def _window_cause(grant: Presentation, injected: dict[int, str], expiry_times: list[float]) -> tuple[str, str]:
-    """(window, cause) of a lost rotation."""
-    if grant.fate == "error":
-        index = bisect.bisect_right(expiry_times, grant.t) - 1
-        if injected.get(index) == "SLOW_AFTER":
-            return WINDOW_LOST, _fault_cause("SLOW_AFTER")
-        return WINDOW_LOST, _unforced_error(grant.error or {}, None) or "grant failed"
-    return WINDOW_KILLED, grant.cause or "killed"
-
-
-def _fail_cause(
-    fail: dict[str, Any],
-    t: float,
-    chain_start: list[float],
-    death_cause: dict[int, str],
-    chains_alive: list[bool],
-    injected: dict[int, str],
-    expiry_times: list[float],
-) -> str:
-    kind, detail = fail.get("kind"), fail.get("detail", "")
-    if kind == "TokenEndpointError":
-        if fail.get("status") == 500:
-            return _fault_cause("HTTP_500_BEFORE")
-        if "connection failed" in detail:
-            return _fault_cause("RESET_BEFORE")
-        index = bisect.bisect_right(expiry_times, t) - 1
-        if "no answer in time" in detail and injected.get(index) == "SLOW_AFTER":
-            return _fault_cause("SLOW_AFTER")
-        if fail.get("ambiguous"):  # the client gave up waiting: window 2 without an injected fault
-            return _unforced_error(fail, None) or "grant failed"
-        return f"UNEXPLAINED: TokenEndpointError {detail[:80]}"
-    if kind in ("RefreshChainRevoked", "AuthorizationRequired", "http 401"):
-        chain = bisect.bisect_right(chain_start, t)  # the chain current at t (1-based)
-        while chain >= 1 and chains_alive[chain - 1]:
-            chain -= 1  # the error was raised before the new login's set was seen
-        if chain >= 1:
-            return death_cause.get(chain, "UNEXPLAINED: dead chain without cause")
-        return f"UNEXPLAINED: {kind} on a live chain"
-    return f"UNEXPLAINED: {kind} {detail[:80]}"
-
-
-def _windows(
-    expiry_times: list[float], grant_times: list[float], incidents: list[tuple[float, str]]
-) -> list[tuple[int, set[str]]]:
-    """For each expiry event: the grants sent until the next event, and the causes met meanwhile."""
-    windows: list[tuple[int, set[str]]] = [(0, set()) for _ in expiry_times]
-    counts = [0] * len(expiry_times)
-    for t in grant_times:
-        index = bisect.bisect_right(expiry_times, t) - 1
-        if index >= 0:
-            counts[index] += 1
-    for t, cause in incidents:
-        index = bisect.bisect_right(expiry_times, t) - 1
-        if index >= 0:
-            windows[index][1].add(cause)
-    return [(counts[i], windows[i][1]) for i in range(len(expiry_times))]
-
-
-def _mean(values: list[int]) -> Optional[float]:
-    return round(sum(values) / len(values), 3) if values else None
+        replay.feed(event)
+    return replay.summary(
+        config=dataclasses.asdict(config),
+        server=server,
+        calls_ok=calls_ok,
+        final_store_ok=final_store_ok,
+        leftover_temp_files=leftover_temp_files,
+        seconds=seconds,
+    )
 
 
 # --- report ---------------------------------------------------------------------------------------
@@ -725,8 +445,12 @@ def format_report(report: dict[str, Any]) -> str:
         f"chaos: {c['processes']} processes x {c['threads']} threads, {report['expiry_events']} expiry events "
         f"in {report['seconds']} s (seed {c['seed']}{', UNSAFE ' + c['unsafe'] if c['unsafe'] else ''})",
         f"  machine: {m.get('cpu')}, {m.get('cores')} cores, Python {m.get('python')}, {m.get('system')}; "
-        f"load {m.get('load_1_5_15')} at the start, {m.get('load_at_end')} at the end",
-        f"  calls: {report['calls_ok']} ok, {report['calls_failed']} failed",
+        f"load {m.get('load_1_5_15')} at the start, {m.get('load_at_end')} at the end"
+        if m
+        else "  machine: not recorded (a replay of a kept run)",
+        f"  calls: {report['calls_ok']} ok, {report['calls_failed']} failed: {report['calls_failed_explained']} "
+        f"explained, {report['calls_failed_unexplained']} unexplained",
+        *(f"    by {how}: {count}" for how, count in sorted(report["calls_failed_by_evidence"].items())),
         f"  refresh grants: {report['refresh_grants_sent']} sent, {report['refresh_grants_per_expiry']} per expiry; "
         f"clean expiries {report['clean_expiries']}: {clean['mean']} per expiry "
         f"(min {clean['min']}, max {clean['max']})",
@@ -750,6 +474,8 @@ def format_report(report: dict[str, Any]) -> str:
             f"{row['reuse_detections_seen']:>5} {row['expiries']:>8} {row['grants_per_expiry'] or '-':>10}"
         )
     lines.append("")
+    lines.append(f"  UNEXPLAINED FAILED CALLS: {report['calls_failed_unexplained']}")
+    lines += [f"    {why[:300]}" for why in report["unexplained_failures"][:10]]
     lines.append(f"  VIOLATIONS: {report['violation_count']}")
     lines += [f"    {v}" for v in report["violations"][:10]]
     if report["anomalies"]:
@@ -765,6 +491,16 @@ def run(config: ChaosConfig, directory: Optional[Path] = None, progress: bool = 
         return Chaos(config, directory, progress).run()
 
 
+def replay_folder(folder: Path) -> dict[str, Any]:
+    """The report of a kept run, from its ``events.jsonl`` and ``outcome.json`` (no machine figures)."""
+    outcome = json.loads((folder / "outcome.json").read_text())
+    raw = outcome.pop("config")
+    config = ChaosConfig(**{**raw, "dwell": tuple(raw["dwell"])})
+    with open(folder / "events.jsonl") as log:
+        events = [json.loads(line) for line in log]
+    return analyse(config, events, **outcome)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--short", action="store_true", help="the CI run: 60 expiry events")
@@ -775,7 +511,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--unsafe", choices=["no-lock"], help="break the store on purpose: the run must fail")
     parser.add_argument("--json", type=Path, help="also write the full report here")
     parser.add_argument("--keep", type=Path, help="keep the run's folder (logs, store) here")
+    parser.add_argument("--replay", type=Path, metavar="DIR", help="no run: the verdict again from a --keep folder")
     args = parser.parse_args(argv)
+    if args.replay:
+        report = replay_folder(args.replay)
+        print(format_report(report))
+        return 0 if report["violation_count"] == 0 else 1
     overrides: dict[str, Any] = {
         name: getattr(args, name) for name in ("expiries", "processes", "threads", "unsafe") if getattr(args, name)
     }

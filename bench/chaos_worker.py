@@ -6,7 +6,8 @@ environment from the start). It shares with the driver:
 
 - the run's clock: a float offset in a memory-mapped file, moved forward by the driver only;
 - an event pipe: one JSON line per write (below ``PIPE_BUF``, so a SIGKILL never leaves half a line)
-  for each refresh grant sent and its outcome, each store write and each failed call;
+  for each refresh grant sent and its outcome, each store write and each failed call (with the
+  thread's number and the moment the call began, for ``bench/chaos_replay.py`` to attribute it);
 - a counters file: one 64-bit cell per thread counting the calls that succeeded (memory-mapped, so
   the counts survive a SIGKILL).
 
@@ -177,19 +178,21 @@ def main(config: dict[str, Any]) -> None:
         ok = 0
         with requests.Session() as session:
             while True:  # until the driver kills this process
+                # A failed call says which thread made it and when it began: the driver checks its cause.
+                began = time.monotonic()
                 try:
                     outcome = echo_call(session, config["mcp_url"], auth, timeout=60.0)
                 except MCPAuthError as exc:
                     outcome = "error"
-                    emit("fail", **describe(exc))
+                    emit("fail", cell=cell, began=began, **describe(exc))
                 except requests.RequestException as exc:
                     outcome = "error"
-                    emit("fail", kind="transport", detail=type(exc).__name__)
+                    emit("fail", cell=cell, began=began, kind="transport", detail=type(exc).__name__)
                 if outcome == "ok":
                     ok += 1
                     counters.set(cell, ok)
                 elif outcome != "error":
-                    emit("fail", kind=outcome, detail="")
+                    emit("fail", cell=cell, began=began, kind=outcome, detail="")
                 time.sleep(rng.uniform(0.0, 2 * pace))  # pacing between calls, not a wait for a state
 
     for cell in range(threads):

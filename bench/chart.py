@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .report import GOAL_THROUGHPUT, BenchResults
+from .model import GOAL_THROUGHPUT, BenchResults
 
 COLORS = {
     "mcp_sync_auth": "#1b7837",

@@ -14,7 +14,8 @@ from typing import Optional, Sequence
 from . import machine
 from .check import problems_with_ours
 from .contenders import CONTENDERS, Contender, available
-from .report import BenchResults, from_json, write_report
+from .model import BenchResults, from_json
+from .report import write_report
 from .scenarios import grants_matrix, overhead, scaling, stall, throughput
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

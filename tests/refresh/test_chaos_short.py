@@ -29,6 +29,12 @@ def test_short_chaos_keeps_one_grant_per_expiry_and_loses_chains_only_in_the_two
     report = chaos.run(chaos.ChaosConfig.short(seed=SEED), tmp_path)
     print("\n" + chaos.format_report(report))
     assert report["violations"] == []
+    # Every failed call is attributed to an injected fault, a death in one of the two windows or the burst
+    # after one, and the attribution held against the event log. How many fail depends on the machine's
+    # speed and where the faults land, so no count of them is asserted; that each has a cause is.
+    assert report["calls_failed_unexplained"] == 0 and report["unexplained_failures"] == []
+    attributions = report["failure_attributions"]
+    assert len(attributions) == report["calls_failed"] == report["calls_failed_explained"]
     assert report["anomalies"] == []
     assert report["expiry_events"] == 60 and report["expiries_stuck"] == 0
     # An expiry with nothing injected costs exactly one refresh grant, however many callers.
@@ -43,12 +49,16 @@ def test_short_chaos_keeps_one_grant_per_expiry_and_loses_chains_only_in_the_two
     for point in chaos.POINTS:
         assert table[f"kill at fault point {point}"]["incidents"] >= 1, point
     for fault in chaos.FAULTS:
-        assert table[chaos._fault_cause(fault.name)]["incidents"] >= 1, fault
+        assert table[chaos.fault_cause(fault.name)]["incidents"] >= 1, fault
     assert report["worker_kills"]["random"] >= 1
     # Killed before the grant, or a grant that failed before processing: the chain survives.
     for harmless in ("kill at fault point before-grant", "fault: HTTP 500 before processing"):
         assert table[harmless]["chain_deaths"] == 0
-    assert report["calls_ok"] > 10 * report["calls_failed"]
+    # The burst after a death is charged to that death, and the death to one of the two windows.
+    for attribution in attributions:
+        if attribution["kind"] == "RefreshChainRevoked":
+            assert table[attribution["cause"]]["window"] in (chaos.WINDOW_KILLED, chaos.WINDOW_LOST), attribution
+    assert sum(row["calls_failed"] for row in table.values()) == report["calls_failed"]
 
 
 def test_chaos_catches_a_store_whose_lock_excludes_nobody(tmp_path):
@@ -57,6 +67,131 @@ def test_chaos_catches_a_store_whose_lock_excludes_nobody(tmp_path):
     report = chaos.run(config, tmp_path)
     assert report["violation_count"] > 0
     assert any("two grants in flight" in v or "no lost rotation" in v for v in report["violations"])
+
+
+# --- the attribution can fail: synthetic event logs (shapes no correct client produces) ----------------
+
+DRIVER, LEADER, OTHER = 1, 10, 11
+REFUSED = "token endpoint refused the request (HTTP 400, invalid_grant: refresh token reuse detected)"
+HTTP_500 = {"kind": "TokenEndpointError", "status": 500, "detail": "token endpoint failed with HTTP 500"}
+REVOKED = {"kind": "RefreshChainRevoked", "detail": "the refresh chain is dead"}
+
+
+def event(t, ev, pid=DRIVER, **fields):
+    return {"t": t, "ev": ev, "slot": 0, "pid": pid, **fields}
+
+
+def fail(t, pid, cell, began, **error):
+    return event(t, "fail", pid, cell=cell, began=began, **error)
+
+
+def verdict(events, chains_alive=(True,), faults=None, reuse=0):
+    server = {"chains_alive": list(chains_alive), "reuse_detections": reuse, "revocations": reuse,
+              "faults": faults or {}}
+    config = chaos.ChaosConfig.short()
+    return chaos.analyse(config, sorted(events, key=lambda e: e["t"]), server=server, calls_ok=0,
+                         final_store_ok=True, leftover_temp_files=0, seconds=1.0)
+
+
+def injected_500(*fails):
+    """Expiry 0 carries an HTTP 500; the leader's grant meets it; another process then refreshes."""
+    return [
+        event(0.0, "login", chain=1, fp="a"),
+        event(1.0, "expiry", index=0, kind="expired", fault="HTTP_500_BEFORE"),
+        event(1.1, "grant-start", LEADER, fp="a", gen=1),
+        event(1.2, "grant-error", LEADER, fp="a", code=None, ambiguous=False, **HTTP_500),
+        event(1.3, "grant-start", OTHER, fp="a", gen=1),
+        event(1.4, "grant-ok", OTHER, fp="a", new="b", gen=1),
+        event(1.45, "saved", OTHER, gen=2, fp="b", dead=False),
+        event(1.5, "resolved", index=0, seconds=0.5),
+        *fails,
+    ]
+
+
+def window_1_death(*fails):
+    """The leader is killed after the server rotated a -> b, before the write; the next grant presents a."""
+    return [
+        event(0.0, "login", chain=1, fp="a"),
+        event(1.0, "expiry", index=0, kind="expired", fault=None),
+        event(1.1, "grant-start", LEADER, fp="a", gen=1),
+        event(1.2, "grant-ok", LEADER, fp="a", new="b", gen=1),
+        event(1.25, "exit", of=LEADER, slot=0, incarnation=0, rc=-9, by="self", point="after-grant-before-write"),
+        event(1.3, "grant-start", OTHER, fp="a", gen=1),
+        event(1.4, "grant-error", OTHER, fp="a", kind="TokenEndpointError", code="invalid_grant", status=400,
+              ambiguous=False, detail=REFUSED),
+        event(1.45, "saved", OTHER, gen=2, fp="-", dead=True),
+        event(2.0, "login", chain=2, fp="c"),
+        event(2.1, "resolved", index=0, seconds=1.1),
+        *fails,
+    ]
+
+
+def causes(report):
+    return [a["cause"] for a in report["failure_attributions"]]
+
+
+def test_attribution_explains_the_leader_and_its_waiters_by_the_injected_fault_they_met():
+    report = verdict(injected_500(fail(1.21, LEADER, 0, 1.05, **HTTP_500), fail(1.22, LEADER, 1, 1.15, **HTTP_500)),
+                     faults={"HTTP_500_BEFORE": 1})
+    assert report["violations"] == []
+    assert report["calls_failed"] == report["calls_failed_explained"] == 2
+    assert report["calls_failed_unexplained"] == 0
+    assert causes(report) == [chaos.fault_cause("HTTP_500_BEFORE")] * 2
+    assert [g["calls_failed"] for g in report["grant_failures"]] == [2]
+
+
+def test_attribution_explains_the_burst_after_a_window_1_death_until_the_new_login():
+    report = verdict(
+        window_1_death(fail(1.41, OTHER, 0, 1.29, **REVOKED), fail(1.9, 12, 3, 1.85, **REVOKED)),
+        chains_alive=(False, True), reuse=1,
+    )
+    assert report["violations"] == []
+    assert report["chain_deaths_by_window"] == {chaos.WINDOW_KILLED: 1}
+    assert report["calls_failed_explained"] == 2 and report["calls_failed_unexplained"] == 0
+    assert causes(report) == ["kill at fault point after-grant-before-write"] * 2
+
+
+def test_attribution_explains_a_refused_resend_by_the_expiry_event_the_call_overlapped():
+    report = verdict(injected_500(fail(1.6, OTHER, 2, 1.45, kind="http 401", detail="")),
+                     faults={"HTTP_500_BEFORE": 1})
+    assert report["calls_failed_unexplained"] == 0 and causes(report) == [chaos.RESEND_REFUSED]
+
+
+@pytest.mark.parametrize(
+    ("events", "faults", "why"),
+    [
+        # The 500 reaches a process whose own grant did not fail: no waiter of another process gets it.
+        (injected_500(fail(1.21, OTHER, 0, 1.05, **HTTP_500)), {"HTTP_500_BEFORE": 1}, "no grant of this process"),
+        # A 500 in an expiry event that injected nothing.
+        ([{**e, "fault": None} if e["ev"] == "expiry" else e for e in injected_500(
+            fail(1.21, LEADER, 0, 1.05, **HTTP_500))], {}, "no unserved fault"),
+        # One thread failing twice from one failed grant.
+        (injected_500(fail(1.21, LEADER, 0, 1.05, **HTTP_500), fail(1.3, LEADER, 0, 1.25, **HTTP_500)),
+         {"HTTP_500_BEFORE": 1}, "a second failed call of one thread"),
+        # RefreshChainRevoked while no chain had died.
+        (injected_500(fail(1.6, OTHER, 0, 1.55, **REVOKED)), {"HTTP_500_BEFORE": 1}, "refused no chain"),
+        # A lock timeout: nothing in the run holds a lock that long.
+        (injected_500(fail(1.6, OTHER, 0, 1.0, kind="LockTimeout", detail="could not lock")),
+         {"HTTP_500_BEFORE": 1}, "no injected fault or chain death"),
+        # A refused resend with no expiry event or dead chain overlapping the call.
+        (injected_500(fail(1.7, OTHER, 0, 1.6, kind="http 401", detail="")), {"HTTP_500_BEFORE": 1},
+         "no expiry or chain death overlapped"),
+    ],
+    ids=["other-process", "nothing-injected", "twice-per-thread", "live-chain", "lock-timeout", "401"],
+)
+def test_attribution_reports_a_failed_call_nothing_explains(events, faults, why):
+    report = verdict(events, faults=faults)
+    assert report["calls_failed_unexplained"] == 1
+    [unexplained] = report["unexplained_failures"]
+    assert why in unexplained
+    assert f"unexplained failed call: {unexplained}" in report["violations"]  # so the run fails
+
+
+def test_attribution_reports_the_revoked_error_of_a_call_made_after_the_new_login():
+    """After the driver stored chain 2, a RefreshChainRevoked is no longer the burst of chain 1's death."""
+    report = verdict(window_1_death(fail(2.3, OTHER, 0, 2.05, **REVOKED)), chains_alive=(False, True), reuse=1)
+    assert report["calls_failed_unexplained"] == 1
+    assert "began after chain 2 replaced dead chain 1" in report["unexplained_failures"][0]
 
 
 def test_kill_during_write_50_trials_old_or_new_never_corrupt(tmp_path):
