@@ -23,7 +23,7 @@ import filelock
 
 from .._chain.keys import ChainKey, ChainRecord, LoginKey, RegistrationKey
 from .._chain.tokens import TokenSet, is_finite_number
-from .._util import forkfds
+from .._util import fork
 from .._util.faultpoints import ARMED as _FAULTPOINTS
 from .._util.faultpoints import reach as _faultpoint
 from .._util.untrusted import loads_shallow
@@ -288,14 +288,14 @@ class FileTokenStore:
             ) from exc
         except OSError as exc:
             raise TokenStoreError(f"cannot lock {lock_path}: {exc.strerror}") from exc
-        forkfds.remember(file_lock, file_lock)
+        fork.remember(file_lock)
         self._holders[key] = threading.get_ident()
         try:
             self._recover_leftovers(key)
             yield
         finally:
             self._holders.pop(key, None)
-            forkfds.forget(file_lock)
+            fork.forget(file_lock)
             file_lock.release()
 
     def _recover_leftovers(self, key: StoreKey) -> None:
