@@ -10,14 +10,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Any, Callable, Mapping, Optional, Sequence, cast
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import requests
 
 from .._chain.keys import RegistrationKey
-from .._chain.tokens import is_finite_number
 from .._refresh.singleflight import SingleFlight
 from .._stores.file import TokenStore
+from .._util.checks import is_finite_number
 from .._util.redact import clean_server_text
 from .._util.sessions import SessionSource
 from .._util.untrusted import json_object, read_at_most
@@ -247,5 +247,5 @@ class Registrar:
 def _positive_number(value: object) -> Optional[float]:
     if not is_finite_number(value):
         return None
-    number = float(cast(float, value))
+    number = float(value)
     return number if number > 0 else None

@@ -22,8 +22,9 @@ from typing import Any, Iterator, NoReturn, Optional, Protocol, Union
 import filelock
 
 from .._chain.keys import ChainKey, ChainRecord, LoginKey, RegistrationKey
-from .._chain.tokens import TokenSet, is_finite_number
+from .._chain.tokens import TokenSet
 from .._util import fork
+from .._util.checks import is_finite_number, is_integer
 from .._util.faultpoints import ARMED as _FAULTPOINTS
 from .._util.faultpoints import reach as _faultpoint
 from .._util.untrusted import loads_shallow
@@ -106,7 +107,7 @@ def document_to_record(doc: Any) -> ChainRecord:
         raise ValueError("the document is not a JSON object")
     key = ChainKey.from_json(_require_dict(doc.get("key"), "key"))
     generation = doc.get("generation")
-    if not isinstance(generation, int) or isinstance(generation, bool) or generation < 0:
+    if not is_integer(generation) or generation < 0:
         raise ValueError("'generation' is not a non-negative integer")
     raw_tokens = doc.get("tokens")
     tokens = None if raw_tokens is None else TokenSet.from_json(_require_dict(raw_tokens, "tokens"))
@@ -385,7 +386,7 @@ class FileTokenStore:
             self._corrupt(key, path, "it is not valid JSON", exc)
         if isinstance(doc, dict) and doc.get("schema") != SCHEMA_VERSION:
             schema = doc.get("schema")
-            if isinstance(schema, int) and not isinstance(schema, bool) and schema > SCHEMA_VERSION:
+            if is_integer(schema) and schema > SCHEMA_VERSION:
                 # Written by a newer mcp_sync_auth: leave it exactly as it is.
                 raise TokenStoreError(
                     f"the token file {path} has schema version {schema}, newer than this library "
