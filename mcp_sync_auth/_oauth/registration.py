@@ -16,7 +16,7 @@ import requests
 
 from .._chain.keys import RegistrationKey
 from .._refresh.singleflight import SingleFlight
-from .._stores.file import TokenStore
+from .._stores.protocol import TokenStore
 from .._util.checks import is_finite_number
 from .._util.redact import clean_server_text
 from .._util.sessions import SessionSource

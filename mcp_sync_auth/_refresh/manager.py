@@ -25,7 +25,7 @@ from typing import Callable, NoReturn, Optional
 
 from .._chain.keys import ChainKey, ChainRecord
 from .._chain.tokens import TokenSet, parse_token_response
-from .._stores.file import TokenStore
+from .._stores.protocol import ChainStore
 from .._util.faultpoints import ARMED as _FAULTPOINTS
 from .._util.faultpoints import reach as _faultpoint
 from .._util.redact import fingerprint
@@ -66,7 +66,7 @@ _memory: dict[tuple[str, ChainKey], _ChainMemory] = {}
 _flights: SingleFlight[TokenSet] = SingleFlight()
 
 
-def _memory_for(store: TokenStore, key: ChainKey) -> _ChainMemory:
+def _memory_for(store: ChainStore, key: ChainKey) -> _ChainMemory:
     with _memory_guard:
         return _memory.setdefault((store.identity, key), _ChainMemory())
 
@@ -77,7 +77,7 @@ class TokenManager:
     def __init__(
         self,
         key: ChainKey,
-        store: TokenStore,
+        store: ChainStore,
         refresher: Optional[Refresher],
         *,
         refresh_skew: float = 60.0,
@@ -191,32 +191,27 @@ class TokenManager:
         deadline = time.monotonic() + self._lock_timeout
         pause = _FIRST_PAUSE
         while True:
-            lock = self.store.lock(self.key, 0.0)
-            try:
-                lock.__enter__()
-            except LockTimeout:
-                if still_valid is not None:
-                    # Another process is refreshing; ours works until it is done.
-                    self._memory.early_retry_at = time.monotonic() + _EARLY_RETRY_PAUSE
-                    return still_valid
-                if time.monotonic() >= deadline:
-                    raise LockTimeout(
-                        f"could not lock the chain {self.key.describe()} within {self._lock_timeout:g} s: "
-                        "another process holds it (a stopped process, or a network file system, can cause "
-                        "this); no refresh was sent without the lock"
-                    ) from None
-                # Poll the lock briskly and, in between, look for the holder's result: when it has
-                # written the rotated set, we take it without queueing for the lock at all.
-                time.sleep(min(pause, max(deadline - time.monotonic(), 0.0)))
-                pause = min(pause * 2, _MAX_PAUSE)
-                adopted = self._adopt_without_lock(rejected)
-                if adopted is not None:
-                    return adopted
-                continue
-            try:
-                return self._under_lock(rejected, still_valid)
-            finally:
-                lock.__exit__(None, None, None)
+            lock = self.store.try_lock(self.key)
+            if lock is not None:
+                with lock:
+                    return self._under_lock(rejected, still_valid)
+            if still_valid is not None:
+                # Another process is refreshing; ours works until it is done.
+                self._memory.early_retry_at = time.monotonic() + _EARLY_RETRY_PAUSE
+                return still_valid
+            if time.monotonic() >= deadline:
+                raise LockTimeout(
+                    f"could not lock the chain {self.key.describe()} within {self._lock_timeout:g} s: "
+                    "another process holds it (a stopped process, or a network file system, can cause "
+                    "this); no refresh was sent without the lock"
+                )
+            # Poll the lock briskly and, in between, look for the holder's result: when it has
+            # written the rotated set, we take it without queueing for the lock at all.
+            time.sleep(min(pause, max(deadline - time.monotonic(), 0.0)))
+            pause = min(pause * 2, _MAX_PAUSE)
+            adopted = self._adopt_without_lock(rejected)
+            if adopted is not None:
+                return adopted
 
     def _under_lock(self, rejected: Optional[str], still_valid: Optional[TokenSet]) -> TokenSet:
         record = self._load_checked()

@@ -24,7 +24,7 @@ from mcp_sync_auth import ChainKey, ChainRecord, CorruptTokenCache, FileTokenSto
 from mcp_sync_auth._chain.keys import RegistrationKey
 from mcp_sync_auth._oauth.login import ClientSettings
 from mcp_sync_auth._oauth.registration import DYNAMIC, ClientRegistration, Registrar
-from mcp_sync_auth._stores.file import record_to_document
+from mcp_sync_auth._stores.document import record_to_document
 from mcp_sync_auth.cli.main import main as cli_main
 
 from ..fuzzing import (
