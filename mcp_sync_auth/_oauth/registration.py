@@ -138,11 +138,6 @@ class Registrar:
         # Keyed by issuer, and checked again: a registration is never used with another server.
         return registration if registration.issuer == issuer else None
 
-    def forget(self, issuer: str) -> None:
-        key = RegistrationKey(issuer)
-        with self._store.lock(key, self._lock_timeout):
-            self._store.delete_registration(key)
-
     def register(
         self,
         *,
