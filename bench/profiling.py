@@ -65,6 +65,27 @@ class PhaseTimer:
                     timer.add("store lock: held", time.perf_counter() - acquired)
 
         store.FileTokenStore.lock = lock  # type: ignore[method-assign]
+        original_try_lock = store.FileTokenStore.try_lock
+
+        def try_lock(self: Any, key: Any) -> Any:
+            began = time.perf_counter()
+            held = original_try_lock(self, key)
+            if held is None:
+                return None  # a failed attempt is not a wait (the manager polls), as with lock(key, 0) before
+            acquired = time.perf_counter()
+            timer.add("store lock: wait to acquire", acquired - began)
+
+            @contextlib.contextmanager
+            def timed() -> Iterator[None]:
+                with held:
+                    try:
+                        yield
+                    finally:
+                        timer.add("store lock: held", time.perf_counter() - acquired)
+
+            return timed()
+
+        store.FileTokenStore.try_lock = try_lock  # type: ignore[method-assign]
         # Wrap what exists: a refactored library loses a row in the profile, never the run.
         targets = (
             (store.FileTokenStore, "load", "store: read"),

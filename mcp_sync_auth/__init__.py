@@ -15,7 +15,9 @@ from ._mcp.client import MCPClient
 from ._oauth.challenge import BearerChallenge
 from ._oauth.discovery import AuthorizationServerMetadata, Discovery, ProtectedResourceMetadata
 from ._oauth.settings import AuthorizationHandler, ClientSettings, LoginOptions
-from ._stores.file import FileTokenStore, MemoryTokenStore, TokenStore
+from ._stores.file import FileTokenStore
+from ._stores.memory import MemoryTokenStore
+from ._stores.protocol import ChainStore, RegistrationStore, TokenStore
 from ._util.timeouts import Timeouts
 from ._version import __version__
 from .auth import MCPAuth, MCPAuthKeywords
@@ -53,6 +55,7 @@ __all__ = [
     "BearerChallenge",
     "ChainKey",
     "ChainRecord",
+    "ChainStore",
     "ChallengeError",
     "ClientSettings",
     "ConfigurationError",
@@ -78,6 +81,7 @@ __all__ = [
     "RefreshChainRevoked",
     "RegistrationFailed",
     "RegistrationKey",
+    "RegistrationStore",
     "ResourceMismatch",
     "StateMismatch",
     "Timeouts",

@@ -24,10 +24,10 @@ from ._oauth.registration import ClientRegistration, Registrar
 from ._oauth.settings import ClientSettings, LoginOptions
 from ._refresh.manager import Clock, TokenManager
 from ._refresh.singleflight import SingleFlight
-from ._stores.file import TokenStore
+from ._stores.protocol import TokenStore
 from ._util.redact import clean_server_text
 from ._util.timeouts import Timeouts
-from .errors import AuthorizationRequired, ConfigurationError, DiscoveryError, InsufficientScope
+from .errors import AuthorizationRequired, ConfigurationError, DiscoveryError, InsufficientScope, login_needed
 
 # One login flight per (store, server, account) in the process, shared by every MCPAuth.
 _login_flights: SingleFlight[TokenSet] = SingleFlight()
@@ -133,8 +133,7 @@ class ChainSource:
         return f"Log in again: run `mcp-sync-auth login {self.server_url}` (or MCPAuth.save_token() with new tokens)."
 
     def login_required(self, why: str) -> AuthorizationRequired:
-        hint = self.login_hint()
-        return AuthorizationRequired(f"{why} for {self.server_url}. {hint}", login_hint=hint)
+        return login_needed(AuthorizationRequired, f"{why} for {self.server_url}", self.login_hint())
 
     def _build_chain(self, key: ChainKey, registration: ClientRegistration, token_endpoint: Optional[str]) -> _Chain:
         refresher = None
@@ -232,13 +231,9 @@ class ChainSource:
         scopes held and asked for, or say which are missing when this auth may not log in."""
         if not self.may_obtain():
             wanted = tuple(clean_server_text(scope, self._secrets()) for scope in challenge.scopes or ())
-            hint = self.login_hint()
-            raise InsufficientScope(
-                f"{self.server_url} needs the scope(s) {' '.join(wanted) or '(unspecified)'}, which the "
-                f"current tokens lack. {hint}",
-                scopes=wanted,
-                login_hint=hint,
-            )
+            missing = " ".join(wanted) or "(unspecified)"
+            why = f"{self.server_url} needs the scope(s) {missing}, which the current tokens lack"
+            raise login_needed(InsufficientScope, why, self.login_hint(), scopes=wanted)
         return self.login(challenge, held_scopes=self._held_scopes())
 
     def _login_after(self, lost: AuthorizationRequired, challenge: Optional[BearerChallenge]) -> TokenSet:

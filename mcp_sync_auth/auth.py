@@ -25,7 +25,8 @@ from ._oauth.discovery import Discovery
 from ._oauth.settings import AuthorizationHandler, ClientSettings, LoginOptions
 from ._refresh.manager import Clock
 from ._source import ChainSource
-from ._stores.file import FileTokenStore, TokenStore
+from ._stores.file import FileTokenStore
+from ._stores.protocol import TokenStore
 from ._util.headers import bearer_token
 from ._util.timeouts import TimeoutLike, Timeouts
 from ._util.urls import canonical_resource, origin, require_secure

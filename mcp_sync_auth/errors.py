@@ -9,7 +9,7 @@ server passes through :func:`mcp_sync_auth._util.redact.clean_server_text` first
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 
 import requests
 
@@ -123,6 +123,14 @@ class InsufficientScope(AuthorizationRequired):
     def __init__(self, message: str, *, scopes: tuple[str, ...] = (), **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.scopes = scopes
+
+
+_Login = TypeVar("_Login", bound=AuthorizationRequired)
+
+
+def login_needed(kind: type[_Login], why: str, login_hint: str, **details: Any) -> _Login:
+    """The one way to say "somebody has to log in": why, then what to do (also kept as ``login_hint``)."""
+    return kind(f"{why}. {login_hint}".strip(), login_hint=login_hint, **details)
 
 
 class DiscoveryError(MCPAuthError):

@@ -7,6 +7,9 @@ chained causes), in the repr of any of our objects, or in any log record at any 
 
 Example counts: each property sets its own ``max_examples``; ``FUZZ_SCALE=10`` multiplies them for a
 long local run. With ``CI`` set, hypothesis runs derandomized (the same examples on every run).
+
+The fuzz test files take their whole toolkit from here with ``from ..fuzzing import *``: the names in
+``__all__``, hypothesis's ``given``, ``event`` and ``st`` included.
 """
 
 import contextlib
@@ -19,10 +22,35 @@ import socketserver
 import threading
 import traceback
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from mcp_sync_auth import MCPAuthError
+
+__all__ = [
+    "HUGE_INT",
+    "MARKER",
+    "TOKEN68",
+    "URLSAFE",
+    "LogWatch",
+    "RawServer",
+    "Seen",
+    "assert_clean_exception",
+    "assert_no_marker",
+    "check_outcome",
+    "dumps",
+    "event",
+    "exception_texts",
+    "fuzz_settings",
+    "given",
+    "html_page",
+    "http_response",
+    "marked",
+    "nested",
+    "one_in",
+    "our_reprs",
+    "st",
+]
 
 # Letters and digits only, so that no encoding (form, JSON, base64url...) changes it.
 MARKER = "Zq7MARKq7Z"

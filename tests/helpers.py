@@ -1,9 +1,15 @@
 """Small test helpers shared by several test files."""
 
+import os
 import subprocess
 import sys
 import textwrap
 import time
+import traceback
+
+import requests
+
+from .workers import echo_call
 
 
 def wait_until(predicate, timeout=30.0, what="condition"):
@@ -32,3 +38,31 @@ def start_lock_holder(store_dir, key):
     )
     assert holder.stdout.readline().strip() == "locked"
     return holder
+
+
+def call_in_fork(call):
+    """Fork; the child runs ``call()`` (only this thread exists there) and exits. Returns ``join()``,
+    which waits for the child and gives its exit code: 0 when ``call()`` returned something true, 2
+    when false, 1 when it raised (the traceback goes to the child's stderr)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = 0 if call() else 2
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+
+    def join():
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status)
+
+    return join
+
+
+def echo_in_new_session(server, auth):
+    """One echo call through ``auth`` on a session of its own (a forked child must not use its
+    parent's pooled connections); True when it worked."""
+    with requests.Session() as session:
+        return echo_call(session, server.mcp_url, auth) == "ok"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Mapping, Optional
 
+from .._util.checks import is_finite_number, is_integer
 from .._util.redact import fingerprint
 from ..errors import TokenEndpointError
 
@@ -87,7 +87,7 @@ class TokenSet:
             raise ValueError("obtained_at is not a number")
         if scope is not None and not isinstance(scope, str):
             raise ValueError("scope is not a string")
-        if not isinstance(generation, int) or isinstance(generation, bool) or generation < 0:
+        if not is_integer(generation) or generation < 0:
             raise ValueError("generation is not a non-negative integer")
         return cls(
             access_token=access_token,
@@ -98,15 +98,6 @@ class TokenSet:
             scope=scope,
             generation=generation,
         )
-
-
-def is_finite_number(value: object) -> bool:
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an int with hundreds of digits is no timestamp
-        return False
 
 
 def parse_token_response(
@@ -179,7 +170,6 @@ def _parse_expires_in(value: object) -> Optional[float]:
             return None
     if not is_finite_number(value):
         return None
-    assert isinstance(value, (int, float))
     # Ten years is already absurd; anything above it is a bug we should not store as "never expires".
     if value < 0 or value > 10 * 365 * 24 * 3600:
         return None

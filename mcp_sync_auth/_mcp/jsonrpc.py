@@ -6,6 +6,7 @@ import itertools
 import threading
 from typing import Any, Dict, Mapping, Optional, Union
 
+from .._util.checks import is_integer
 from .._util.redact import clean_server_text
 from ..errors import JSONRPCError, MCPProtocolError
 
@@ -77,6 +78,6 @@ def error_of(message: Mapping[str, Any], *, secrets: tuple[Optional[str], ...] =
     if not isinstance(error, dict):
         raise MCPProtocolError("the server sent a JSON-RPC error response without an error object", **kwargs)
     code = error.get("code")
-    if isinstance(code, bool) or not isinstance(code, int):
+    if not is_integer(code):
         raise MCPProtocolError("the server sent a JSON-RPC error without an integer code", **kwargs)
     return JSONRPCError(code, clean_server_text(error.get("message", ""), secrets), error.get("data"), **kwargs)

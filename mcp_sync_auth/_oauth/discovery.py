@@ -16,11 +16,9 @@ URL was built from, and every endpoint must be HTTPS (or loopback HTTP). Results
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import types
-import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Mapping, Optional, TypeVar, cast
 from urllib.parse import SplitResult, urlsplit
@@ -29,7 +27,9 @@ import cachetools
 import requests
 
 from .._refresh.singleflight import SingleFlight
+from .._util import fork
 from .._util.redact import clean_server_text
+from .._util.sessions import SessionSource
 from .._util.timeouts import TimeoutLike, Timeouts
 from .._util.untrusted import loads_shallow, read_at_most
 from .._util.urls import canonical_resource, require_secure
@@ -365,7 +365,6 @@ def _json_object(body: bytes, url: str) -> dict[str, Any]:
 
 
 _MISSING = object()
-_live_discoveries: weakref.WeakSet[Discovery] = weakref.WeakSet()
 
 
 class Discovery:
@@ -387,17 +386,18 @@ class Discovery:
     ) -> None:
         if cache_size < 1 or cache_ttl < 0:
             raise ConfigurationError("cache_size must be at least 1 and cache_ttl must not be negative")
-        self._own_session = session is None
-        self._session = session if session is not None else requests.Session()
+        self._sessions = SessionSource(session)
         self._timeout = Timeouts.of(timeout)
         self._cache_ttl = cache_ttl
         self._cache_size = cache_size
         self._clock = clock
         self._flights: SingleFlight[object] = SingleFlight()
-        self._reset()
-        _live_discoveries.add(self)
+        self._reset_after_fork()  # a forked child starts where a new object does
+        fork.reset_in_child(self)
 
-    def _reset(self) -> None:
+    def _reset_after_fork(self) -> None:
+        # A lock held by a thread of the parent would never be released in a child. (The session and
+        # the flights reset themselves.)
         self._lock = threading.Lock()
         self._cache: cachetools.TTLCache[Hashable, object] = cachetools.TTLCache(
             maxsize=self._cache_size, ttl=self._cache_ttl, timer=self._clock
@@ -407,8 +407,7 @@ class Discovery:
 
     def close(self) -> None:
         """Close the HTTP session if this object created it."""
-        if self._own_session:
-            self._session.close()
+        self._sessions.close()
 
     # --- public lookups -----------------------------------------------------------------------
 
@@ -546,7 +545,7 @@ class Discovery:
         errors, 5xx and unusable bodies raise DiscoveryError, so a broken server never reads as absent.
         """
         try:
-            response = self._session.get(
+            response = self._sessions.get().get(
                 url,
                 headers=_METADATA_HEADERS,
                 timeout=self._timeout.for_requests,
@@ -579,13 +578,3 @@ def _same_url(left: str, right: str) -> bool:
         return _resource_key(left) == _resource_key(right)
     except ValueError:
         return False
-
-
-def _after_fork_in_child() -> None:
-    # A lock held by a thread of the parent would never be released in the child; start clean.
-    for discovery in list(_live_discoveries):
-        discovery._reset()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -10,14 +10,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Any, Callable, Mapping, Optional, Sequence, cast
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import requests
 
 from .._chain.keys import RegistrationKey
-from .._chain.tokens import is_finite_number
 from .._refresh.singleflight import SingleFlight
-from .._stores.file import TokenStore
+from .._stores.protocol import TokenStore
+from .._util.checks import is_finite_number
 from .._util.redact import clean_server_text
 from .._util.sessions import SessionSource
 from .._util.timeouts import TimeoutLike, Timeouts
@@ -123,11 +123,6 @@ class Registrar:
         # Keyed by issuer, and checked again: a registration is never used with another server.
         return registration if registration.issuer == issuer else None
 
-    def forget(self, issuer: str) -> None:
-        key = RegistrationKey(issuer)
-        with self._store.lock(key, self._lock_timeout):
-            self._store.delete_registration(key)
-
     def register(
         self,
         *,
@@ -232,5 +227,5 @@ class Registrar:
 def _positive_number(value: object) -> Optional[float]:
     if not is_finite_number(value):
         return None
-    number = float(cast(float, value))
+    number = float(value)
     return number if number > 0 else None

@@ -21,11 +21,11 @@ import dataclasses
 import logging
 import threading
 import time
-from typing import Callable, NoReturn, Optional
+from typing import Callable, NoReturn, Optional, TypeVar
 
 from .._chain.keys import ChainKey, ChainRecord
 from .._chain.tokens import TokenSet, parse_token_response
-from .._stores.file import TokenStore
+from .._stores.protocol import ChainStore
 from .._util.faultpoints import ARMED as _FAULTPOINTS
 from .._util.faultpoints import reach as _faultpoint
 from .._util.redact import fingerprint
@@ -36,6 +36,7 @@ from ..errors import (
     RefreshChainRevoked,
     TokenEndpointError,
     TokenStoreError,
+    login_needed,
 )
 from .singleflight import SingleFlight
 
@@ -47,6 +48,7 @@ _FIRST_PAUSE = 0.0005
 _MAX_PAUSE = 0.02
 _EARLY_RETRY_PAUSE = 0.05
 Refresher = Callable[[TokenSet, int], TokenSet]
+_Login = TypeVar("_Login", bound=AuthorizationRequired)
 
 
 @dataclasses.dataclass
@@ -55,7 +57,6 @@ class _ChainMemory:
     so the fast path can read them without a lock."""
 
     current: Optional[TokenSet] = None
-    dead_reason: Optional[str] = None
     # After an early refresh found another process refreshing, wait this long (monotonic) before the
     # next attempt: the current token still works, and each attempt reads the store.
     early_retry_at: float = 0.0
@@ -66,7 +67,7 @@ _memory: dict[tuple[str, ChainKey], _ChainMemory] = {}
 _flights: SingleFlight[TokenSet] = SingleFlight()
 
 
-def _memory_for(store: TokenStore, key: ChainKey) -> _ChainMemory:
+def _memory_for(store: ChainStore, key: ChainKey) -> _ChainMemory:
     with _memory_guard:
         return _memory.setdefault((store.identity, key), _ChainMemory())
 
@@ -77,7 +78,7 @@ class TokenManager:
     def __init__(
         self,
         key: ChainKey,
-        store: TokenStore,
+        store: ChainStore,
         refresher: Optional[Refresher],
         *,
         refresh_skew: float = 60.0,
@@ -109,10 +110,14 @@ class TokenManager:
         if current is not None and current.is_usable(now):
             # Early refresh: the token still works, so nobody has to wait for its successor. One
             # thread refreshes; callers that find a refresh under way keep using the current token.
-            if _flights.waiting(self._flight_key) >= 0 or time.monotonic() < self._memory.early_retry_at:
+            if _flights.in_flight(self._flight_key) or time.monotonic() < self._memory.early_retry_at:
                 return current
             return _flights.run(self._flight_key, lambda: self._lead(None, still_valid=current))
         return self._refresh(rejected=None)
+
+    def login_required(self, why: str) -> AuthorizationRequired:
+        """The error for "somebody has to log in": ``why``, then this chain's login hint."""
+        return self._needs_login(AuthorizationRequired, why)
 
     def current(self) -> Optional[TokenSet]:
         """The set this process holds now, whatever its state (no refresh, no I/O)."""
@@ -149,7 +154,6 @@ class TokenManager:
                 ChainRecord(self.key, generation, tokens, token_endpoint=token_endpoint, updated_at=self._clock())
             )
             self._memory.current = tokens
-            self._memory.dead_reason = None
         log.debug("stored a new token set for %s (generation %d)", self.key.describe(), generation)
         return tokens
 
@@ -158,7 +162,6 @@ class TokenManager:
         with self.store.lock(self.key, self._lock_timeout):
             self.store.delete(self.key)
             self._memory.current = None
-            self._memory.dead_reason = None
 
     # -- the protocol ----------------------------------------------------------------------------
 
@@ -191,32 +194,27 @@ class TokenManager:
         deadline = time.monotonic() + self._lock_timeout
         pause = _FIRST_PAUSE
         while True:
-            lock = self.store.lock(self.key, 0.0)
-            try:
-                lock.__enter__()
-            except LockTimeout:
-                if still_valid is not None:
-                    # Another process is refreshing; ours works until it is done.
-                    self._memory.early_retry_at = time.monotonic() + _EARLY_RETRY_PAUSE
-                    return still_valid
-                if time.monotonic() >= deadline:
-                    raise LockTimeout(
-                        f"could not lock the chain {self.key.describe()} within {self._lock_timeout:g} s: "
-                        "another process holds it (a stopped process, or a network file system, can cause "
-                        "this); no refresh was sent without the lock"
-                    ) from None
-                # Poll the lock briskly and, in between, look for the holder's result: when it has
-                # written the rotated set, we take it without queueing for the lock at all.
-                time.sleep(min(pause, max(deadline - time.monotonic(), 0.0)))
-                pause = min(pause * 2, _MAX_PAUSE)
-                adopted = self._adopt_without_lock(rejected)
-                if adopted is not None:
-                    return adopted
-                continue
-            try:
-                return self._under_lock(rejected, still_valid)
-            finally:
-                lock.__exit__(None, None, None)
+            lock = self.store.try_lock(self.key)
+            if lock is not None:
+                with lock:
+                    return self._under_lock(rejected, still_valid)
+            if still_valid is not None:
+                # Another process is refreshing; ours works until it is done.
+                self._memory.early_retry_at = time.monotonic() + _EARLY_RETRY_PAUSE
+                return still_valid
+            if time.monotonic() >= deadline:
+                raise LockTimeout(
+                    f"could not lock the chain {self.key.describe()} within {self._lock_timeout:g} s: "
+                    "another process holds it (a stopped process, or a network file system, can cause "
+                    "this); no refresh was sent without the lock"
+                )
+            # Poll the lock briskly and, in between, look for the holder's result: when it has
+            # written the rotated set, we take it without queueing for the lock at all.
+            time.sleep(min(pause, max(deadline - time.monotonic(), 0.0)))
+            pause = min(pause * 2, _MAX_PAUSE)
+            adopted = self._adopt_without_lock(rejected)
+            if adopted is not None:
+                return adopted
 
     def _under_lock(self, rejected: Optional[str], still_valid: Optional[TokenSet]) -> TokenSet:
         record = self._load_checked()
@@ -254,10 +252,7 @@ class TokenManager:
         record = self.store.load(self.key)
         if record is None:
             self._memory.current = None
-            raise AuthorizationRequired(
-                f"no tokens are stored for {self.key.describe()}. {self._login_hint}".strip(),
-                login_hint=self._login_hint,
-            )
+            raise self.login_required(f"no tokens are stored for {self.key.describe()}")
         if record.is_dead:
             self._die(record.dead_reason or "revoked")
         return record
@@ -265,16 +260,12 @@ class TokenManager:
     def _spend_refresh_token(self, record: ChainRecord) -> TokenSet:
         stored = record.tokens
         if stored is None or not stored.refresh_token:
-            raise AuthorizationRequired(
-                f"the access token for {self.key.describe()} has expired and there is no refresh token. "
-                f"{self._login_hint}".strip(),
-                login_hint=self._login_hint,
+            raise self.login_required(
+                f"the access token for {self.key.describe()} has expired and there is no refresh token"
             )
         if self._refresher is None:
-            raise AuthorizationRequired(
-                f"the tokens for {self.key.describe()} need a refresh, but no token endpoint is configured. "
-                f"{self._login_hint}".strip(),
-                login_hint=self._login_hint,
+            raise self.login_required(
+                f"the tokens for {self.key.describe()} need a refresh, but no token endpoint is configured"
             )
         generation = record.generation + 1
         log.debug(
@@ -327,9 +318,9 @@ class TokenManager:
 
     def _die(self, reason: str, cause: Optional[BaseException] = None) -> NoReturn:
         self._memory.current = None
-        self._memory.dead_reason = reason
-        error = RefreshChainRevoked(
-            f"the refresh chain of {self.key.describe()} is dead: {reason}. {self._login_hint}".strip(),
-            login_hint=self._login_hint,
-        )
-        raise error from cause
+        raise self._needs_login(
+            RefreshChainRevoked, f"the refresh chain of {self.key.describe()} is dead: {reason}"
+        ) from cause
+
+    def _needs_login(self, kind: type[_Login], why: str) -> _Login:
+        return login_needed(kind, why, self._login_hint)

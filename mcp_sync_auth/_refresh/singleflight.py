@@ -1,28 +1,28 @@
 """Per-key leader/waiter coordination inside one process.
 
 The first caller for a key becomes the leader and runs the work; callers that arrive while it runs
-wait on that flight's ``threading.Condition`` and receive the leader's result, or the leader's error.
-A waiter never runs the work itself. When the flight ends, the next caller starts a new one.
+wait on that flight's ``threading.Condition`` and receive the leader's result, or a copy of the
+leader's error. A waiter never runs the work itself. When the flight ends, the next caller starts a
+new one.
 """
 
 from __future__ import annotations
 
 import copy
-import os
 import threading
-import weakref
 from typing import Callable, Generic, Hashable, Optional, TypeVar
 
+from .._util import fork
 from ..errors import MCPAuthError
 
 T = TypeVar("T")
 
 
 class _Flight(Generic[T]):
-    __slots__ = ("done", "done_event", "error", "result", "waiters")
+    __slots__ = ("done", "ended", "error", "result", "waiters")
 
     def __init__(self) -> None:
-        self.done_event = threading.Condition(threading.Lock())
+        self.ended = threading.Condition(threading.Lock())  # guards done; notified once, when done
         self.done = False
         self.result: Optional[T] = None
         self.error: Optional[BaseException] = None
@@ -33,10 +33,12 @@ class SingleFlight(Generic[T]):
     """Coalesces concurrent calls per key. Safe across ``fork()``: a child starts with no flights."""
 
     def __init__(self) -> None:
-        self._reset()
-        _forget_after_fork.add(self)  # type: ignore[arg-type]
+        self._reset_after_fork()
+        fork.reset_in_child(self)
 
-    def _reset(self) -> None:
+    def _reset_after_fork(self) -> None:
+        # Threads that were leading or waiting in the parent do not exist in a child; their flights
+        # would never end there. (Also the initial state.)
         self._guard = threading.Lock()
         self._flights: dict[Hashable, _Flight[T]] = {}
 
@@ -52,8 +54,13 @@ class SingleFlight(Generic[T]):
             return self._lead(key, flight, work)
         return self._wait(flight)
 
+    def in_flight(self, key: Hashable) -> bool:
+        """Whether a flight for the key is running now."""
+        with self._guard:
+            return key in self._flights
+
     def waiting(self, key: Hashable) -> int:
-        """How many callers wait on the key's flight now (-1 when none is in flight)."""
+        """How many callers wait on the key's flight now (-1 when none is in flight); for tests."""
         with self._guard:
             flight = self._flights.get(key)
             return -1 if flight is None else flight.waiters
@@ -73,15 +80,14 @@ class SingleFlight(Generic[T]):
             with self._guard:
                 if self._flights.get(key) is flight:
                     del self._flights[key]
-            with flight.done_event:
+            with flight.ended:
                 flight.done = True
-                flight.done_event.notify_all()
+                flight.ended.notify_all()
 
     @staticmethod
     def _wait(flight: _Flight[T]) -> T:
-        with flight.done_event:
-            while not flight.done:
-                flight.done_event.wait()
+        with flight.ended:
+            flight.ended.wait_for(lambda: flight.done)
         if flight.error is not None:
             raise _for_waiter(flight.error)
         return flight.result  # type: ignore[return-value]
@@ -97,22 +103,11 @@ def _for_waiter(error: BaseException) -> BaseException:
         return MCPAuthError(f"the refresh was interrupted in another thread ({type(error).__name__})")
     try:
         twin = copy.copy(error)
-    except Exception:  # an exception type copy cannot rebuild: share the original
+    except Exception:
+        # Every error of ours copies (tests/refresh/test_singleflight.py checks each class). Only a
+        # foreign type whose constructor copy cannot call (a custom store's, say) lands here: the
+        # waiters share the leader's object rather than get an error of another type.
         return error
     twin.__cause__ = error.__cause__
     twin.__traceback__ = None
     return twin
-
-
-_forget_after_fork: weakref.WeakSet[SingleFlight[object]] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    # Threads that were leading or waiting in the parent do not exist in the child; their flights
-    # would never end. The child starts clean.
-    for flight_group in list(_forget_after_fork):
-        flight_group._reset()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

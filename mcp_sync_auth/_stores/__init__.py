@@ -1,1 +1,16 @@
-"""Token stores: the store protocol and its backends (memory, file)."""
+"""Token stores: the protocol (:mod:`.protocol`), the stored documents (:mod:`.document`), and the
+memory and file backends."""
+
+from .file import FileTokenStore, default_directory
+from .memory import MemoryTokenStore
+from .protocol import ChainStore, RegistrationStore, StoreKey, TokenStore
+
+__all__ = [
+    "ChainStore",
+    "FileTokenStore",
+    "MemoryTokenStore",
+    "RegistrationStore",
+    "StoreKey",
+    "TokenStore",
+    "default_directory",
+]

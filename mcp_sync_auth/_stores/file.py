@@ -1,8 +1,7 @@
-"""Token stores: where chains live between calls and between processes.
+"""The file store: one JSON file per chain (and per client registration) in a private folder.
 
-A store offers four things: a per-chain lock that excludes every other thread *and process* using the
-same store, a read, an atomic write, and a delete. The refresh protocol in :mod:`manager` relies on
-exactly these; a store for many hosts (a database, a KMS-backed service) only has to provide them too.
+Each key has its own lock file beside its record, locked with ``filelock`` (``flock``), so the lock
+excludes every thread and process that uses the same folder.
 """
 
 from __future__ import annotations
@@ -17,63 +16,48 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, NoReturn, Optional, Protocol, Union
+from typing import Any, Iterator, NoReturn, Optional, Union
 
 import filelock
 
-from .._chain.keys import ChainKey, ChainRecord, LoginKey, RegistrationKey
-from .._chain.tokens import TokenSet, is_finite_number
-from .._util import forkfds
+from .._chain.keys import ChainKey, ChainRecord, RegistrationKey
+from .._util import fork
+from .._util.checks import is_integer
 from .._util.faultpoints import ARMED as _FAULTPOINTS
 from .._util.faultpoints import reach as _faultpoint
 from .._util.untrusted import loads_shallow
 from ..errors import CorruptTokenCache, LockTimeout, TokenStoreError
+from .document import (
+    SCHEMA_VERSION,
+    document_to_record,
+    document_to_registration,
+    record_to_document,
+    registration_to_document,
+)
+from .memory import MemoryTokenStore
+from .protocol import StoreKey, TokenStore
+
+# The old home of these names: modules outside the stores layer still import them from here. New code
+# imports them from mcp_sync_auth._stores; remove these once nobody does.
+__all__ = [
+    "ENV_HOME",
+    "SCHEMA_VERSION",
+    "FileTokenStore",
+    "MemoryTokenStore",
+    "TokenStore",
+    "default_directory",
+    "document_to_record",
+    "record_to_document",
+]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
 ENV_HOME = "MCP_SYNC_AUTH_HOME"
 # Lock files and record files share a folder; the lock file never holds data.
 _RECORD_SUFFIX = ".json"
 _LOCK_SUFFIX = ".lock"
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _POSIX = hasattr(os, "geteuid")
-
-
-StoreKey = Union[ChainKey, RegistrationKey, LoginKey]
-
-
-class TokenStore(Protocol):
-    """What the token manager needs from a store."""
-
-    @property
-    def identity(self) -> str:
-        """Equal for two store objects that share their data (used to share in-process flights)."""
-
-    def lock(self, key: StoreKey, timeout: float) -> contextlib.AbstractContextManager[None]:
-        """Exclusive access to one chain (or registration) across threads and processes;
-        raises LockTimeout."""
-
-    def load(self, key: ChainKey) -> Optional[ChainRecord]:
-        """The chain's record, or None when there is none."""
-
-    def save(self, record: ChainRecord) -> None:
-        """Replace the chain's record atomically: a reader sees the old record or the new one."""
-
-    def delete(self, key: ChainKey) -> None:
-        """Forget the chain (logout)."""
-
-    def records(self) -> list[ChainRecord]:
-        """Every chain in the store (to find the chains of an MCP server after a restart)."""
-
-    def load_registration(self, key: RegistrationKey) -> Optional[dict[str, Any]]:
-        """The stored client registration for an issuer, as :mod:`registration` wrote it."""
-
-    def save_registration(self, key: RegistrationKey, registration: dict[str, Any]) -> None:
-        """Store a client registration atomically."""
-
-    def delete_registration(self, key: RegistrationKey) -> None:
-        """Forget a client registration."""
 
 
 def default_directory() -> Path:
@@ -83,52 +67,6 @@ def default_directory() -> Path:
     cache = os.environ.get("XDG_CACHE_HOME")
     base = Path(cache).expanduser() if cache else Path.home() / ".cache"
     return base / "mcp-sync-auth"
-
-
-# --- the JSON document ---------------------------------------------------------------------------
-
-
-def record_to_document(record: ChainRecord) -> dict[str, Any]:
-    return {
-        "schema": SCHEMA_VERSION,
-        "key": record.key.to_json(),
-        "generation": record.generation,
-        "tokens": None if record.tokens is None else record.tokens.to_json(),
-        "token_endpoint": record.token_endpoint,
-        "dead": None if record.dead_reason is None else {"reason": record.dead_reason},
-        "updated_at": record.updated_at,
-    }
-
-
-def document_to_record(doc: Any) -> ChainRecord:
-    """Parse a stored document; ``ValueError`` for any shape we did not write."""
-    if not isinstance(doc, dict):
-        raise ValueError("the document is not a JSON object")
-    key = ChainKey.from_json(_require_dict(doc.get("key"), "key"))
-    generation = doc.get("generation")
-    if not isinstance(generation, int) or isinstance(generation, bool) or generation < 0:
-        raise ValueError("'generation' is not a non-negative integer")
-    raw_tokens = doc.get("tokens")
-    tokens = None if raw_tokens is None else TokenSet.from_json(_require_dict(raw_tokens, "tokens"))
-    token_endpoint = doc.get("token_endpoint")
-    if token_endpoint is not None and not isinstance(token_endpoint, str):
-        raise ValueError("'token_endpoint' is not a string")
-    dead = doc.get("dead")
-    dead_reason = None
-    if dead is not None:
-        reason = _require_dict(dead, "dead").get("reason")
-        dead_reason = reason if isinstance(reason, str) and reason else "revoked"
-    updated_at = doc.get("updated_at", 0.0)
-    if not is_finite_number(updated_at):
-        raise ValueError("'updated_at' is not a number")
-    return ChainRecord(
-        key=key,
-        generation=generation,
-        tokens=tokens,
-        token_endpoint=token_endpoint,
-        dead_reason=dead_reason,
-        updated_at=float(updated_at),
-    )
 
 
 def _read_leftover(path: Path) -> Optional[ChainRecord]:
@@ -141,72 +79,6 @@ def _read_leftover(path: Path) -> Optional[ChainRecord]:
         return document_to_record(doc)
     except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return None  # cut short by the kill: not a set we can use
-
-
-def _require_dict(value: Any, name: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ValueError(f"{name!r} is not a JSON object")
-    return value
-
-
-# --- stores ----------------------------------------------------------------------------------------
-
-
-class MemoryTokenStore:
-    """Tokens in this process only: for tests, and for programs that log in on every start."""
-
-    def __init__(self) -> None:
-        self._records: dict[ChainKey, ChainRecord] = {}
-        self._registrations: dict[RegistrationKey, dict[str, Any]] = {}
-        self._locks: dict[StoreKey, threading.Lock] = {}
-        self._guard = threading.Lock()
-
-    @property
-    def identity(self) -> str:
-        return f"memory:{id(self):x}"
-
-    def __repr__(self) -> str:
-        return f"MemoryTokenStore({len(self._records)} chains)"
-
-    @contextlib.contextmanager
-    def lock(self, key: StoreKey, timeout: float) -> Iterator[None]:
-        with self._guard:
-            key_lock = self._locks.setdefault(key, threading.Lock())
-        if not key_lock.acquire(timeout=timeout):
-            raise LockTimeout(f"could not lock {key.describe()} within {timeout:g} s")
-        try:
-            yield
-        finally:
-            key_lock.release()
-
-    def load(self, key: ChainKey) -> Optional[ChainRecord]:
-        with self._guard:
-            return self._records.get(key)
-
-    def save(self, record: ChainRecord) -> None:
-        with self._guard:
-            self._records[record.key] = record
-
-    def delete(self, key: ChainKey) -> None:
-        with self._guard:
-            self._records.pop(key, None)
-
-    def records(self) -> list[ChainRecord]:
-        with self._guard:
-            return list(self._records.values())
-
-    def load_registration(self, key: RegistrationKey) -> Optional[dict[str, Any]]:
-        with self._guard:
-            found = self._registrations.get(key)
-            return None if found is None else dict(found)
-
-    def save_registration(self, key: RegistrationKey, registration: dict[str, Any]) -> None:
-        with self._guard:
-            self._registrations[key] = dict(registration)
-
-    def delete_registration(self, key: RegistrationKey) -> None:
-        with self._guard:
-            self._registrations.pop(key, None)
 
 
 class FileTokenStore:
@@ -260,42 +132,61 @@ class FileTokenStore:
                 )
             if not stat.S_ISDIR(info.st_mode):
                 raise TokenStoreError(f"the token folder {self.directory} is not a folder")
-            if _POSIX:
-                if info.st_uid != os.geteuid():
-                    raise TokenStoreError(f"the token folder {self.directory} belongs to another user")
-                if info.st_mode & 0o022:
-                    raise TokenStoreError(
-                        f"the token folder {self.directory} is writable by other users "
-                        f"(mode {stat.S_IMODE(info.st_mode):04o}); run: chmod 700 {self.directory}"
-                    )
+            _require_private(
+                self.directory,
+                info,
+                what="the token folder",
+                forbidden=0o022,
+                wanted=0o700,
+                exposed="is writable by other users",
+            )
             self._checked = True
 
     # -- lock ------------------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def lock(self, key: StoreKey, timeout: float) -> Iterator[None]:
+        file_lock = self._acquire(key, timeout)
+        assert file_lock is not None
+        with self._holding(key, file_lock):
+            yield
+
+    def try_lock(self, key: StoreKey) -> Optional[contextlib.AbstractContextManager[None]]:
+        file_lock = self._acquire(key, None)
+        return None if file_lock is None else self._holding(key, file_lock)
+
+    def _acquire(self, key: StoreKey, timeout: Optional[float]) -> Optional[filelock.BaseFileLock]:
+        """The key's lock, acquired within ``timeout`` (LockTimeout after it); with no timeout, one
+        attempt that returns None when another holds it."""
         self._ensure_directory()
         lock_path = self.directory / (key.stem + _LOCK_SUFFIX)
         # A fresh FileLock object each time: nothing about a held lock survives in process memory,
         # so a fork in another thread cannot leave the child believing it holds the lock.
-        file_lock = filelock.FileLock(str(lock_path), timeout=timeout, mode=0o600)
+        file_lock = filelock.FileLock(str(lock_path), timeout=-1 if timeout is None else timeout, mode=0o600)
         try:
-            file_lock.acquire()
+            file_lock.acquire(blocking=timeout is not None)
         except filelock.Timeout as exc:
+            if timeout is None:
+                return None
             raise LockTimeout(
                 f"could not lock {key.describe()} within {timeout:g} s: another process holds "
                 f"{lock_path} (a stopped process, or a network file system, can cause this)"
             ) from exc
         except OSError as exc:
             raise TokenStoreError(f"cannot lock {lock_path}: {exc.strerror}") from exc
-        forkfds.remember(file_lock, file_lock)
+        return file_lock
+
+    @contextlib.contextmanager
+    def _holding(self, key: StoreKey, file_lock: filelock.BaseFileLock) -> Iterator[None]:
+        """The block runs with ``file_lock`` held (it is acquired already); releases it after."""
+        fork.remember(file_lock)
         self._holders[key] = threading.get_ident()
         try:
             self._recover_leftovers(key)
             yield
         finally:
             self._holders.pop(key, None)
-            forkfds.forget(file_lock)
+            fork.forget(file_lock)
             file_lock.release()
 
     def _recover_leftovers(self, key: StoreKey) -> None:
@@ -353,13 +244,13 @@ class FileTokenStore:
         doc = self._read_document(key)
         if doc is None:
             return None
-        registration = doc.get("registration")
-        if doc.get("key") != key.to_json() or not isinstance(registration, dict):
-            self._corrupt(key, path, "it is not a client registration for this issuer", None)
-        return registration
+        try:
+            return document_to_registration(key, doc)
+        except ValueError as exc:
+            self._corrupt(key, path, str(exc), None)
 
     def save_registration(self, key: RegistrationKey, registration: dict[str, Any]) -> None:
-        self._write_document(key, {"schema": SCHEMA_VERSION, "key": key.to_json(), "registration": registration})
+        self._write_document(key, registration_to_document(key, registration))
 
     def delete_registration(self, key: RegistrationKey) -> None:
         self._remove(key)
@@ -385,7 +276,7 @@ class FileTokenStore:
             self._corrupt(key, path, "it is not valid JSON", exc)
         if isinstance(doc, dict) and doc.get("schema") != SCHEMA_VERSION:
             schema = doc.get("schema")
-            if isinstance(schema, int) and not isinstance(schema, bool) and schema > SCHEMA_VERSION:
+            if is_integer(schema) and schema > SCHEMA_VERSION:
                 # Written by a newer mcp_sync_auth: leave it exactly as it is.
                 raise TokenStoreError(
                     f"the token file {path} has schema version {schema}, newer than this library "
@@ -399,15 +290,15 @@ class FileTokenStore:
     def _check_file(self, path: Path, info: os.stat_result) -> None:
         if not stat.S_ISREG(info.st_mode):
             raise TokenStoreError(f"the token file {path} is not a regular file")
-        if _POSIX:
-            if info.st_uid != os.geteuid():
-                raise TokenStoreError(f"the token file {path} belongs to another user; refusing to use it")
-            if info.st_mode & 0o077:
-                raise TokenStoreError(
-                    f"the token file {path} can be read or written by other users "
-                    f"(mode {stat.S_IMODE(info.st_mode):04o}); its tokens may have leaked. "
-                    f"Run: chmod 600 {path} (and log in again if others could read it)"
-                )
+        _require_private(
+            path,
+            info,
+            what="the token file",
+            forbidden=0o077,
+            wanted=0o600,
+            exposed="can be read or written by other users",
+            advice=" (and log in again if others could read it: its tokens may have leaked)",
+        )
 
     def _corrupt(self, key: StoreKey, path: Path, why: str, cause: Optional[BaseException]) -> NoReturn:
         """Report a broken file; move it aside when we hold the chain's lock (else someone may be
@@ -490,3 +381,17 @@ class FileTokenStore:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path_for(key))
         self._fsync_directory()
+
+
+def _require_private(
+    path: Path, info: os.stat_result, *, what: str, forbidden: int, wanted: int, exposed: str, advice: str = ""
+) -> None:
+    """On POSIX, ``path`` must belong to us and its mode grant none of the ``forbidden`` bits; the
+    error says which ``chmod`` gives the ``wanted`` mode."""
+    if not _POSIX:
+        return
+    if info.st_uid != os.geteuid():
+        raise TokenStoreError(f"{what} {path} belongs to another user; refusing to use it")
+    if info.st_mode & forbidden:
+        mode = stat.S_IMODE(info.st_mode)
+        raise TokenStoreError(f"{what} {path} {exposed} (mode {mode:04o}); run: chmod {wanted:o} {path}{advice}")

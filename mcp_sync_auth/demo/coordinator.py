@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Tuple
 import requests
 
 from .._chain.tokens import TokenSet
-from .._stores.file import FileTokenStore, MemoryTokenStore, TokenStore
+from .._stores.file import FileTokenStore
+from .._stores.memory import MemoryTokenStore
+from .._stores.protocol import TokenStore
 from ..testing import StrictAuthServer, login
 from ..testing.audit import Audit, EventKind
 from .options import DemoOptions

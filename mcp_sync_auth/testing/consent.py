@@ -12,7 +12,8 @@ from typing import Any, Optional
 
 import requests
 
-from .._stores.file import MemoryTokenStore, TokenStore
+from .._stores.memory import MemoryTokenStore
+from .._stores.protocol import TokenStore
 from ..auth import MCPAuth
 from ..errors import AuthorizationFailed
 from .server import StrictAuthServer

@@ -19,28 +19,13 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 import requests
-from hypothesis import event, given
-from hypothesis import strategies as st
 
 from mcp_sync_auth import FileTokenStore, MCPAuth, MCPAuthError
 from mcp_sync_auth._oauth.discovery import Discovery
 from mcp_sync_auth._oauth.login import ClientSettings
 from mcp_sync_auth.errors import ChallengeError, InsufficientScope
 
-from ..fuzzing import (
-    MARKER,
-    LogWatch,
-    RawServer,
-    assert_no_marker,
-    check_outcome,
-    dumps,
-    fuzz_settings,
-    html_page,
-    http_response,
-    marked,
-    one_in,
-    our_reprs,
-)
+from ..fuzzing import *  # noqa: F403 (the shared fuzz toolkit, see tests/fuzzing.py)
 
 PRM_PATH = "/.well-known/oauth-protected-resource/mcp"
 PRM_ROOT = "/.well-known/oauth-protected-resource"

@@ -11,30 +11,13 @@ import json
 import tempfile
 
 import pytest
-from hypothesis import event, given
-from hypothesis import strategies as st
 
 from mcp_sync_auth import FileTokenStore
 from mcp_sync_auth._oauth.registration import DYNAMIC, ClientRegistration, Registrar
 from mcp_sync_auth._oauth.token_client import AUTH_METHODS
 from mcp_sync_auth.errors import RegistrationFailed
 
-from ..fuzzing import (
-    HUGE_INT,
-    MARKER,
-    LogWatch,
-    RawServer,
-    assert_no_marker,
-    check_outcome,
-    dumps,
-    fuzz_settings,
-    html_page,
-    http_response,
-    marked,
-    nested,
-    one_in,
-    our_reprs,
-)
+from ..fuzzing import *  # noqa: F403 (the shared fuzz toolkit, see tests/fuzzing.py)
 
 ISSUER = "https://as.example.com"
 REDIRECT = "http://127.0.0.1:8765/callback"

@@ -19,31 +19,13 @@ import tempfile
 
 import pytest
 import requests
-from hypothesis import event, given
-from hypothesis import strategies as st
 
 from mcp_sync_auth import FileTokenStore, MCPAuth, TokenEndpointError, TokenSet
 from mcp_sync_auth._chain.tokens import MAX_TOKEN_LENGTH
 from mcp_sync_auth._oauth.login import ClientSettings
 from mcp_sync_auth._oauth.token_client import MAX_RESPONSE_BYTES, TokenEndpointClient
 
-from ..fuzzing import (
-    HUGE_INT,
-    MARKER,
-    URLSAFE,
-    LogWatch,
-    RawServer,
-    assert_no_marker,
-    check_outcome,
-    dumps,
-    fuzz_settings,
-    html_page,
-    http_response,
-    marked,
-    nested,
-    one_in,
-    our_reprs,
-)
+from ..fuzzing import *  # noqa: F403 (the shared fuzz toolkit, see tests/fuzzing.py)
 
 PRINTABLE_ASCII = "".join(ch for ch in string.printable if ch.isprintable())
 STATUSES = [200] * 8 + [201, 202, 204, 301, 302, 307, 400, 401, 403, 404, 405, 418, 429, 500, 502, 503, 504, 599]

@@ -228,7 +228,7 @@ def test_fault_points_are_off_unless_asked_and_their_spec_is_strict():
 # store-temp-litter: a writer killed between mkstemp and os.replace left its temp file (with the newest
 # refresh token) behind for ever; the next lock holder now finishes or removes it.
 # fork-inherits-lock: with filelock < 3.30 a child forked while the lock was held kept it after the
-# parent died; mcp_sync_auth.forkfds closes the child's copy.
+# parent died; mcp_sync_auth/_util/fork.py closes the child's copy.
 
 
 def test_a_killed_writers_temp_file_does_not_outlive_the_next_write_and_logout(tmp_path):

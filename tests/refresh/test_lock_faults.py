@@ -18,7 +18,7 @@ from mcp_sync_auth import MCPAuthError
 from mcp_sync_auth.testing import Fault
 
 from ..conftest import TTL
-from ..helpers import start_lock_holder
+from ..helpers import call_in_fork, echo_in_new_session, start_lock_holder
 from ..workers import echo_call, make_auth
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="needs SIGSTOP/SIGCONT")
@@ -191,19 +191,11 @@ def test_a_child_forked_during_a_failing_flight_refreshes_itself(server, auth, c
     leader = threading.Thread(target=lead)
     leader.start()
     server.wait_for_held_token_requests(1, timeout=30)  # the parent's flight holds the lock now
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            with requests.Session() as session:
-                code = 0 if echo_call(session, server.mcp_url, auth) == "ok" else 2
-        finally:
-            os._exit(code)
+    child = call_in_fork(lambda: echo_in_new_session(server, auth))
     server.release_token_requests()
     leader.join(30)
-    _, status = os.waitpid(pid, 0)
     assert type(failure.get("error")).__name__ == "TokenEndpointError" and failure["error"].transient
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert child() == 0
     audit = server.audit
     assert audit.token_requests == 2  # the parent's failed one, the child's own
     assert audit.refresh_ok == 1 and audit.reuse_detections == 0

@@ -5,13 +5,12 @@ import signal
 import threading
 
 import pytest
-import requests
 
 from mcp_sync_auth import FileTokenStore, RefreshChainRevoked
 from mcp_sync_auth._refresh.manager import _flights
 
 from ..conftest import TTL
-from ..helpers import start_lock_holder, wait_until
+from ..helpers import call_in_fork, echo_in_new_session, start_lock_holder, wait_until
 from ..workers import echo_call, run_cycles
 
 
@@ -38,20 +37,12 @@ def test_a_child_forked_during_a_refresh_can_refresh(server, auth, clock):
     leader = threading.Thread(target=auth.access_token)
     leader.start()
     wait_until(lambda: server.held_token_requests == 1, what="the parent's refresh at the server")
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            # The parent's leader thread does not exist here; this must neither hang on its flight
-            # nor present the refresh token the parent is spending: it waits for the lock, then adopts.
-            with requests.Session() as session:
-                code = 0 if echo_call(session, server.mcp_url, auth) == "ok" else 2
-        finally:
-            os._exit(code)
+    # The parent's leader thread does not exist in the child; the child must neither hang on its
+    # flight nor present the refresh token the parent is spending: it waits for the lock, then adopts.
+    child = call_in_fork(lambda: echo_in_new_session(server, auth))
     server.release_token_requests()
     leader.join(30)
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert child() == 0
     audit = server.audit
     assert audit.refresh_ok == 1 and audit.reuse_detections == 0
 

@@ -147,6 +147,10 @@ class CountingStore(MemoryTokenStore):
         self.locks_taken += 1
         return super().lock(key, timeout)
 
+    def try_lock(self, key):
+        self.locks_taken += 1
+        return super().try_lock(key)
+
 
 def test_two_auth_objects_for_one_chain_share_one_flight(server, client_id, clock, http):
     store = CountingStore()

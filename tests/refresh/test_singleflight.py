@@ -3,10 +3,11 @@ import threading
 
 import pytest
 
-from mcp_sync_auth._refresh.singleflight import SingleFlight
+from mcp_sync_auth import errors
+from mcp_sync_auth._refresh.singleflight import SingleFlight, _for_waiter
 from mcp_sync_auth.errors import MCPAuthError, TokenEndpointError
 
-from ..helpers import wait_until
+from ..helpers import call_in_fork, wait_until
 
 N = 32
 
@@ -109,11 +110,60 @@ def test_a_child_forked_during_a_flight_starts_clean():
     thread = threading.Thread(target=lambda: flight.run("k", lambda: release.wait(30)))
     thread.start()
     wait_until(lambda: flight.waiting("k") == 0)
-    pid = os.fork()
-    if pid == 0:  # child: the parent's leader thread does not exist here
-        ok = flight.waiting("k") == -1 and flight.run("k", lambda: "child") == "child"
-        os._exit(0 if ok else 1)
-    _, status = os.waitpid(pid, 0)
+    # In the child the parent's leader thread does not exist: no flight is in flight there.
+    child = call_in_fork(lambda: not flight.in_flight("k") and flight.run("k", lambda: "child") == "child")
+    code = child()
     release.set()
     thread.join()
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert code == 0
+
+
+def test_in_flight_says_whether_a_flight_runs():
+    flight = SingleFlight()
+    release, started = threading.Event(), threading.Event()
+    leader = threading.Thread(target=lambda: flight.run("k", lambda: started.set() or release.wait(30)))
+    leader.start()
+    assert started.wait(30)
+    assert flight.in_flight("k") and not flight.in_flight("other")
+    release.set()
+    leader.join(30)
+    assert not flight.in_flight("k")
+
+
+def _our_errors():
+    for name in dir(errors):
+        value = getattr(errors, name)
+        if isinstance(value, type) and issubclass(value, errors.MCPAuthError) and value.__module__ == errors.__name__:
+            yield value
+
+
+def _an_instance(cls):
+    if cls is errors.JSONRPCError:
+        return cls(-32000, "failed", {"detail": 1}, status_code=200)
+    if cls is errors.ToolError:
+        return cls("failed", {"isError": True, "content": []})
+    return cls("failed")
+
+
+@pytest.mark.parametrize(
+    "cls",
+    _our_errors(),
+    ids=lambda cls: cls.__name__,
+)
+def test_every_error_of_ours_reaches_a_waiter_as_an_equal_copy(cls):
+    error = _an_instance(cls)
+    error.__cause__ = ValueError("why")
+    twin = _for_waiter(error)
+    assert twin is not error and type(twin) is cls
+    assert vars(twin) == vars(error) and str(twin) == str(error)
+    assert twin.__cause__ is error.__cause__
+
+
+def test_a_foreign_error_copy_cannot_rebuild_is_shared():
+    class Stubborn(Exception):
+        def __init__(self, code, *, detail):
+            super().__init__(code)
+            self.detail = detail
+
+    error = Stubborn(1, detail="x")
+    assert _for_waiter(error) is error

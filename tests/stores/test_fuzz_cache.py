@@ -17,30 +17,15 @@ import os
 import tempfile
 
 import pytest
-from hypothesis import event, given
-from hypothesis import strategies as st
 
 from mcp_sync_auth import ChainKey, ChainRecord, CorruptTokenCache, FileTokenStore, MCPAuth, TokenSet
 from mcp_sync_auth._chain.keys import RegistrationKey
 from mcp_sync_auth._oauth.login import ClientSettings
 from mcp_sync_auth._oauth.registration import DYNAMIC, ClientRegistration, Registrar
-from mcp_sync_auth._stores.file import record_to_document
+from mcp_sync_auth._stores.document import record_to_document
 from mcp_sync_auth.cli.main import main as cli_main
 
-from ..fuzzing import (
-    HUGE_INT,
-    MARKER,
-    LogWatch,
-    RawServer,
-    assert_no_marker,
-    check_outcome,
-    dumps,
-    fuzz_settings,
-    marked,
-    nested,
-    one_in,
-    our_reprs,
-)
+from ..fuzzing import *  # noqa: F403 (the shared fuzz toolkit, see tests/fuzzing.py)
 
 NOW = 1_000_000.0
 ISSUER = "http://127.0.0.1:1/issuer"

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from mcp_sync_auth import ChainKey, ChainRecord, FileTokenStore, MemoryTokenStore, TokenSet
-from mcp_sync_auth._stores.file import SCHEMA_VERSION, default_directory
+from mcp_sync_auth._stores import ChainStore, RegistrationStore, TokenStore, default_directory
+from mcp_sync_auth._stores.document import SCHEMA_VERSION
 from mcp_sync_auth.errors import CorruptTokenCache, LockTimeout, TokenStoreError
 
 from ..helpers import start_lock_holder
@@ -190,3 +191,82 @@ def test_memory_store_lock_times_out_and_round_trips():
     assert len(errors) == 1
     memory.delete(KEY)
     assert memory.load(KEY) is None
+
+
+@pytest.fixture(params=["file", "memory"])
+def any_store(request, tmp_path):
+    return FileTokenStore(tmp_path / "tokens") if request.param == "file" else MemoryTokenStore()
+
+
+def test_try_lock_takes_a_free_lock_and_releases_it_after_the_block(any_store):
+    held = any_store.try_lock(KEY)
+    assert held is not None
+    with held:
+        assert any_store.try_lock(KEY) is None  # taken: a second attempt gets nothing, at once
+        with pytest.raises(LockTimeout), any_store.lock(KEY, timeout=0.01):
+            pass
+    again = any_store.try_lock(KEY)
+    assert again is not None
+    with again:
+        pass
+
+
+def test_try_lock_refuses_a_key_another_holder_has(any_store):
+    with any_store.lock(KEY, timeout=5):
+        assert any_store.try_lock(KEY) is None
+    with any_store.try_lock(KEY):
+        pass
+
+
+def test_try_lock_refuses_a_lock_held_by_another_process(store):
+    holder = start_lock_holder(store.directory, KEY)
+    try:
+        assert store.try_lock(KEY) is None
+    finally:
+        holder.stdin.close()
+        holder.wait(10)
+    with store.try_lock(KEY):
+        pass
+
+
+def test_both_stores_implement_the_whole_protocol(any_store):
+    assert isinstance(any_store, ChainStore)
+    assert isinstance(any_store, RegistrationStore)
+    assert isinstance(any_store, TokenStore)
+
+
+def test_a_chain_store_needs_no_registration_methods():
+    class ChainsOnly:
+        identity = "chains-only"
+
+        def lock(self, key, timeout): ...
+        def try_lock(self, key): ...
+        def load(self, key): ...
+        def save(self, record): ...
+        def delete(self, key): ...
+        def records(self): ...
+
+    assert isinstance(ChainsOnly(), ChainStore)
+    assert not isinstance(ChainsOnly(), RegistrationStore)
+
+
+def test_memory_store_identities_never_repeat():
+    # A recycled id() must not give a new store the in-process memory of a dead one.
+    identities = [MemoryTokenStore().identity for _ in range(50)]
+    assert len(set(identities)) == 50
+
+
+def test_a_folder_of_another_user_is_refused(tmp_path, monkeypatch):
+    folder = tmp_path / "theirs"
+    folder.mkdir(mode=0o700)
+    monkeypatch.setattr(os, "geteuid", lambda: os.getuid() + 1)
+    with pytest.raises(TokenStoreError, match="belongs to another user"):
+        FileTokenStore(folder).load(KEY)
+
+
+def test_a_file_of_another_user_is_refused(store, monkeypatch):
+    store.save(record())
+    store.load(KEY)  # the folder is checked once per store object, and passed
+    monkeypatch.setattr(os, "geteuid", lambda: os.getuid() + 1)
+    with pytest.raises(TokenStoreError, match="belongs to another user"):
+        store.load(KEY)
