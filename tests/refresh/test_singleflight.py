@@ -147,7 +147,7 @@ def _an_instance(cls):
 
 @pytest.mark.parametrize(
     "cls",
-    _our_errors(),
+    list(_our_errors()),
     ids=lambda cls: cls.__name__,
 )
 def test_every_error_of_ours_reaches_a_waiter_as_an_equal_copy(cls):
