@@ -15,8 +15,9 @@
     an injected fault the server served in that expiry event (one grant per injected fault), or a
     grant whose answer did not come in time (window 2);
   * a ``RefreshChainRevoked`` must come after a chain was refused by the server, from a call that
-    began before the driver stored the next chain (the burst between a death and the new login),
-    and that chain's death must itself be explained;
+    began before the driver stored the next chain (the burst between a death and the new login), or
+    that joined a flight of its process led by such a call (a flight under way when the login
+    landed), and that chain's death must itself be explained;
   * an ``http 401`` (the resend, made once, was refused too) must come from a call that overlapped
     an expiry event before it was resolved, or a dead chain before the new login: the only times
     at which the store's newest access token may be one the server no longer takes;
@@ -164,6 +165,7 @@ class Replay:
         self.random_kills = 0
         self.incidents: list[tuple[float, str]] = []
         self.fails: list[dict[str, Any]] = []
+        self.fails_by_pid: dict[int, list[dict[str, Any]]] = {}
 
     def feed(self, event: dict[str, Any]) -> None:
         if self.t0 is None:
@@ -332,14 +334,31 @@ class Replay:
             return f"{UNEXPLAINED}: RefreshChainRevoked", "the server had refused no chain before it"
         at, chain = refused[-1]
         successor = self.login_at.get(chain + 1)
-        if successor is not None and fail["began"] >= successor:
-            return (
-                f"{UNEXPLAINED}: RefreshChainRevoked",
-                f"the call began after chain {chain + 1} replaced dead chain {chain} (+{successor - t0:.3f} s)",
-            )
         cause = death_cause.get(chain, f"{UNEXPLAINED}: chain {chain} refused but not dead")
         until = f"+{successor - t0:.3f} s" if successor is not None else "the end"
-        return cause, f"chain {chain} refused at +{at - t0:.3f} s, next login {until}; it died of: {cause}"
+        evidence = f"chain {chain} refused at +{at - t0:.3f} s, next login {until}; it died of: {cause}"
+        if successor is None or fail["began"] < successor:
+            return cause, evidence
+        # Begun after the new login, the call can only have joined a flight of its process that was
+        # already under way: one begun before the login, whose own call failed after this one began.
+        leader = next(
+            (
+                other
+                for other in self.fails_by_pid.get(fail["pid"], [])
+                if other["kind"] == "RefreshChainRevoked" and other["began"] < successor <= fail["began"] <= other["t"]
+            ),
+            None,
+        )
+        if leader is None:
+            return (
+                f"{UNEXPLAINED}: RefreshChainRevoked",
+                f"the call began after chain {chain + 1} replaced dead chain {chain} (+{successor - t0:.3f} s), "
+                "and no call of its process that began before could have led its flight",
+            )
+        return cause, (
+            f"joined the flight of thread {leader['cell']} (its call began +{leader['began'] - t0:.3f} s, before the "
+            f"login); {evidence}"
+        )
 
     def _from_invalidation(self, fail: dict[str, Any]) -> tuple[str, str]:
         """A refused resend: the call overlapped an unresolved expiry event or a dead chain."""
@@ -427,6 +446,9 @@ class Replay:
         deaths_by_window = Counter(window_of[cause] for cause in death_cause.values())
         reuse = self._reuse(death_cause)
         self._check_faults_served(server.get("faults", {}))
+        self.fails_by_pid = defaultdict(list)
+        for fail in self.fails:
+            self.fails_by_pid[fail["pid"]].append(fail)
         attributions = [self._attribute(fail, death_cause) for fail in self.fails]
         t0 = self.t0 or 0.0
         unexplained = [a for a in attributions if not a.explained]

@@ -187,9 +187,28 @@ def test_attribution_reports_a_failed_call_nothing_explains(events, faults, why)
     assert f"unexplained failed call: {unexplained}" in report["violations"]  # so the run fails
 
 
-def test_attribution_reports_the_revoked_error_of_a_call_made_after_the_new_login():
+def test_attribution_explains_a_call_begun_after_the_new_login_that_joined_a_flight_begun_before():
+    """Thread 0's flight read the dead record just before the login landed; thread 1 joined it after."""
+    leader, joiner = fail(2.05, OTHER, 0, 1.9, **REVOKED), fail(2.05, OTHER, 1, 2.02, **REVOKED)
+    report = verdict(window_1_death(leader, joiner), chains_alive=(False, True), reuse=1)
+    assert report["calls_failed_unexplained"] == 0
+    assert causes(report) == ["kill at fault point after-grant-before-write"] * 2
+    assert "joined the flight of thread 0" in report["failure_attributions"][1]["evidence"]
+
+
+@pytest.mark.parametrize(
+    "others",
+    [
+        [],  # nobody in its process could have led its flight
+        [fail(2.01, 12, 0, 1.9, **REVOKED)],  # a call begun before the login, but in another process
+        [fail(2.01, OTHER, 1, 1.9, **REVOKED)],  # begun before the login, but over before this call began
+    ],
+    ids=["alone", "other-process", "flight-over"],
+)
+def test_attribution_reports_the_revoked_error_of_a_call_made_after_the_new_login(others):
     """After the driver stored chain 2, a RefreshChainRevoked is no longer the burst of chain 1's death."""
-    report = verdict(window_1_death(fail(2.3, OTHER, 0, 2.05, **REVOKED)), chains_alive=(False, True), reuse=1)
+    report = verdict(window_1_death(fail(2.3, OTHER, 0, 2.05, **REVOKED), *others), chains_alive=(False, True),
+                     reuse=1)
     assert report["calls_failed_unexplained"] == 1
     assert "began after chain 2 replaced dead chain 1" in report["unexplained_failures"][0]
 
