@@ -421,7 +421,7 @@ def analyse(
     seconds: float,
 ) -> dict[str, Any]:
     """The report of a run from its event log (in time order) and the server's audit: see chaos_replay."""
-    replay = Replay(threads=config.threads, expiry_timeout=config.expiry_timeout)
+    replay = Replay(expiry_timeout=config.expiry_timeout)
     for event in events:
         replay.feed(event)
     return replay.summary(

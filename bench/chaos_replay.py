@@ -7,7 +7,8 @@
   grants of live processes are in flight at once for one chain, and a clean expiry costs one grant;
 - **every chain death** follows a rotation that never reached the store: one of the two windows no
   client can close (killed after the server rotated and before the write; the answer to a rotation
-  lost);
+  lost). A writer killed between its temp file and the rename lost nothing when a later grant
+  presents its new token: the next lock holder finished the write;
 - **every failed call** is attributed, and the attribution is checked against the log:
 
   * a ``TokenEndpointError`` must be the error of a failed grant *of the same process* (the leader
@@ -134,8 +135,7 @@ class Attribution:
 class Replay:
     """Feed it the run's events in time order (``feed``), then ask for the report (``summary``)."""
 
-    def __init__(self, *, threads: int, expiry_timeout: float) -> None:
-        self.threads = threads
+    def __init__(self, *, expiry_timeout: float) -> None:
         self.expiry_timeout = expiry_timeout
         self.t0: Optional[float] = None
         self.violations: list[str] = []
@@ -165,7 +165,7 @@ class Replay:
         self.random_kills = 0
         self.incidents: list[tuple[float, str]] = []
         self.fails: list[dict[str, Any]] = []
-        self.fails_by_pid: dict[int, list[dict[str, Any]]] = {}
+        self.fails_by_pid: dict[int, list[dict[str, Any]]] = defaultdict(list)
 
     def feed(self, event: dict[str, Any]) -> None:
         if self.t0 is None:
@@ -281,6 +281,7 @@ class Replay:
 
     def on_fail(self, event: dict[str, Any]) -> None:
         self.fails.append(event)  # attributed in summary(), once every chain's fate is known
+        self.fails_by_pid[event["pid"]].append(event)
 
     # -- attribution ---------------------------------------------------------------------------
 
@@ -378,6 +379,11 @@ class Replay:
 
     # -- the report ----------------------------------------------------------------------------
 
+    def _lost(self, grant: Presentation) -> bool:
+        """A rotation the store never got. A writer killed between its temp file and the rename is saved
+        by the next lock holder, who finishes the write: then a later grant presents the new token."""
+        return grant.lost_rotation() and not (grant.new_fp is not None and grant.new_fp in self.by_fp)
+
     def _deaths(self, chains_alive: list[bool]) -> tuple[dict[int, str], dict[str, str]]:
         """Every dead chain's cause (its first lost rotation), and the window of each cause."""
         death_cause: dict[int, str] = {}
@@ -385,7 +391,7 @@ class Replay:
         for chain, alive in enumerate(chains_alive, start=1):
             if alive:
                 continue
-            lost = [p for p in self.presentations if p.chain == chain and p.lost_rotation()]
+            lost = [p for p in self.presentations if p.chain == chain and self._lost(p)]
             if lost:
                 cause, window = lost[0].cause or "killed", lost[0].window()
             else:
@@ -399,7 +405,7 @@ class Replay:
         """Reuse detections seen by a client, per cause of the chain's death; each must present a
         token whose rotation was lost (a live process never presents a token it may not spend)."""
         reuse: Counter[str] = Counter()
-        lost_fps = {p.fp for p in self.presentations if p.lost_rotation()}
+        lost_fps = {p.fp for p in self.presentations if self._lost(p)}
         for grant in self.presentations:
             if grant.error and grant.error.get("code") == "invalid_grant" and "reuse" in grant.error.get("detail", ""):
                 reuse[death_cause.get(grant.chain or 0, UNEXPLAINED)] += 1
@@ -446,9 +452,6 @@ class Replay:
         deaths_by_window = Counter(window_of[cause] for cause in death_cause.values())
         reuse = self._reuse(death_cause)
         self._check_faults_served(server.get("faults", {}))
-        self.fails_by_pid = defaultdict(list)
-        for fail in self.fails:
-            self.fails_by_pid[fail["pid"]].append(fail)
         attributions = [self._attribute(fail, death_cause) for fail in self.fails]
         t0 = self.t0 or 0.0
         unexplained = [a for a in attributions if not a.explained]

@@ -51,9 +51,11 @@ def test_short_chaos_keeps_one_grant_per_expiry_and_loses_chains_only_in_the_two
     for fault in chaos.FAULTS:
         assert table[chaos.fault_cause(fault.name)]["incidents"] >= 1, fault
     assert report["worker_kills"]["random"] >= 1
-    # Killed before the grant, or a grant that failed before processing: the chain survives.
-    for harmless in ("kill at fault point before-grant", "fault: HTTP 500 before processing"):
-        assert table[harmless]["chain_deaths"] == 0
+    # Killed before the grant, or a grant that failed before processing: the chain survives. Killed between
+    # the temp file and the rename: the next lock holder finishes the write, and the chain survives too.
+    for harmless in ("kill at fault point before-grant", "kill at fault point during-write",
+                     "fault: HTTP 500 before processing", "fault: connection reset before processing"):
+        assert table[harmless]["chain_deaths"] == 0, harmless
     # The burst after a death is charged to that death, and the death to one of the two windows.
     for attribution in attributions:
         if attribution["kind"] == "RefreshChainRevoked":
@@ -124,6 +126,31 @@ def window_1_death(*fails):
         event(2.1, "resolved", index=0, seconds=1.1),
         *fails,
     ]
+
+
+def test_a_write_finished_by_the_next_lock_holder_is_no_lost_rotation():
+    """Killed during its write (a -> b), the leader's temp file is finished by the next holder, who presents b:
+    the chain's later death is charged to the window-1 kill after it, not to the write."""
+    events = [
+        event(0.0, "login", chain=1, fp="a"),
+        event(1.0, "expiry", index=0, kind="expired", fault=None),
+        event(1.1, "grant-start", LEADER, fp="a", gen=1),
+        event(1.2, "grant-ok", LEADER, fp="a", new="b", gen=1),
+        event(1.25, "exit", of=LEADER, slot=0, incarnation=0, rc=-9, by="self", point="during-write"),
+        event(1.3, "grant-start", OTHER, fp="b", gen=2),
+        event(1.35, "grant-ok", OTHER, fp="b", new="c", gen=2),
+        event(1.4, "exit", of=OTHER, slot=1, incarnation=0, rc=-9, by="self", point="after-grant-before-write"),
+        event(1.5, "grant-start", 12, fp="b", gen=2),
+        event(1.6, "grant-error", 12, fp="b", kind="TokenEndpointError", code="invalid_grant", status=400,
+              ambiguous=False, detail=REFUSED),
+        event(2.0, "login", chain=2, fp="d"),
+        event(2.1, "resolved", index=0, seconds=1.1),
+    ]
+    report = verdict(events, chains_alive=(False, True), reuse=1)
+    assert report["violations"] == []
+    assert report["chain_deaths_by_window"] == {chaos.WINDOW_KILLED: 1}
+    assert report["per_cause"]["kill at fault point after-grant-before-write"]["chain_deaths"] == 1
+    assert report["per_cause"]["kill at fault point during-write"]["chain_deaths"] == 0
 
 
 def causes(report):
