@@ -400,10 +400,12 @@ class Chaos:
             "leftover_temp_files": leftovers,
             "seconds": time.monotonic() - began,
         }
+        measured_on = {**machine_before, "load_at_end": machine()["load_1_5_15"]}
         # With the event log, all the verdict needs: `--replay DIR` computes it again from these two files.
-        (self.directory / "outcome.json").write_text(json.dumps({"config": dataclasses.asdict(config), **outcome}))
+        kept = {"config": dataclasses.asdict(config), "machine": measured_on, **outcome}
+        (self.directory / "outcome.json").write_text(json.dumps(kept))
         report = analyse(config, events, **outcome)
-        report["machine"] = {**machine_before, "load_at_end": machine()["load_1_5_15"]}
+        report["machine"] = measured_on
         return report
 
 
@@ -421,7 +423,7 @@ def analyse(
     seconds: float,
 ) -> dict[str, Any]:
     """The report of a run from its event log (in time order) and the server's audit: see chaos_replay."""
-    replay = Replay(threads=config.threads, expiry_timeout=config.expiry_timeout)
+    replay = Replay(expiry_timeout=config.expiry_timeout)
     for event in events:
         replay.feed(event)
     return replay.summary(
@@ -447,7 +449,7 @@ def format_report(report: dict[str, Any]) -> str:
         f"  machine: {m.get('cpu')}, {m.get('cores')} cores, Python {m.get('python')}, {m.get('system')}; "
         f"load {m.get('load_1_5_15')} at the start, {m.get('load_at_end')} at the end"
         if m
-        else "  machine: not recorded (a replay of a kept run)",
+        else "  machine: not recorded",
         f"  calls: {report['calls_ok']} ok, {report['calls_failed']} failed: {report['calls_failed_explained']} "
         f"explained, {report['calls_failed_unexplained']} unexplained",
         *(f"    by {how}: {count}" for how, count in sorted(report["calls_failed_by_evidence"].items())),
@@ -492,13 +494,16 @@ def run(config: ChaosConfig, directory: Optional[Path] = None, progress: bool = 
 
 
 def replay_folder(folder: Path) -> dict[str, Any]:
-    """The report of a kept run, from its ``events.jsonl`` and ``outcome.json`` (no machine figures)."""
+    """The report of a kept run, from its ``events.jsonl`` and ``outcome.json``."""
     outcome = json.loads((folder / "outcome.json").read_text())
-    raw = outcome.pop("config")
+    raw, measured_on = outcome.pop("config"), outcome.pop("machine", None)
     config = ChaosConfig(**{**raw, "dwell": tuple(raw["dwell"])})
     with open(folder / "events.jsonl") as log:
         events = [json.loads(line) for line in log]
-    return analyse(config, events, **outcome)
+    report = analyse(config, events, **outcome)
+    if measured_on:
+        report["machine"] = measured_on
+    return report
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -513,10 +518,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--keep", type=Path, help="keep the run's folder (logs, store) here")
     parser.add_argument("--replay", type=Path, metavar="DIR", help="no run: the verdict again from a --keep folder")
     args = parser.parse_args(argv)
-    if args.replay:
-        report = replay_folder(args.replay)
-        print(format_report(report))
-        return 0 if report["violation_count"] == 0 else 1
     overrides: dict[str, Any] = {
         name: getattr(args, name) for name in ("expiries", "processes", "threads", "unsafe") if getattr(args, name)
     }
@@ -525,7 +526,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     logging.getLogger("mcp_sync_auth").addHandler(logging.NullHandler())
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
-    report = run(config, args.keep, progress=True)
+    report = replay_folder(args.replay) if args.replay else run(config, args.keep, progress=True)
     print(format_report(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")

@@ -7,7 +7,8 @@
   grants of live processes are in flight at once for one chain, and a clean expiry costs one grant;
 - **every chain death** follows a rotation that never reached the store: one of the two windows no
   client can close (killed after the server rotated and before the write; the answer to a rotation
-  lost);
+  lost). A writer killed between its temp file and the rename lost nothing when a later grant
+  presents its new token: the next lock holder finished the write;
 - **every failed call** is attributed, and the attribution is checked against the log:
 
   * a ``TokenEndpointError`` must be the error of a failed grant *of the same process* (the leader
@@ -15,8 +16,9 @@
     an injected fault the server served in that expiry event (one grant per injected fault), or a
     grant whose answer did not come in time (window 2);
   * a ``RefreshChainRevoked`` must come after a chain was refused by the server, from a call that
-    began before the driver stored the next chain (the burst between a death and the new login),
-    and that chain's death must itself be explained;
+    began before the driver stored the next chain (the burst between a death and the new login), or
+    that joined a flight of its process led by such a call (a flight under way when the login
+    landed), and that chain's death must itself be explained;
   * an ``http 401`` (the resend, made once, was refused too) must come from a call that overlapped
     an expiry event before it was resolved, or a dead chain before the new login: the only times
     at which the store's newest access token may be one the server no longer takes;
@@ -133,8 +135,7 @@ class Attribution:
 class Replay:
     """Feed it the run's events in time order (``feed``), then ask for the report (``summary``)."""
 
-    def __init__(self, *, threads: int, expiry_timeout: float) -> None:
-        self.threads = threads
+    def __init__(self, *, expiry_timeout: float) -> None:
         self.expiry_timeout = expiry_timeout
         self.t0: Optional[float] = None
         self.violations: list[str] = []
@@ -164,6 +165,7 @@ class Replay:
         self.random_kills = 0
         self.incidents: list[tuple[float, str]] = []
         self.fails: list[dict[str, Any]] = []
+        self.fails_by_pid: dict[int, list[dict[str, Any]]] = defaultdict(list)
 
     def feed(self, event: dict[str, Any]) -> None:
         if self.t0 is None:
@@ -279,6 +281,7 @@ class Replay:
 
     def on_fail(self, event: dict[str, Any]) -> None:
         self.fails.append(event)  # attributed in summary(), once every chain's fate is known
+        self.fails_by_pid[event["pid"]].append(event)
 
     # -- attribution ---------------------------------------------------------------------------
 
@@ -332,14 +335,31 @@ class Replay:
             return f"{UNEXPLAINED}: RefreshChainRevoked", "the server had refused no chain before it"
         at, chain = refused[-1]
         successor = self.login_at.get(chain + 1)
-        if successor is not None and fail["began"] >= successor:
-            return (
-                f"{UNEXPLAINED}: RefreshChainRevoked",
-                f"the call began after chain {chain + 1} replaced dead chain {chain} (+{successor - t0:.3f} s)",
-            )
         cause = death_cause.get(chain, f"{UNEXPLAINED}: chain {chain} refused but not dead")
         until = f"+{successor - t0:.3f} s" if successor is not None else "the end"
-        return cause, f"chain {chain} refused at +{at - t0:.3f} s, next login {until}; it died of: {cause}"
+        evidence = f"chain {chain} refused at +{at - t0:.3f} s, next login {until}; it died of: {cause}"
+        if successor is None or fail["began"] < successor:
+            return cause, evidence
+        # Begun after the new login, the call can only have joined a flight of its process that was
+        # already under way: one begun before the login, whose own call failed after this one began.
+        leader = next(
+            (
+                other
+                for other in self.fails_by_pid.get(fail["pid"], [])
+                if other["kind"] == "RefreshChainRevoked" and other["began"] < successor <= fail["began"] <= other["t"]
+            ),
+            None,
+        )
+        if leader is None:
+            return (
+                f"{UNEXPLAINED}: RefreshChainRevoked",
+                f"the call began after chain {chain + 1} replaced dead chain {chain} (+{successor - t0:.3f} s), "
+                "and no call of its process that began before could have led its flight",
+            )
+        return cause, (
+            f"joined the flight of thread {leader['cell']} (its call began +{leader['began'] - t0:.3f} s, before the "
+            f"login); {evidence}"
+        )
 
     def _from_invalidation(self, fail: dict[str, Any]) -> tuple[str, str]:
         """A refused resend: the call overlapped an unresolved expiry event or a dead chain."""
@@ -359,6 +379,11 @@ class Replay:
 
     # -- the report ----------------------------------------------------------------------------
 
+    def _lost(self, grant: Presentation) -> bool:
+        """A rotation the store never got. A writer killed between its temp file and the rename is saved
+        by the next lock holder, who finishes the write: then a later grant presents the new token."""
+        return grant.lost_rotation() and not (grant.new_fp is not None and grant.new_fp in self.by_fp)
+
     def _deaths(self, chains_alive: list[bool]) -> tuple[dict[int, str], dict[str, str]]:
         """Every dead chain's cause (its first lost rotation), and the window of each cause."""
         death_cause: dict[int, str] = {}
@@ -366,7 +391,7 @@ class Replay:
         for chain, alive in enumerate(chains_alive, start=1):
             if alive:
                 continue
-            lost = [p for p in self.presentations if p.chain == chain and p.lost_rotation()]
+            lost = [p for p in self.presentations if p.chain == chain and self._lost(p)]
             if lost:
                 cause, window = lost[0].cause or "killed", lost[0].window()
             else:
@@ -380,7 +405,7 @@ class Replay:
         """Reuse detections seen by a client, per cause of the chain's death; each must present a
         token whose rotation was lost (a live process never presents a token it may not spend)."""
         reuse: Counter[str] = Counter()
-        lost_fps = {p.fp for p in self.presentations if p.lost_rotation()}
+        lost_fps = {p.fp for p in self.presentations if self._lost(p)}
         for grant in self.presentations:
             if grant.error and grant.error.get("code") == "invalid_grant" and "reuse" in grant.error.get("detail", ""):
                 reuse[death_cause.get(grant.chain or 0, UNEXPLAINED)] += 1

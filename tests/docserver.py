@@ -8,7 +8,8 @@
 
 Unregistered paths answer 404. Paths are matched exactly, query string included. A header value
 that is a list is sent as several header lines; ``sized=False`` sends the body without
-Content-Length (the connection closes after it).
+Content-Length (the connection closes after it). ``delay`` is seconds to wait before answering, or
+a ``threading.Event`` that holds the answer until the test sets it.
 """
 
 import json
@@ -25,7 +26,9 @@ class _Handler(BaseHTTPRequestHandler):
         with docs._lock:
             docs._requests.append((self.path, dict(self.headers.items())))
             status, headers, body, delay, sized = docs._routes.get(self.path, (404, {}, b"not found", 0.0, True))
-        if delay:
+        if isinstance(delay, threading.Event):
+            delay.wait(60)  # a gate the test opens (the timeout is a hang guard only)
+        elif delay:
             time.sleep(delay)
         self.send_response(status)
         for name, value in headers.items():

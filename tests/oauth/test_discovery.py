@@ -26,6 +26,8 @@ from mcp_sync_auth._oauth.discovery import (
     ProtectedResourceMetadata,
     _parse_authorization_server,
     _parse_protected_resource,
+    _resource_key,
+    _resource_parts,
     authorization_server_metadata_urls,
 )
 
@@ -852,13 +854,15 @@ def test_a_server_moving_to_another_authorization_server_is_seen_after_invalidat
 
 def test_a_fetch_in_flight_during_invalidate_does_not_refill_the_cache(discovery, rs, asrv):
     mcp = rs.url("/mcp")
-    rs.json(PRM_MCP, prm_doc(mcp, asrv.url("/as1")), delay=0.5)
+    gate = threading.Event()  # holds the first answer until invalidate() has run, however slow the machine
+    rs.json(PRM_MCP, prm_doc(mcp, asrv.url("/as1")), delay=gate)
     results = []
     worker = threading.Thread(target=lambda: results.append(discovery.protected_resource(mcp, None)))
     worker.start()
     wait_until(lambda: rs.requested == [PRM_MCP], what="the first fetch to reach the server")
     rs.json(PRM_MCP, prm_doc(mcp, asrv.url("/as2")))
     discovery.invalidate(mcp)
+    gate.set()
     worker.join(10)
     assert results[0].authorization_servers == (asrv.url("/as1"),)  # what it fetched, it returns
     assert discovery.protected_resource(mcp, None).authorization_servers == (asrv.url("/as2"),)
@@ -905,17 +909,35 @@ def test_32_threads_fetch_each_document_once(discovery, rs, asrv):
     assert asrv.requested == [OAUTH + "/t"]
 
 
+def run_on_one_flight(n, call, discovery, key, gate):
+    """n threads call at once while the server holds its answer (``gate``), released once n - 1 of them
+    wait on the first one's flight: a failure is not cached, so a thread that came late would fetch again.
+    Waiting for that state, rather than answering after a delay, holds however slowly the threads start."""
+    outcome = []
+    runner = threading.Thread(target=lambda: outcome.extend(run_together(n, call)))
+    runner.start()
+    wait_until(lambda: discovery._flights.waiting(key) == n - 1, what="every other thread on the first one's flight")
+    gate.set()
+    runner.join(60)
+    return outcome
+
+
 def test_32_threads_share_one_failure(discovery, rs):
-    rs.route(PRM_MCP, 502, delay=0.3)
-    results, errors = run_together(32, lambda: discovery.protected_resource(rs.url("/mcp"), None))
+    gate = threading.Event()
+    rs.route(PRM_MCP, 502, delay=gate)
+    mcp = rs.url("/mcp")
+    key = ("prm", _resource_key(_resource_parts(mcp)[0]), None)
+    results, errors = run_on_one_flight(32, lambda: discovery.protected_resource(mcp, None), discovery, key, gate)
     assert results == []
     assert len(errors) == 32 and all(isinstance(e, DiscoveryError) for e in errors)
     assert rs.requested == [PRM_MCP]
 
 
 def test_32_threads_share_one_mismatch(discovery, rs, asrv):
-    asrv.json(OAUTH, as_doc(asrv.base_url + "/"), delay=0.3)
-    _, errors = run_together(32, lambda: discovery.authorization_server(asrv.base_url))
+    gate = threading.Event()
+    asrv.json(OAUTH, as_doc(asrv.base_url + "/"), delay=gate)
+    key = ("as", asrv.base_url)
+    _, errors = run_on_one_flight(32, lambda: discovery.authorization_server(asrv.base_url), discovery, key, gate)
     assert len(errors) == 32 and all(isinstance(e, IssuerMismatch) for e in errors)
     assert all(e.expected == asrv.base_url for e in errors)
     assert asrv.requested == [OAUTH]

@@ -51,9 +51,11 @@ def test_short_chaos_keeps_one_grant_per_expiry_and_loses_chains_only_in_the_two
     for fault in chaos.FAULTS:
         assert table[chaos.fault_cause(fault.name)]["incidents"] >= 1, fault
     assert report["worker_kills"]["random"] >= 1
-    # Killed before the grant, or a grant that failed before processing: the chain survives.
-    for harmless in ("kill at fault point before-grant", "fault: HTTP 500 before processing"):
-        assert table[harmless]["chain_deaths"] == 0
+    # Killed before the grant, or a grant that failed before processing: the chain survives. Killed between
+    # the temp file and the rename: the next lock holder finishes the write, and the chain survives too.
+    for harmless in ("kill at fault point before-grant", "kill at fault point during-write",
+                     "fault: HTTP 500 before processing", "fault: connection reset before processing"):
+        assert table[harmless]["chain_deaths"] == 0, harmless
     # The burst after a death is charged to that death, and the death to one of the two windows.
     for attribution in attributions:
         if attribution["kind"] == "RefreshChainRevoked":
@@ -126,6 +128,31 @@ def window_1_death(*fails):
     ]
 
 
+def test_a_write_finished_by_the_next_lock_holder_is_no_lost_rotation():
+    """Killed during its write (a -> b), the leader's temp file is finished by the next holder, who presents b:
+    the chain's later death is charged to the window-1 kill after it, not to the write."""
+    events = [
+        event(0.0, "login", chain=1, fp="a"),
+        event(1.0, "expiry", index=0, kind="expired", fault=None),
+        event(1.1, "grant-start", LEADER, fp="a", gen=1),
+        event(1.2, "grant-ok", LEADER, fp="a", new="b", gen=1),
+        event(1.25, "exit", of=LEADER, slot=0, incarnation=0, rc=-9, by="self", point="during-write"),
+        event(1.3, "grant-start", OTHER, fp="b", gen=2),
+        event(1.35, "grant-ok", OTHER, fp="b", new="c", gen=2),
+        event(1.4, "exit", of=OTHER, slot=1, incarnation=0, rc=-9, by="self", point="after-grant-before-write"),
+        event(1.5, "grant-start", 12, fp="b", gen=2),
+        event(1.6, "grant-error", 12, fp="b", kind="TokenEndpointError", code="invalid_grant", status=400,
+              ambiguous=False, detail=REFUSED),
+        event(2.0, "login", chain=2, fp="d"),
+        event(2.1, "resolved", index=0, seconds=1.1),
+    ]
+    report = verdict(events, chains_alive=(False, True), reuse=1)
+    assert report["violations"] == []
+    assert report["chain_deaths_by_window"] == {chaos.WINDOW_KILLED: 1}
+    assert report["per_cause"]["kill at fault point after-grant-before-write"]["chain_deaths"] == 1
+    assert report["per_cause"]["kill at fault point during-write"]["chain_deaths"] == 0
+
+
 def causes(report):
     return [a["cause"] for a in report["failure_attributions"]]
 
@@ -187,9 +214,28 @@ def test_attribution_reports_a_failed_call_nothing_explains(events, faults, why)
     assert f"unexplained failed call: {unexplained}" in report["violations"]  # so the run fails
 
 
-def test_attribution_reports_the_revoked_error_of_a_call_made_after_the_new_login():
+def test_attribution_explains_a_call_begun_after_the_new_login_that_joined_a_flight_begun_before():
+    """Thread 0's flight read the dead record just before the login landed; thread 1 joined it after."""
+    leader, joiner = fail(2.05, OTHER, 0, 1.9, **REVOKED), fail(2.05, OTHER, 1, 2.02, **REVOKED)
+    report = verdict(window_1_death(leader, joiner), chains_alive=(False, True), reuse=1)
+    assert report["calls_failed_unexplained"] == 0
+    assert causes(report) == ["kill at fault point after-grant-before-write"] * 2
+    assert "joined the flight of thread 0" in report["failure_attributions"][1]["evidence"]
+
+
+@pytest.mark.parametrize(
+    "others",
+    [
+        [],  # nobody in its process could have led its flight
+        [fail(2.01, 12, 0, 1.9, **REVOKED)],  # a call begun before the login, but in another process
+        [fail(2.01, OTHER, 1, 1.9, **REVOKED)],  # begun before the login, but over before this call began
+    ],
+    ids=["alone", "other-process", "flight-over"],
+)
+def test_attribution_reports_the_revoked_error_of_a_call_made_after_the_new_login(others):
     """After the driver stored chain 2, a RefreshChainRevoked is no longer the burst of chain 1's death."""
-    report = verdict(window_1_death(fail(2.3, OTHER, 0, 2.05, **REVOKED)), chains_alive=(False, True), reuse=1)
+    report = verdict(window_1_death(fail(2.3, OTHER, 0, 2.05, **REVOKED), *others), chains_alive=(False, True),
+                     reuse=1)
     assert report["calls_failed_unexplained"] == 1
     assert "began after chain 2 replaced dead chain 1" in report["unexplained_failures"][0]
 

@@ -112,6 +112,9 @@ def test_stopped_lock_holder_others_time_out_without_a_grant_then_recover(
     after = server.audit
     assert after.token_requests == before.token_requests  # no grant was sent without the lock
     assert after.mcp_ok == before.mcp_ok  # nor any call made with the expired token
+    # Each flight's leader waited the whole lock_timeout (a lower bound holds however loaded the machine;
+    # how much longer it took is printed, not asserted).
+    assert max(seconds) >= LOCK_TIMEOUT and other_seconds >= LOCK_TIMEOUT
     with capsys.disabled():
         print(
             f"\n  lock_timeout {LOCK_TIMEOUT} s: LockTimeout after {min(seconds):.2f}-{max(seconds):.2f} s "
