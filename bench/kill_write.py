@@ -44,7 +44,7 @@ import mcp_sync_auth
 from bench.chaos_worker import machine
 from mcp_sync_auth import ChainKey, ChainRecord, CorruptTokenCache, FileTokenStore, LockTimeout
 from mcp_sync_auth._chain.tokens import TokenSet
-from mcp_sync_auth._stores.file import record_to_document
+from mcp_sync_auth._stores.document import record_to_document
 from mcp_sync_auth._util import faultpoints as _faultpoints
 
 KEY_FIELDS = {

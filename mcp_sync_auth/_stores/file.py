@@ -34,21 +34,9 @@ from .document import (
     record_to_document,
     registration_to_document,
 )
-from .memory import MemoryTokenStore
-from .protocol import StoreKey, TokenStore
+from .protocol import StoreKey
 
-# The old home of these names: modules outside the stores layer still import them from here. New code
-# imports them from mcp_sync_auth._stores; remove these once nobody does.
-__all__ = [
-    "ENV_HOME",
-    "SCHEMA_VERSION",
-    "FileTokenStore",
-    "MemoryTokenStore",
-    "TokenStore",
-    "default_directory",
-    "document_to_record",
-    "record_to_document",
-]
+__all__ = ["ENV_HOME", "FileTokenStore", "default_directory"]
 
 log = logging.getLogger(__name__)
 
