@@ -134,7 +134,7 @@ class TokenEndpointClient:
                 self.token_endpoint,
                 data=body,
                 headers=self._headers(),
-                timeout=self._timeout.for_requests,
+                timeout=self._timeout.for_grants,
                 allow_redirects=False,
                 stream=True,
             )

@@ -26,6 +26,9 @@ class Fault(enum.Enum):
     SLOW_AFTER = "slow_after"
     """Process the request, then wait ``fault_delay`` seconds before answering."""
 
+    RESET_AFTER = "reset_after"
+    """Process the request, then abort the TCP connection: the answer, and any rotated token in it, is lost."""
+
     MALFORMED_200_AFTER = "malformed_200_after"
     """Process the request, then answer ``200`` with a body that is not valid JSON."""
 

@@ -48,6 +48,8 @@ class TokenEndpoint:
         response = self._process(request)
         if fault is Fault.SLOW_AFTER:
             return replace(response, delay=self._fault_delay)
+        if fault is Fault.RESET_AFTER:
+            return Response.connection_reset()
         if fault is Fault.MALFORMED_200_AFTER:
             return Response(200, MALFORMED_BODY, (("Content-Type", "application/json"), *NO_STORE))
         return response

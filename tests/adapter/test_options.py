@@ -6,6 +6,7 @@ import pytest
 import requests
 
 from mcp_sync_auth import ClientSettings, ConfigurationError, FileTokenStore, LoginOptions, MCPAuth, Timeouts
+from mcp_sync_auth._util.timeouts import DEFAULT_GRANT_READ, MIN_GRANT_READ
 
 from ..login_helpers import browser
 from ..workers import echo_call
@@ -49,7 +50,9 @@ def test_an_unknown_keyword_is_a_type_error():
         MCPAuth("https://mcp.example.com/mcp", client_idd="typo")
 
 
-@pytest.mark.parametrize("timeout", [0, -1, math.inf, math.nan, True, "5", (1,), (1, 0), (1, 2, 3)])
+@pytest.mark.parametrize(
+    "timeout", [0, -1, math.inf, math.nan, True, "5", (1,), (1, 0), (1, 2, 3), 0.001, (0.001, 5), (5, 0.05)]
+)
 def test_a_timeout_that_could_never_work_is_refused_up_front(timeout):
     with pytest.raises(ConfigurationError, match="timeout"):
         MCPAuth("https://mcp.example.com/mcp", timeout=timeout)
@@ -60,6 +63,19 @@ def test_a_timeout_that_could_never_work_is_refused_up_front(timeout):
 )
 def test_a_timeout_is_read_one_way(given, expected):
     assert Timeouts.of(given).for_requests == expected
+
+
+@pytest.mark.parametrize("grant_read", [0, 0.001, 1, MIN_GRANT_READ - 0.1, math.inf])
+def test_a_grant_read_timeout_below_the_floor_is_refused(grant_read):
+    # A grant cut off before its answer arrives has spent the refresh token for nothing: the chain dies.
+    with pytest.raises(ConfigurationError, match="grant read timeout"):
+        MCPAuth("https://mcp.example.com/mcp", timeout=Timeouts(grant_read=grant_read))
+
+
+def test_a_grant_waits_at_least_as_long_as_any_other_request():
+    assert Timeouts(1, 2).for_grants == (1, DEFAULT_GRANT_READ)
+    assert Timeouts(1, 300).for_grants == (1, 300)
+    assert Timeouts(1, 2, grant_read=MIN_GRANT_READ).for_grants == (1, MIN_GRANT_READ)
 
 
 def test_other_login_options_are_checked_too():
@@ -81,11 +97,11 @@ class RecordingSession(requests.Session):
         self.timeouts = []
 
     def send(self, request, **kwargs):
-        self.timeouts.append(kwargs.get("timeout"))
+        self.timeouts.append((request.url, kwargs.get("timeout")))
         return super().send(request, **kwargs)
 
 
-def test_every_oauth_request_of_a_login_gets_the_same_connect_and_read_timeouts(server, store_dir, clock, http):
+def test_every_oauth_request_of_a_login_gets_the_same_timeouts_and_the_grant_its_own(server, store_dir, clock, http):
     session = RecordingSession()
     auth = MCPAuth(
         server.mcp_url,
@@ -98,5 +114,8 @@ def test_every_oauth_request_of_a_login_gets_the_same_connect_and_read_timeouts(
     auth.login()  # metadata, registration, token request: all through the given session
     assert server.audit.registrations == 1
     assert len(session.timeouts) >= 4
-    assert set(session.timeouts) == {(3.0, 7.0)}
+    grants = [timeout for url, timeout in session.timeouts if url == server.token_endpoint]
+    others = [timeout for url, timeout in session.timeouts if url != server.token_endpoint]
+    assert grants == [(3.0, DEFAULT_GRANT_READ)]
+    assert len(others) >= 3 and set(others) == {(3.0, 7.0)}
     assert echo_call(http, server.mcp_url, auth, "after login") == "ok"

@@ -7,6 +7,7 @@ import pytest
 
 from mcp_sync_auth import RefreshChainRevoked, TokenEndpointError
 from mcp_sync_auth._refresh.manager import _flights
+from mcp_sync_auth._util.timeouts import MIN_GRANT_READ
 from mcp_sync_auth.testing import Fault
 
 from ..conftest import TTL
@@ -58,11 +59,25 @@ def test_endpoint_failure_before_rotation_reaches_every_waiter_and_the_chain_sur
     assert audit.token_requests == 2 and audit.refresh_ok == 1 and audit.reuse_detections == 0
 
 
-def test_lost_answer_after_rotation_is_reported_once_and_never_retried(server, make_auth, client_id, clock, http):
+def test_a_slow_grant_is_answered_even_with_a_short_call_timeout(server, make_auth, client_id, clock, http):
+    # The MCP call timeout (0.5 s) is shorter than the token endpoint's delay (2 s); the grant has a
+    # read timeout of its own (at least MIN_GRANT_READ), so the rotated answer is read, not lost.
+    assert server.fault_delay < MIN_GRANT_READ
     auth = make_auth(timeout=0.5)
     auth.save_token(server.mint_tokens(client_id))
     clock.advance(TTL + 1)
     server.inject_fault(Fault.SLOW_AFTER)
+    outcomes, errors = gated_refresh(server, auth, 16, lambda: echo_call(http, server.mcp_url, auth))
+    assert errors == [] and outcomes == Counter(ok=16)
+    audit = server.audit
+    assert audit.token_requests == 1 and audit.refresh_ok == 1 and audit.reuse_detections == 0
+
+
+def test_lost_answer_after_rotation_is_reported_once_and_never_retried(server, make_auth, client_id, clock, http):
+    auth = make_auth()
+    auth.save_token(server.mint_tokens(client_id))
+    clock.advance(TTL + 1)
+    server.inject_fault(Fault.RESET_AFTER)
     outcomes, errors = gated_refresh(server, auth, 16, lambda: echo_call(http, server.mcp_url, auth))
     assert outcomes == Counter(TokenEndpointError=16)
     assert all(e.ambiguous for e in errors)
