@@ -90,6 +90,17 @@ class CorruptTokenCache(TokenStoreError):
         self.quarantined_to = quarantined_to
 
 
+class RefreshInterrupted(MCPAuthError):
+    """The thread leading a refresh was interrupted (Ctrl-C) before it sent any grant: the chain is
+    intact. The threads that waited for that refresh get this; the next call refreshes normally."""
+
+
+class StoreFull(TokenStoreError):
+    """The store could not make room for the tokens a refresh would bring (a full disk, a quota, a
+    read-only folder). No grant was sent: the chain is intact, and the call after the cause is fixed
+    refreshes normally."""
+
+
 class LockTimeout(TokenStoreError):
     """The store's lock for a chain could not be taken in time. No refresh was attempted without it."""
 

@@ -10,9 +10,14 @@ one was stored. How:
 3. The leader first reads the store without the lock: another process may have rotated already.
 4. Then it takes the store's lock, reads again, and adopts a newer set if there is one. Only if the
    stored set is still the stale one does it spend the *stored* refresh token, exactly once.
-5. The new set is written to the store before the lock is released and before any waiter wakes.
+5. Before the grant, the store reserves room for the new set (:mod:`.._stores.reservation`); without
+   it no grant is sent. The new set is written into that room before the lock is released and before
+   any waiter wakes. If even that write fails, the set is kept in memory, used, and written on a later
+   call: only this process has it then, and the log says so loudly.
 6. ``invalid_grant`` kills the chain in the store (its refresh token is dropped), so no thread or
    process presents it again; every caller gets :class:`RefreshChainRevoked`.
+7. A refresh led from the main thread is shielded from Ctrl-C (:mod:`.shield`): once the grant is out,
+   the interrupt waits until its answer is stored.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Callable, NoReturn, Optional, TypeVar
 from .._chain.keys import ChainKey, ChainRecord
 from .._chain.tokens import TokenSet, parse_token_response
 from .._stores.protocol import ChainStore
+from .._stores.reservation import reserve
 from .._util.faultpoints import ARMED as _FAULTPOINTS
 from .._util.faultpoints import reach as _faultpoint
 from .._util.redact import fingerprint
@@ -34,10 +40,12 @@ from ..errors import (
     CorruptTokenCache,
     LockTimeout,
     RefreshChainRevoked,
+    StoreFull,
     TokenEndpointError,
     TokenStoreError,
     login_needed,
 )
+from . import shield
 from .singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
@@ -60,6 +68,9 @@ class _ChainMemory:
     # After an early refresh found another process refreshing, wait this long (monotonic) before the
     # next attempt: the current token still works, and each attempt reads the store.
     early_retry_at: float = 0.0
+    # A rotated set the store could not take: the chain's newest record, in this process only, until
+    # a write succeeds. Nothing older than it may be adopted or spent meanwhile.
+    unsaved: Optional[ChainRecord] = None
 
 
 _memory_guard = threading.Lock()
@@ -103,6 +114,8 @@ class TokenManager:
 
     def token(self) -> TokenSet:
         """A token set that is valid now, refreshed first when it is about to expire."""
+        if self._memory.unsaved is not None:
+            self._try_to_store_unsaved()
         current = self._memory.current
         now = self._clock()
         if current is not None and current.is_fresh(now, self._skew):
@@ -112,7 +125,7 @@ class TokenManager:
             # thread refreshes; callers that find a refresh under way keep using the current token.
             if _flights.in_flight(self._flight_key) or time.monotonic() < self._memory.early_retry_at:
                 return current
-            return _flights.run(self._flight_key, lambda: self._lead(None, still_valid=current))
+            return self._fly(lambda: self._lead(None, still_valid=current))
         return self._refresh(rejected=None)
 
     def login_required(self, why: str) -> AuthorizationRequired:
@@ -154,6 +167,7 @@ class TokenManager:
                 ChainRecord(self.key, generation, tokens, token_endpoint=token_endpoint, updated_at=self._clock())
             )
             self._memory.current = tokens
+            self._memory.unsaved = None  # a login replaces the chain, stored or not
         log.debug("stored a new token set for %s (generation %d)", self.key.describe(), generation)
         return tokens
 
@@ -162,15 +176,20 @@ class TokenManager:
         with self.store.lock(self.key, self._lock_timeout):
             self.store.delete(self.key)
             self._memory.current = None
+            self._memory.unsaved = None
 
     # -- the protocol ----------------------------------------------------------------------------
 
+    def _fly(self, lead: Callable[[], TokenSet]) -> TokenSet:
+        """Join the chain's flight (leading it if none is under way), shielded from Ctrl-C."""
+        return shield.shielded(lambda: _flights.run(self._flight_key, lead), self.key.describe())
+
     def _refresh(self, rejected: Optional[str]) -> TokenSet:
-        result = _flights.run(self._flight_key, lambda: self._lead(rejected))
+        result = self._fly(lambda: self._lead(rejected))
         if rejected is not None and result.access_token == rejected:
             # We joined a flight that was started for another reason and ended with the very token
             # the resource just refused. One more flight, led with our knowledge; never a loop.
-            result = _flights.run(self._flight_key, lambda: self._lead(rejected))
+            result = self._fly(lambda: self._lead(rejected))
         return result
 
     def _acceptable(self, candidate: Optional[TokenSet], rejected: Optional[str], now: float) -> bool:
@@ -210,6 +229,7 @@ class TokenManager:
                 )
             # Poll the lock briskly and, in between, look for the holder's result: when it has
             # written the rotated set, we take it without queueing for the lock at all.
+            shield.check()
             time.sleep(min(pause, max(deadline - time.monotonic(), 0.0)))
             pause = min(pause * 2, _MAX_PAUSE)
             adopted = self._adopt_without_lock(rejected)
@@ -217,7 +237,10 @@ class TokenManager:
                 return adopted
 
     def _under_lock(self, rejected: Optional[str], still_valid: Optional[TokenSet]) -> TokenSet:
-        record = self._load_checked()
+        unsaved = self._memory.unsaved
+        # While the store still holds a spent set (its write failed), go on from ours.
+        spent_in_store = unsaved is not None and not self._store_unsaved(unsaved)
+        record = unsaved if spent_in_store and unsaved is not None else self._load_checked()
         stored = record.tokens
         if self._acceptable(stored, rejected, self._clock()):
             assert stored is not None
@@ -226,7 +249,7 @@ class TokenManager:
             return stored
         try:
             return self._spend_refresh_token(record)
-        except TokenEndpointError as exc:
+        except (TokenEndpointError, StoreFull) as exc:
             if still_valid is None or not still_valid.is_usable(self._clock()):
                 raise
             # An early refresh that failed costs nothing yet: the current token still works, and the
@@ -241,6 +264,9 @@ class TokenManager:
             return None  # decided again under the lock, where a broken file can be moved aside
         if record is None:
             return None
+        unsaved = self._memory.unsaved
+        if unsaved is not None and record.generation < unsaved.generation:
+            return None  # the store is behind this process (a failed write): never go back to it
         if record.is_dead:
             self._die(record.dead_reason or "revoked")
         if self._acceptable(record.tokens, rejected, self._clock()):
@@ -275,26 +301,75 @@ class TokenManager:
             generation,
             fingerprint(stored.refresh_token),
         )
-        if _FAULTPOINTS:
-            _faultpoint("before-grant")
+        # From here on, a Ctrl-C waits for the grant's answer to be stored.
+        shield.point_of_no_return()
+        room = reserve(self.store, record)  # StoreFull: no grant is sent, the chain is intact
         try:
-            fresh = self._refresher(stored, generation)
-        except TokenEndpointError as exc:
-            if exc.error_code == "invalid_grant":
-                return self._after_invalid_grant(record, exc)
-            raise
-        if _FAULTPOINTS:
-            _faultpoint("after-grant-before-write")
-        # Persist first: this is the one window in which a crash loses the chain, keep it short.
-        new_record = ChainRecord(
-            self.key, generation, fresh, token_endpoint=record.token_endpoint, updated_at=self._clock()
-        )
-        try:
-            self.store.save(new_record)
-        finally:
-            # Even if the write failed, this process must use the new set: the old one is spent.
+            if _FAULTPOINTS:
+                _faultpoint("before-grant")
+                _faultpoint("interrupt-during-grant")
+            try:
+                fresh = self._refresher(stored, generation)
+            except TokenEndpointError as exc:
+                if exc.error_code == "invalid_grant":
+                    return self._after_invalid_grant(record, exc)
+                raise
+            if _FAULTPOINTS:
+                _faultpoint("after-grant-before-write")
+            # Persist first: this is the one window in which a crash loses the chain, keep it short.
+            new_record = ChainRecord(
+                self.key, generation, fresh, token_endpoint=record.token_endpoint, updated_at=self._clock()
+            )
+            # Whatever the write does, this process must use the new set: the old one is spent.
             self._memory.current = fresh
-        return fresh
+            try:
+                room.commit(new_record)
+            except TokenStoreError as exc:
+                self._keep_unsaved(new_record, exc)
+            else:
+                self._memory.unsaved = None
+            return fresh
+        finally:
+            room.release()
+
+    # -- a rotated set the store did not take ------------------------------------------------------
+
+    def _keep_unsaved(self, record: ChainRecord, cause: TokenStoreError) -> None:
+        self._memory.unsaved = record
+        log.error(
+            "could not store the refreshed tokens of %s (%s). The chain now lives only in this process: "
+            "keep it running until a later call stores them (each call retries); another process using "
+            "this store would present the spent refresh token and lose the chain",
+            self.key.describe(),
+            cause,
+        )
+
+    def _try_to_store_unsaved(self) -> None:
+        lock = self.store.try_lock(self.key)
+        if lock is None:
+            return  # another thread or process holds the chain; a later call tries again
+        with lock:
+            unsaved = self._memory.unsaved
+            if unsaved is not None:
+                self._store_unsaved(unsaved)
+
+    def _store_unsaved(self, unsaved: ChainRecord) -> bool:
+        """Under the lock: write the set only this process has; whether the store has it now."""
+        try:
+            stored = self.store.load(self.key)
+        except TokenStoreError:
+            stored = None  # unreadable (a corrupt file is moved aside): ours replaces it
+        if stored is not None and stored.generation >= unsaved.generation:
+            self._memory.unsaved = None  # a login replaced the chain meanwhile
+            return True
+        try:
+            self.store.save(unsaved)
+        except TokenStoreError as exc:
+            log.error("the refreshed tokens of %s are still not stored (%s)", self.key.describe(), exc)
+            return False
+        self._memory.unsaved = None
+        log.warning("the refreshed tokens of %s are stored now", self.key.describe())
+        return True
 
     def _after_invalid_grant(self, record: ChainRecord, cause: TokenEndpointError) -> TokenSet:
         # We hold the lock, so nobody should have written since our read; read again anyway, in case

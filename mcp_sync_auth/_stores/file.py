@@ -26,7 +26,7 @@ from .._util.checks import is_integer
 from .._util.faultpoints import ARMED as _FAULTPOINTS
 from .._util.faultpoints import reach as _faultpoint
 from .._util.untrusted import loads_shallow
-from ..errors import CorruptTokenCache, LockTimeout, TokenStoreError
+from ..errors import CorruptTokenCache, LockTimeout, StoreFull, TokenStoreError
 from .document import (
     SCHEMA_VERSION,
     document_to_record,
@@ -36,7 +36,7 @@ from .document import (
 )
 from .protocol import StoreKey
 
-__all__ = ["ENV_HOME", "FileTokenStore", "default_directory"]
+__all__ = ["ENV_HOME", "FileReservation", "FileTokenStore", "default_directory"]
 
 log = logging.getLogger(__name__)
 
@@ -329,15 +329,56 @@ class FileTokenStore:
     def save(self, record: ChainRecord) -> None:
         self._write_document(record.key, record_to_document(record))
 
+    def reserve(self, current: ChainRecord) -> FileReservation:
+        """Room on disk for the record that follows ``current`` (see :mod:`.reservation`).
+
+        A temp file of more than the record's size, filled with spaces and fsynced: the record is later
+        written over its start. JSON allows trailing whitespace, so the file parses at every moment
+        of that write, and a killed writer's leftover is recovered like any other."""
+        self._ensure_directory()
+        key = current.key
+        size = _room_for(len(_encode(record_to_document(current))))
+        temp: Optional[str] = None
+        try:
+            fd, temp = tempfile.mkstemp(dir=self.directory, prefix=f".{key.stem}.", suffix=".tmp")
+            with os.fdopen(fd, "wb") as handle:
+                if _FAULTPOINTS:
+                    _faultpoint("reserve")
+                handle.write(b" " * size)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            if temp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)
+            raise StoreFull(
+                f"cannot reserve {size} bytes in the token folder {self.directory} for the refreshed tokens "
+                f"of {key.describe()} ({exc.strerror or exc}); no refresh was sent and the chain is intact: "
+                "free some space (or fix the folder) and call again"
+            ) from exc
+        return FileReservation(self, key, Path(temp))
+
     def _write_document(self, key: StoreKey, doc: dict[str, Any]) -> None:
         self._ensure_directory()
         path = self.path_for(key)
-        data = json.dumps(doc, indent=1, sort_keys=True).encode("utf-8")
-        fd, temp = tempfile.mkstemp(dir=self.directory, prefix=f".{key.stem}.", suffix=".tmp")
         try:
+            fd, temp = tempfile.mkstemp(dir=self.directory, prefix=f".{key.stem}.", suffix=".tmp")
+            os.close(fd)
+        except OSError as exc:
+            raise TokenStoreError(f"cannot write the token file {path}: {exc.strerror}") from exc
+        self._replace_with(Path(temp), _encode(doc), path)
+
+    def _replace_with(self, temp: Path, data: bytes, path: Path) -> None:
+        """Write ``data`` over the start of ``temp`` (cutting what follows), fsync it, rename it to
+        ``path``. The temp file is gone afterwards, whatever happened."""
+        try:
+            fd = os.open(temp, os.O_WRONLY | _O_NOFOLLOW)
             with os.fdopen(fd, "wb") as handle:
+                if _FAULTPOINTS:
+                    _faultpoint("write")
                 handle.write(data)
                 handle.flush()
+                handle.truncate(len(data))
                 os.fsync(handle.fileno())
             if _FAULTPOINTS:
                 _faultpoint("during-write")
@@ -345,7 +386,7 @@ class FileTokenStore:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
-            raise TokenStoreError(f"cannot write the token file {path}: {exc.strerror}") from exc
+            raise TokenStoreError(f"cannot write the token file {path}: {exc.strerror or exc}") from exc
         self._fsync_directory()
 
     def _fsync_directory(self) -> None:
@@ -369,6 +410,46 @@ class FileTokenStore:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path_for(key))
         self._fsync_directory()
+
+
+class FileReservation:
+    """Reserved room in the token folder for one chain's next record."""
+
+    def __init__(self, store: FileTokenStore, key: ChainKey, temp: Path) -> None:
+        self._store = store
+        self._key = key
+        self._temp: Optional[Path] = temp
+
+    def __repr__(self) -> str:
+        return f"FileReservation({self._key.describe()}, {'open' if self._temp else 'closed'})"
+
+    def commit(self, record: ChainRecord) -> None:
+        temp, self._temp = self._temp, None
+        if temp is None:
+            raise RuntimeError("a reservation is committed at most once")
+        if record.key != self._key:
+            raise ValueError("a reservation holds room for one chain only")
+        self._store._replace_with(temp, _encode(record_to_document(record)), self._store.path_for(record.key))
+
+    def release(self) -> None:
+        temp, self._temp = self._temp, None
+        if temp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+
+
+def _encode(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, indent=1, sort_keys=True).encode("utf-8")
+
+
+# A rotated set can be longer than the one it replaces (a new JWT, more scopes): reserve twice the
+# current record and never less than 16 KiB, but no more than a token file may hold.
+_MIN_ROOM = 16 * 1024
+_MAX_ROOM = 1024 * 1024
+
+
+def _room_for(current_size: int) -> int:
+    return min(max(2 * current_size, _MIN_ROOM), _MAX_ROOM)
 
 
 def _require_private(

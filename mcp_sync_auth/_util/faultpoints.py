@@ -1,13 +1,22 @@
-"""Test-only fault points: SIGKILL this process at a named moment of the refresh protocol.
+"""Test-only fault points: a kill, a full disk or a Ctrl-C at a named moment of the refresh protocol.
 
-The chaos and kill-during-write benchmarks need to kill a process exactly inside the refresh critical
-section. ``MCP_SYNC_AUTH_FAULTPOINT="after-grant-before-write:0.2"`` (several ``name:probability``
+The chaos and kill-during-write benchmarks need faults exactly inside the refresh critical section.
+``MCP_SYNC_AUTH_FAULTPOINT="after-grant-before-write:0.2"`` (several ``name:probability``
 pairs may be given, separated by commas; a missing probability means 1) makes :func:`reach` kill the
 process with that probability each time the named point is reached:
 
 - ``before-grant``: the lock is held and the refresh grant is about to be sent (nothing rotated yet);
 - ``after-grant-before-write``: the server answered with the rotated set, not yet written to the store;
 - ``during-write``: the new file is written and fsynced under its temp name, not yet renamed over the old.
+
+Two points make the disk look full (``OSError(ENOSPC)``) instead of killing:
+
+- ``reserve``: the file store reserves room for the record a refresh will bring (no grant sent yet);
+- ``write``: the file store writes a record (into reserved room, or a plain save).
+
+And one sends this process SIGINT, as a Ctrl-C would:
+
+- ``interrupt-during-grant``: the grant is about to go out; the signal lands while it is in flight.
 
 The variable is read once, at import. When it is unset, the only cost at each point is the test of the
 module-level boolean :data:`ARMED`. A malformed value raises ``ValueError`` at import: a typo must not
@@ -16,13 +25,16 @@ silently turn a chaos run into a calm one.
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import signal
 
 ENV = "MCP_SYNC_AUTH_FAULTPOINT"
-POINTS = ("before-grant", "after-grant-before-write", "during-write")
 _KILL = getattr(signal, "SIGKILL", signal.SIGTERM)
+_DISK_FULL = ("reserve", "write")
+_INTERRUPT = ("interrupt-during-grant",)
+POINTS = ("before-grant", "after-grant-before-write", "during-write", *_DISK_FULL, *_INTERRUPT)
 
 
 def parse(value: str) -> dict[str, float]:
@@ -50,7 +62,14 @@ _random = random.Random()  # noqa: S311 (not for secrets; seeded from the OS, ev
 
 
 def reach(point: str) -> None:
-    """Kill this process (SIGKILL: no cleanup, no ``finally``) with the point's probability."""
+    """With the point's probability: kill this process (SIGKILL: no cleanup, no ``finally``), raise
+    ``ENOSPC``, or send this process SIGINT, as the point's kind says."""
     chance = _chances.get(point, 0.0)
-    if chance > 0.0 and _random.random() < chance:
-        os.kill(os.getpid(), _KILL)
+    if chance <= 0.0 or _random.random() >= chance:
+        return
+    if point in _DISK_FULL:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    if point in _INTERRUPT:
+        os.kill(os.getpid(), signal.SIGINT)
+        return
+    os.kill(os.getpid(), _KILL)
