@@ -18,6 +18,7 @@ from ._oauth.settings import AuthorizationHandler, ClientSettings, LoginOptions
 from ._stores.file import FileTokenStore
 from ._stores.memory import MemoryTokenStore
 from ._stores.protocol import ChainStore, RegistrationStore, TokenStore
+from ._stores.reservation import Reservation
 from ._util.timeouts import Timeouts
 from ._version import __version__
 from .auth import MCPAuth, MCPAuthKeywords
@@ -85,6 +86,7 @@ __all__ = [
     "RegistrationFailed",
     "RegistrationKey",
     "RegistrationStore",
+    "Reservation",
     "ResourceMismatch",
     "StateMismatch",
     "StoreFull",

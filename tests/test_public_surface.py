@@ -48,6 +48,7 @@ PUBLIC = [
     "RegistrationFailed",
     "RegistrationKey",
     "RegistrationStore",
+    "Reservation",
     "ResourceMismatch",
     "StateMismatch",
     "StoreFull",

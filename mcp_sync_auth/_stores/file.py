@@ -35,6 +35,7 @@ from .document import (
     registration_to_document,
 )
 from .protocol import StoreKey
+from .reservation import Reservation
 
 __all__ = ["ENV_HOME", "FileReservation", "FileTokenStore", "default_directory"]
 
@@ -329,7 +330,7 @@ class FileTokenStore:
     def save(self, record: ChainRecord) -> None:
         self._write_document(record.key, record_to_document(record))
 
-    def reserve(self, current: ChainRecord) -> FileReservation:
+    def reserve(self, current: ChainRecord) -> Reservation:
         """Room on disk for the record that follows ``current`` (see :mod:`.reservation`).
 
         A temp file of more than the record's size, filled with spaces and fsynced: the record is later
