@@ -74,7 +74,7 @@ A symlinked cache file is refused (store._read_document: O_NOFOLLOW)
 A symlinked cache folder is refused (store.FileTokenStore._ensure_directory: lstat, S_ISLNK)
     test_a_symlinked_token_folder_is_never_written_into
     test_store: test_symlinked_folder_is_refused
-A cache file others can read or write is refused (store.FileTokenStore._check_file: mode & 0o077)
+A cache file others can read or write is refused (_stores.file._check_file: mode & 0o077)
     test_a_cache_file_others_can_read_or_write_is_refused[0640, 0604, 0620, 0602, 0660, 0606]
     test_store: test_group_readable_file_is_refused
 A folder others can write is refused (store.FileTokenStore._ensure_directory: mode & 0o022)
