@@ -49,10 +49,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     wanted = canonical_resource(args.url) if args.url else None
     found = store.inventory()
     records = [r for r in found.records if wanted is None or r.key.resource == wanted]
+    lock_timeout = getattr(args, "lock_timeout", None)
     problems: list[tuple[Unreadable, TokenStoreError]] = []
     for entry in found.unreadable:
         if _concerns(entry, wanted):
-            record, error = _status_verdict(store, entry, getattr(args, "lock_timeout", None) or STATUS_LOCK_TIMEOUT)
+            record, error = _status_verdict(store, entry, STATUS_LOCK_TIMEOUT if lock_timeout is None else lock_timeout)
             if record is not None:
                 records.append(record)  # replaced by a good one since the listing
             elif error is not None:
@@ -123,8 +124,9 @@ def _print_problem(entry: Unreadable, error: TokenStoreError) -> None:
         print("(unknown chain)" if entry.kind == "chain" else "(unknown client registration)")
     print(f"  file        {entry.location}")
     state = _PROBLEM_STATES[entry.problem]
-    if isinstance(error, CorruptTokenCache):
-        state += f"; moved aside to {error.quarantined_to}" if error.quarantined_to else "; not moved aside"
+    if entry.problem == "corrupt":
+        moved = error.quarantined_to if isinstance(error, CorruptTokenCache) else None
+        state += f"; moved aside to {moved}" if moved else "; not moved aside"
     print(f"  state       {state}")
     print(f"  error       {error}")
 

@@ -22,10 +22,14 @@ from typing import Callable
 
 import pytest
 
-from mcp_sync_auth import CorruptTokenCache, FileTokenStore, MCPAuth, TokenStoreError
+from mcp_sync_auth import AuthorizationRequired, CorruptTokenCache, FileTokenStore, MCPAuth, TokenStoreError
 from mcp_sync_auth._chain.keys import RegistrationKey
 from mcp_sync_auth._stores.file import MAX_FILE_BYTES
+from mcp_sync_auth._stores.inventory import InspectableStore
+from mcp_sync_auth.cli.main import main as cli_main
 from mcp_sync_auth.testing import auto_consent_handler, login
+
+from ..helpers import start_lock_holder
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 EXIT_ERROR = 1
@@ -283,6 +287,25 @@ def test_status_takes_no_lock_for_good_files(server, store_dir, clock):
         holder.wait(30)
 
 
+def test_status_leaves_a_corrupt_file_whose_lock_another_process_holds(server, store_dir, clock, capsys,
+                                                                        monkeypatch):
+    """Only a lock holder moves a file: with the lock taken elsewhere, status reports the file as corrupt
+    and not moved aside (the holder may be writing a good one right now)."""
+    auth = login(server, store=FileTokenStore(store_dir), clock=clock)
+    path = FileTokenStore(store_dir).path_for(auth.key)
+    write_private(path, b"garbage")
+    holder = start_lock_holder(store_dir, auth.key)
+    monkeypatch.setattr(sys.modules["mcp_sync_auth.cli.main"], "STATUS_LOCK_TIMEOUT", 0.05)
+    try:
+        assert cli_main(["--store", str(store_dir), "status"]) == EXIT_ERROR
+    finally:
+        holder.stdin.close()
+        holder.wait(30)
+    out = capsys.readouterr().out
+    assert "corrupt: its tokens are lost, log in again; not moved aside" in out and "could not lock" in out
+    assert path.read_bytes() == b"garbage"
+
+
 def test_status_creates_no_lock_file_for_good_files(tmp_path, server, clock):
     auth = login(server, clock=clock)  # in memory
     store = FileTokenStore(tmp_path / "tokens")
@@ -366,3 +389,59 @@ def test_registration_keys_are_only_trusted_when_they_match_the_file_name(store_
     write_private(store.path_for(other), store.path_for(key).read_bytes())  # a copy under another name
     (entry,) = store.inventory().unreadable
     assert (entry.location, entry.problem, entry.key) == (str(store.path_for(other)), "corrupt", None)
+
+
+# --- a store with only today's methods keeps working --------------------------------------------
+
+
+class TodaysMethodsOnly:
+    """A custom store with exactly the methods of the protocol before the inventory existed."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    @property
+    def identity(self):
+        return "todays-methods:" + self._inner.identity
+
+    def lock(self, key, timeout):
+        return self._inner.lock(key, timeout)
+
+    def try_lock(self, key):
+        return self._inner.try_lock(key)
+
+    def load(self, key):
+        return self._inner.load(key)
+
+    def save(self, record):
+        self._inner.save(record)
+
+    def delete(self, key):
+        self._inner.delete(key)
+
+    def records(self):
+        return self._inner.records()
+
+    def load_registration(self, key):
+        return self._inner.load_registration(key)
+
+    def save_registration(self, key, registration):
+        self._inner.save_registration(key, registration)
+
+    def delete_registration(self, key):
+        self._inner.delete_registration(key)
+
+
+def test_a_store_without_an_inventory_logs_in_and_finds_its_chain(server, store_dir, clock):
+    store = TodaysMethodsOnly(FileTokenStore(store_dir))
+    assert not isinstance(store, InspectableStore)
+    auth = login(server, store=store, clock=clock)
+    fresh = MCPAuth(server.mcp_url, store=TodaysMethodsOnly(FileTokenStore(store_dir)), interactive=False,
+                    clock=clock)
+    assert fresh.access_token() == auth.access_token()
+    # What records() cannot read it skips, as before: without an inventory there is no verdict to give.
+    write_private(FileTokenStore(store_dir).path_for(auth.key), b"garbage")
+    again = MCPAuth(server.mcp_url, store=TodaysMethodsOnly(FileTokenStore(store_dir)), interactive=False,
+                    clock=clock)
+    with pytest.raises(AuthorizationRequired, match="no tokens are stored"):
+        again.access_token()
