@@ -39,7 +39,7 @@ from .document import (
 from .inventory import EntryKind, Inventory, Problem, Unreadable
 from .protocol import StoreKey
 
-__all__ = ["ENV_HOME", "MAX_FILE_BYTES", "FileTokenStore", "default_directory"]
+__all__ = ["ENV_HOME", "FileTokenStore", "default_directory"]
 
 log = logging.getLogger(__name__)
 
