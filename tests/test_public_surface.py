@@ -29,7 +29,9 @@ PUBLIC = [
     "DiscoveryError",
     "FileTokenStore",
     "InsecureTransportError",
+    "InspectableStore",
     "InsufficientScope",
+    "Inventory",
     "IssuerMismatch",
     "JSONRPCError",
     "LockTimeout",
@@ -55,6 +57,7 @@ PUBLIC = [
     "TokenStore",
     "TokenStoreError",
     "ToolError",
+    "Unreadable",
     "__version__",
 ]
 
