@@ -54,8 +54,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     for entry in found.unreadable:
         if _concerns(entry, wanted):
             record, error = _status_verdict(store, entry, STATUS_LOCK_TIMEOUT if lock_timeout is None else lock_timeout)
-            if record is not None:
-                records.append(record)  # replaced by a good one since the listing
+            if record is not None:  # replaced by a good one since the listing
+                if wanted is None or record.key.resource == wanted:
+                    records.append(record)
             elif error is not None:
                 problems.append((entry, error))
     if not records and not problems:
