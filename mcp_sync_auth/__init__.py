@@ -16,6 +16,7 @@ from ._oauth.challenge import BearerChallenge
 from ._oauth.discovery import AuthorizationServerMetadata, Discovery, ProtectedResourceMetadata
 from ._oauth.settings import AuthorizationHandler, ClientSettings, LoginOptions
 from ._stores.file import FileTokenStore
+from ._stores.inventory import InspectableStore, Inventory, Unreadable
 from ._stores.memory import MemoryTokenStore
 from ._stores.protocol import ChainStore, RegistrationStore, TokenStore
 from ._stores.reservation import Reservation
@@ -67,7 +68,9 @@ __all__ = [
     "DiscoveryError",
     "FileTokenStore",
     "InsecureTransportError",
+    "InspectableStore",
     "InsufficientScope",
+    "Inventory",
     "IssuerMismatch",
     "JSONRPCError",
     "LockTimeout",
@@ -96,5 +99,6 @@ __all__ = [
     "TokenStore",
     "TokenStoreError",
     "ToolError",
+    "Unreadable",
     "__version__",
 ]

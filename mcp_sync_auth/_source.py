@@ -24,10 +24,18 @@ from ._oauth.registration import ClientRegistration, Registrar
 from ._oauth.settings import ClientSettings, LoginOptions
 from ._refresh.manager import Clock, TokenManager
 from ._refresh.singleflight import SingleFlight
+from ._stores.inventory import Unreadable, settle, take_inventory
 from ._stores.protocol import TokenStore
 from ._util.redact import clean_server_text
 from ._util.timeouts import Timeouts
-from .errors import AuthorizationRequired, ConfigurationError, DiscoveryError, InsufficientScope, login_needed
+from .errors import (
+    AuthorizationRequired,
+    ConfigurationError,
+    CorruptTokenCache,
+    DiscoveryError,
+    InsufficientScope,
+    login_needed,
+)
 
 # One login flight per (store, server, account) in the process, shared by every MCPAuth.
 _login_flights: SingleFlight[TokenSet] = SingleFlight()
@@ -154,13 +162,17 @@ class ChainSource:
         chain = self._chain
         return chain if chain is not None else self._resolve(force=False)
 
-    def _resolve(self, *, force: bool) -> Optional[_Chain]:
+    def _resolve(self, *, force: bool, before_login: bool = False) -> Optional[_Chain]:
         """Find this server's chain in the store: after a restart, or after another thread or process
-        logged in. The newest live chain for this server and account wins."""
+        logged in. The newest live chain for this server and account wins. With none readable, a
+        stored file that may be this server's gets its verdict (:meth:`_judge_unreadable`)."""
         with self._resolve_guard:
             if self._chain is not None and not force:
                 return self._chain
-            candidates = [r for r in self.store.records() if self._is_ours(r)]
+            found = take_inventory(self.store)
+            candidates = [r for r in found.records if self._is_ours(r)]
+            if not candidates:
+                candidates = self._judge_unreadable(found.unreadable, replaceable=before_login or self.may_obtain())
             if not candidates:
                 return self._chain
             best = max(candidates, key=lambda r: (not r.is_dead, r.updated_at))
@@ -171,8 +183,37 @@ class ChainSource:
             self._chain = self._build_chain(best.key, registration, best.token_endpoint)
             return self._chain
 
+    def _judge_unreadable(self, unreadable: Sequence[Unreadable], *, replaceable: bool) -> list[ChainRecord]:
+        """The verdict on stored chains that cannot be read and may be this server's, never "nothing
+        is stored": a corrupt one is moved aside and raised (``CorruptTokenCache``), unless a login or
+        the client credentials grant is about to replace it; a newer or refused one is raised whatever
+        comes next, since nothing may write over it. Returns the chains that read again meanwhile.
+
+        A file that no longer says which chain it held (its name is only a hash of the key) may be
+        this server's: it gets the same verdict, whichever server it was for.
+        """
+        recovered: list[ChainRecord] = []
+        # Files known to be ours first: their verdict is the one to report.
+        for entry in sorted((e for e in unreadable if self._may_be_ours(e)), key=lambda e: e.key is None):
+            try:
+                record = settle(self.store, entry, self._lock_timeout)
+            except CorruptTokenCache:
+                if not replaceable:
+                    raise
+                continue  # moved aside (and logged): the login writes the new chain
+            if record is not None and self._is_ours(record):
+                recovered.append(record)
+        return recovered
+
+    def _may_be_ours(self, entry: Unreadable) -> bool:
+        if entry.kind != "chain":
+            return False
+        return entry.key is None or (isinstance(entry.key, ChainKey) and self._is_our_key(entry.key))
+
     def _is_ours(self, record: ChainRecord) -> bool:
-        key = record.key
+        return self._is_our_key(record.key)
+
+    def _is_our_key(self, key: ChainKey) -> bool:
         if key.resource != self.server_url or key.account != self.account:
             return False
         wanted = self.client.client_id
@@ -252,8 +293,9 @@ class ChainSource:
 
         def lead() -> TokenSet:
             with self.store.lock(login_key, self._login_timeout + self._lock_timeout):
-                # Somebody may have logged in while we waited for the lock.
-                newer = self._resolve(force=True)
+                # Somebody may have logged in while we waited for the lock. A stored file the login
+                # could not write over stops it here, before anyone's time is spent on it.
+                newer = self._resolve(force=True, before_login=True)
                 if newer is not None and newer is not before and not held_scopes:
                     try:
                         return newer.manager.token()

@@ -29,7 +29,9 @@ PUBLIC = [
     "DiscoveryError",
     "FileTokenStore",
     "InsecureTransportError",
+    "InspectableStore",
     "InsufficientScope",
+    "Inventory",
     "IssuerMismatch",
     "JSONRPCError",
     "LockTimeout",
@@ -58,6 +60,7 @@ PUBLIC = [
     "TokenStore",
     "TokenStoreError",
     "ToolError",
+    "Unreadable",
     "__version__",
 ]
 

@@ -67,14 +67,14 @@ A stored chain is used only for its own resource (auth.MCPAuth._is_ours)
 Metadata requests carry no credentials (discovery: auth=_no_auth, "Authorization": None)
     test_discovery: test_requests_ask_for_json_and_carry_no_credentials, test_session_auth_never_runs_for_metadata
 A symlinked cache file is refused (store._read_document: O_NOFOLLOW)
-    test_a_symlinked_registration_file_is_ignored
+    test_a_symlinked_registration_file_is_refused
     test_store: test_symlinked_file_is_refused
 ... and never written through (store._write_document: mkstemp in the folder, then os.replace)
     test_saving_never_writes_through_a_symlinked_cache_file
 A symlinked cache folder is refused (store.FileTokenStore._ensure_directory: lstat, S_ISLNK)
     test_a_symlinked_token_folder_is_never_written_into
     test_store: test_symlinked_folder_is_refused
-A cache file others can read or write is refused (store.FileTokenStore._check_file: mode & 0o077)
+A cache file others can read or write is refused (_stores.file._check_file: mode & 0o077)
     test_a_cache_file_others_can_read_or_write_is_refused[0640, 0604, 0620, 0602, 0660, 0606]
     test_store: test_group_readable_file_is_refused
 A folder others can write is refused (store.FileTokenStore._ensure_directory: mode & 0o022)
@@ -451,7 +451,7 @@ def test_a_symlinked_token_folder_is_never_written_into(tmp_path):
     assert list(real.iterdir()) == []
 
 
-def test_a_symlinked_registration_file_is_ignored(tmp_path):
+def test_a_symlinked_registration_file_is_refused(tmp_path):
     issuer = "https://as.example.invalid"
     store = FileTokenStore(tmp_path / "s")
     good = ClientRegistration(issuer, "planted", None, "none", (REDIRECT_URI,), DYNAMIC).to_json()
@@ -459,9 +459,10 @@ def test_a_symlinked_registration_file_is_ignored(tmp_path):
     planted = tmp_path / "planted.json"
     os.replace(store.path_for(RegistrationKey(issuer)), planted)
     os.symlink(planted, store.path_for(RegistrationKey(issuer)))
-    with LogWatch() as logs:
-        assert Registrar(store).stored(issuer) is None
-    assert any("symbolic link" in text for text in logs.texts())
+    # Neither used nor silently registered over: the same verdict as a symlinked chain file.
+    with pytest.raises(TokenStoreError, match="symbolic link"):
+        Registrar(store).stored(issuer)
+    assert os.path.islink(store.path_for(RegistrationKey(issuer)))
 
 
 @pytest.mark.parametrize("mode", [0o640, 0o604, 0o620, 0o602, 0o660, 0o606])

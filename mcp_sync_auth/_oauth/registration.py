@@ -23,7 +23,7 @@ from .._util.sessions import SessionSource
 from .._util.timeouts import TimeoutLike, Timeouts
 from .._util.untrusted import json_object, read_at_most
 from .._util.urls import require_secure
-from ..errors import RegistrationFailed, TokenStoreError
+from ..errors import CorruptTokenCache, RegistrationFailed
 from .client_auth import choose_auth_method
 
 log = logging.getLogger(__name__)
@@ -107,10 +107,15 @@ class Registrar:
         self._client_name = client_name
 
     def stored(self, issuer: str) -> Optional[ClientRegistration]:
-        """The dynamic registration kept for this issuer, if any (no network)."""
+        """The dynamic registration kept for this issuer, if any (no network).
+
+        A corrupt registration counts as none: a new one costs nothing but a registration, and under
+        the lock (in :meth:`register`) the store moves the broken file aside first. A registration
+        written by a newer version, or a file we must not trust, raises: registering anew would write
+        over it."""
         try:
             raw = self._store.load_registration(RegistrationKey(issuer))
-        except TokenStoreError as exc:
+        except CorruptTokenCache as exc:
             log.warning("ignoring an unreadable client registration for %s: %s", issuer, exc)
             return None
         if raw is None:

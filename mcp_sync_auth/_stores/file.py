@@ -7,16 +7,18 @@ excludes every thread and process that uses the same folder.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import json
 import logging
 import os
+import re
 import stat
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, NoReturn, Optional, Union
+from typing import Any, BinaryIO, Iterator, NoReturn, Optional, Union
 
 import filelock
 
@@ -34,6 +36,7 @@ from .document import (
     record_to_document,
     registration_to_document,
 )
+from .inventory import EntryKind, Inventory, Problem, Unreadable
 from .protocol import StoreKey
 from .reservation import Reservation
 
@@ -46,7 +49,15 @@ ENV_HOME = "MCP_SYNC_AUTH_HOME"
 _RECORD_SUFFIX = ".json"
 _LOCK_SUFFIX = ".lock"
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+# A FIFO put where a token file should be must not block the open: it is refused after fstat.
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _POSIX = hasattr(os, "geteuid")
+# Every reader of a store file (load, the listing, the leftover recovery) refuses a larger file
+# without reading it: a chain record or a registration is a few KiB.
+MAX_FILE_BYTES = 1024 * 1024
+# The names this store gives its files (a key's stem is a hash); any other file is not ours.
+_CHAIN_FILE = re.compile(r"[0-9a-f]{32}\.json")
+_REGISTRATION_FILE = re.compile(r"registration-[0-9a-f]{32}\.json")
 
 
 def default_directory() -> Path:
@@ -58,16 +69,199 @@ def default_directory() -> Path:
     return base / "mcp-sync-auth"
 
 
-def _read_leftover(path: Path) -> Optional[ChainRecord]:
+@dataclasses.dataclass(frozen=True)
+class _StemKey:
+    """A file's own name, for a file that no longer says which key it is for: enough to lock it
+    (the lock file is named the same way) and to move it aside."""
+
+    stem: str
+
+    def describe(self) -> str:
+        return "an entry its file no longer names"
+
+
+# What a lock can be taken for: a key, or the name of a file whose key is unknown.
+_Lockable = Union[StoreKey, _StemKey]
+
+
+@dataclasses.dataclass(frozen=True)
+class _FileRead:
+    """One read of a store file: its JSON object, or the problem that stops its use.
+
+    ``reason`` says why for a corrupt file (the store words the message), and is the whole message
+    for a newer or refused one. ``doc`` is kept for a newer schema too: it may still name its key.
+    """
+
+    doc: Optional[dict[str, Any]] = None
+    problem: Optional[Problem] = None
+    reason: str = ""
+    cause: Optional[BaseException] = None
+
+
+def _refused(message: str) -> _FileRead:
+    return _FileRead(problem="refused", reason=message)
+
+
+def _corrupt_read(
+    reason: str, cause: Optional[BaseException] = None, doc: Optional[dict[str, Any]] = None
+) -> _FileRead:
+    return _FileRead(doc=doc, problem="corrupt", reason=reason, cause=cause)
+
+
+def _read_file(path: Path) -> Optional[_FileRead]:
+    """Read a store file safely: None when it does not exist. Never follows a symbolic link, never
+    reads more than :data:`MAX_FILE_BYTES` (plus one byte, to see that it is more)."""
     try:
-        fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW)
-        with os.fdopen(fd, "rb") as handle:
-            doc = loads_shallow(handle.read().decode("utf-8"))
-        if not isinstance(doc, dict) or doc.get("schema") != SCHEMA_VERSION:
+        fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return _refused(f"the token file {path} is a symbolic link; refusing to read it")
+        return _refused(f"cannot read the token file {path}: {exc.strerror}")
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            _check_file(path, os.fstat(handle.fileno()))
+        except TokenStoreError as exc:
+            return _refused(exc.message)
+        raw = _read_bounded(handle)
+    if raw is None:
+        return _corrupt_read(f"it is larger than {MAX_FILE_BYTES // 1024} KiB, the limit for a store file")
+    return _parse_document(path, raw)
+
+
+def _read_bounded(handle: BinaryIO) -> Optional[bytes]:
+    """The whole file, or None when it is larger than the limit: the size is checked before any read,
+    and the read stops one byte past the limit (the file may have grown since)."""
+    if os.fstat(handle.fileno()).st_size > MAX_FILE_BYTES:
+        return None
+    raw = handle.read(MAX_FILE_BYTES + 1)
+    return None if len(raw) > MAX_FILE_BYTES else raw
+
+
+def _parse_document(path: Path, raw: bytes) -> _FileRead:
+    try:
+        doc = loads_shallow(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        return _corrupt_read("it is not valid JSON", exc)
+    if not isinstance(doc, dict):
+        return _corrupt_read("it is not a JSON object")
+    schema = doc.get("schema")
+    if schema == SCHEMA_VERSION:
+        return _FileRead(doc)
+    if is_integer(schema) and schema > SCHEMA_VERSION:
+        # Written by a newer mcp_sync_auth: nobody here may change it, and logging in would not help.
+        message = (
+            f"the token file {path} has schema version {schema}, newer than this mcp-sync-auth understands "
+            f"({SCHEMA_VERSION}); upgrade mcp-sync-auth (the file is left as it is)"
+        )
+        return _FileRead(doc=doc, problem="newer", reason=message)
+    # Only an integer is quoted: a string there could be anything, a token included.
+    shown = schema if is_integer(schema) else type(schema).__name__
+    return _corrupt_read(f"its schema version ({shown}) is unknown", doc=doc)
+
+
+def _check_file(path: Path, info: os.stat_result) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        raise TokenStoreError(f"the token file {path} is not a regular file")
+    _require_private(
+        path,
+        info,
+        what="the token file",
+        forbidden=0o077,
+        wanted=0o600,
+        exposed="can be read or written by other users",
+        advice=" (and log in again if others could read it: its tokens may have leaked)",
+    )
+
+
+def _corruption(key: _Lockable, path: Path, why: str, quarantined: Optional[str]) -> CorruptTokenCache:
+    """The error for a corrupt file, moved aside to ``quarantined`` or not (yet)."""
+    where = f"; moved aside to {quarantined}" if quarantined else ""
+    whose = "" if isinstance(key, _StemKey) else f" for {key.describe()}"
+    unnamed = "; the file no longer says which chain it held" if isinstance(key, _StemKey) else ""
+    message = f"the token file {path}{whose} is unreadable ({why}{unnamed}){where}. Its tokens are lost: log in again."
+    return CorruptTokenCache(message, quarantined_to=quarantined)
+
+
+def _quarantine_name(path: Path) -> Path:
+    """A name beside ``path`` that no earlier move used: two files moved aside in the same second
+    by one process must not overwrite each other (only the lock holder of ``path`` moves it)."""
+    base = f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    target = path.with_name(base)
+    serial = 1
+    while os.path.lexists(target):
+        serial += 1
+        target = path.with_name(f"{base}-{serial}")
+    return target
+
+
+def _read_leftover(path: Path) -> Optional[ChainRecord]:
+    found = _read_file(path)
+    if found is None or found.problem is not None or found.doc is None:
+        return None  # cut short by the kill (or not ours to trust): not a set we can use
+    try:
+        return document_to_record(found.doc)
+    except ValueError:
+        return None
+
+
+def _kind_of(name: str) -> Optional[EntryKind]:
+    if _CHAIN_FILE.fullmatch(name):
+        return "chain"
+    if _REGISTRATION_FILE.fullmatch(name):
+        return "registration"
+    return None
+
+
+def _key_named(doc: Optional[dict[str, Any]], kind: EntryKind, stem: str) -> Optional[Union[ChainKey, RegistrationKey]]:
+    """The key a document names, if it names one whose stem is the file's name (else it cannot be
+    trusted to say whose file it is)."""
+    raw = doc.get("key") if doc is not None else None
+    if not isinstance(raw, dict):
+        return None
+    key: Union[ChainKey, RegistrationKey]
+    try:
+        if kind == "chain":
+            key = ChainKey.from_json(raw)
+        elif isinstance(raw.get("issuer"), str):
+            key = RegistrationKey(raw["issuer"])
+        else:
             return None
-        return document_to_record(doc)
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
-        return None  # cut short by the kill: not a set we can use
+    except ValueError:
+        return None
+    return key if key.stem == stem else None
+
+
+def _unusable(doc: dict[str, Any], kind: EntryKind, stem: str) -> Optional[str]:
+    """Why a document of our schema cannot be used as the file named ``stem``, or None when it can."""
+    try:
+        if kind == "chain":
+            record = document_to_record(doc)
+            return None if record.key.stem == stem else "it belongs to another chain"
+        key = _key_named(doc, kind, stem)
+        if key is None or not isinstance(key, RegistrationKey):
+            return "it is not a client registration for this file's issuer"
+        document_to_registration(key, doc)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _peek_key(path: Path, kind: EntryKind, stem: str) -> Optional[Union[ChainKey, RegistrationKey]]:
+    """The key in a file we refuse to use (others may read it, another user owns it): only to tell
+    whose it is, never to use what it holds. Symbolic links and special files are not opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return None
+        raw = _read_bounded(handle)
+    if raw is None:
+        return None
+    return _key_named(_parse_document(path, raw).doc, kind, stem)
 
 
 class FileTokenStore:
@@ -86,8 +280,9 @@ class FileTokenStore:
         self.directory = Path(os.path.abspath(self.directory))
         self._checked = False
         self._check_guard = threading.Lock()
-        # Which thread holds which chain's lock in this process: only a lock holder may move files.
-        self._holders: dict[StoreKey, int] = {}
+        # Which thread holds which file's lock (by the file's stem) in this process: only a lock holder
+        # may move files.
+        self._holders: dict[str, int] = {}
 
     @property
     def identity(self) -> str:
@@ -96,7 +291,7 @@ class FileTokenStore:
     def __repr__(self) -> str:
         return f"FileTokenStore({str(self.directory)!r})"
 
-    def path_for(self, key: StoreKey) -> Path:
+    def path_for(self, key: _Lockable) -> Path:
         return self.directory / (key.stem + _RECORD_SUFFIX)
 
     # -- folder ----------------------------------------------------------------------------------
@@ -114,27 +309,46 @@ class FileTokenStore:
                 info = os.lstat(self.directory)
             except OSError as exc:
                 raise TokenStoreError(f"cannot create the token folder {self.directory}: {exc.strerror}") from exc
-            if stat.S_ISLNK(info.st_mode):
-                raise TokenStoreError(
-                    f"the token folder {self.directory} is a symbolic link; refusing to use it "
-                    "(point MCP_SYNC_AUTH_HOME or the store's directory at a real folder)"
-                )
-            if not stat.S_ISDIR(info.st_mode):
-                raise TokenStoreError(f"the token folder {self.directory} is not a folder")
-            _require_private(
-                self.directory,
-                info,
-                what="the token folder",
-                forbidden=0o022,
-                wanted=0o700,
-                exposed="is writable by other users",
-            )
+            self._check_directory(info)
             self._checked = True
+
+    def _existing_directory(self) -> bool:
+        """Whether the folder exists (and passes the checks); unlike every other method, creates nothing."""
+        if self._checked:
+            return True
+        try:
+            info = os.lstat(self.directory)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise TokenStoreError(f"cannot read the token folder {self.directory}: {exc.strerror}") from exc
+        self._check_directory(info)
+        return True
+
+    def _check_directory(self, info: os.stat_result) -> None:
+        if stat.S_ISLNK(info.st_mode):
+            raise TokenStoreError(
+                f"the token folder {self.directory} is a symbolic link; refusing to use it "
+                "(point MCP_SYNC_AUTH_HOME or the store's directory at a real folder)"
+            )
+        if not stat.S_ISDIR(info.st_mode):
+            raise TokenStoreError(f"the token folder {self.directory} is not a folder")
+        _require_private(
+            self.directory,
+            info,
+            what="the token folder",
+            forbidden=0o022,
+            wanted=0o700,
+            exposed="is writable by other users",
+        )
 
     # -- lock ------------------------------------------------------------------------------------
 
+    def lock(self, key: StoreKey, timeout: float) -> contextlib.AbstractContextManager[None]:
+        return self._locked(key, timeout)
+
     @contextlib.contextmanager
-    def lock(self, key: StoreKey, timeout: float) -> Iterator[None]:
+    def _locked(self, key: _Lockable, timeout: float) -> Iterator[None]:
         file_lock = self._acquire(key, timeout)
         assert file_lock is not None
         with self._holding(key, file_lock):
@@ -144,7 +358,7 @@ class FileTokenStore:
         file_lock = self._acquire(key, None)
         return None if file_lock is None else self._holding(key, file_lock)
 
-    def _acquire(self, key: StoreKey, timeout: Optional[float]) -> Optional[filelock.BaseFileLock]:
+    def _acquire(self, key: _Lockable, timeout: Optional[float]) -> Optional[filelock.BaseFileLock]:
         """The key's lock, acquired within ``timeout`` (LockTimeout after it); with no timeout, one
         attempt that returns None when another holds it."""
         self._ensure_directory()
@@ -166,19 +380,19 @@ class FileTokenStore:
         return file_lock
 
     @contextlib.contextmanager
-    def _holding(self, key: StoreKey, file_lock: filelock.BaseFileLock) -> Iterator[None]:
+    def _holding(self, key: _Lockable, file_lock: filelock.BaseFileLock) -> Iterator[None]:
         """The block runs with ``file_lock`` held (it is acquired already); releases it after."""
         fork.remember(file_lock)
-        self._holders[key] = threading.get_ident()
+        self._holders[key.stem] = threading.get_ident()
         try:
             self._recover_leftovers(key)
             yield
         finally:
-            self._holders.pop(key, None)
+            self._holders.pop(key.stem, None)
             fork.forget(file_lock)
             file_lock.release()
 
-    def _recover_leftovers(self, key: StoreKey) -> None:
+    def _recover_leftovers(self, key: _Lockable) -> None:
         """Deal with temp files of writers that died between writing and renaming.
 
         We hold the lock, so their writers are gone. A complete chain record newer than the stored one
@@ -210,8 +424,8 @@ class FileTokenStore:
                     os.unlink(temp)
         self._fsync_directory()
 
-    def _holds_lock(self, key: StoreKey) -> bool:
-        return self._holders.get(key) == threading.get_ident()
+    def _holds_lock(self, key: _Lockable) -> bool:
+        return self._holders.get(key.stem) == threading.get_ident()
 
     # -- read ------------------------------------------------------------------------------------
 
@@ -248,82 +462,125 @@ class FileTokenStore:
         """The file's JSON object with our schema, None when absent; clear errors otherwise."""
         self._ensure_directory()
         path = self.path_for(key)
-        try:
-            fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW)
-        except FileNotFoundError:
+        found = _read_file(path)
+        if found is None:
             return None
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise TokenStoreError(f"the token file {path} is a symbolic link; refusing to read it") from exc
-            raise TokenStoreError(f"cannot read the token file {path}: {exc.strerror}") from exc
-        with os.fdopen(fd, "rb") as handle:
-            self._check_file(path, os.fstat(handle.fileno()))
-            raw = handle.read()
-        try:
-            doc = loads_shallow(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-            self._corrupt(key, path, "it is not valid JSON", exc)
-        if isinstance(doc, dict) and doc.get("schema") != SCHEMA_VERSION:
-            schema = doc.get("schema")
-            if is_integer(schema) and schema > SCHEMA_VERSION:
-                # Written by a newer mcp_sync_auth: leave it exactly as it is.
-                raise TokenStoreError(
-                    f"the token file {path} has schema version {schema}, newer than this library "
-                    f"understands ({SCHEMA_VERSION}); upgrade mcp-sync-auth"
-                )
-            self._corrupt(key, path, f"its schema version {schema!r} is unknown", None)
-        if not isinstance(doc, dict):
-            self._corrupt(key, path, "it is not a JSON object", None)
-        return doc
+        if found.problem == "corrupt":
+            self._corrupt(key, path, found.reason, found.cause)
+        if found.problem is not None:
+            raise TokenStoreError(found.reason)
+        assert found.doc is not None
+        return found.doc
 
-    def _check_file(self, path: Path, info: os.stat_result) -> None:
-        if not stat.S_ISREG(info.st_mode):
-            raise TokenStoreError(f"the token file {path} is not a regular file")
-        _require_private(
-            path,
-            info,
-            what="the token file",
-            forbidden=0o077,
-            wanted=0o600,
-            exposed="can be read or written by other users",
-            advice=" (and log in again if others could read it: its tokens may have leaked)",
-        )
-
-    def _corrupt(self, key: StoreKey, path: Path, why: str, cause: Optional[BaseException]) -> NoReturn:
+    def _corrupt(self, key: _Lockable, path: Path, why: str, cause: Optional[BaseException]) -> NoReturn:
         """Report a broken file; move it aside when we hold the chain's lock (else someone may be
         replacing it right now with a good one)."""
         quarantined: Optional[str] = None
         if self._holds_lock(key):
-            target = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+            target = _quarantine_name(path)
             try:
                 os.replace(path, target)
                 quarantined = str(target)
             except OSError:
                 quarantined = None
-        where = f"; moved aside to {quarantined}" if quarantined else ""
-        message = (
-            f"the token file {path} for {key.describe()} is unreadable ({why}){where}. "
-            "Its tokens are lost: log in again."
-        )
-        log.warning("%s", message)
-        raise CorruptTokenCache(message, quarantined_to=quarantined) from cause
+        error = _corruption(key, path, why, quarantined)
+        log.warning("%s", error)
+        raise error from cause
+
+    # -- listing ---------------------------------------------------------------------------------
 
     def records(self) -> list[ChainRecord]:
-        """Every readable chain in the folder (for ``status``); unreadable files are skipped."""
-        self._ensure_directory()
-        found = []
+        """Every readable chain in the folder; :meth:`inventory` also says what the others are."""
+        found = self.inventory()
+        for entry in found.unreadable:
+            if entry.kind == "chain":
+                log.warning("skipping an unreadable token file: %s", entry.error)
+        return found.records
+
+    def inventory(self) -> Inventory:
+        """Every chain in the folder, and a verdict for each chain or registration file that cannot
+        be used (for ``status``, and to find a server's chain after a restart). Creates no folder,
+        takes no lock, moves nothing."""
+        if not self._existing_directory():
+            return Inventory([])
+        records: list[ChainRecord] = []
+        unreadable: list[Unreadable] = []
         for path in sorted(self.directory.glob("*" + _RECORD_SUFFIX)):
-            if path.name.startswith("registration-"):
-                continue
-            try:
-                doc = loads_shallow(path.read_bytes().decode("utf-8"))
-                record = document_to_record(doc)
-            except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-                log.warning("skipping unreadable token file %s: %s", path, type(exc).__name__)
-                continue
-            if self.path_for(record.key) == path:
-                found.append(record)
-        return found
+            kind = _kind_of(path.name)
+            if kind is None:
+                continue  # not a name this store gives its files
+            entry = self._entry_at(path, kind)
+            if isinstance(entry, ChainRecord):
+                records.append(entry)
+            elif entry is not None:
+                unreadable.append(entry)
+        return Inventory(records, unreadable)
+
+    def _entry_at(self, path: Path, kind: EntryKind) -> Union[ChainRecord, Unreadable, None]:
+        """A chain file's record, None for a good registration (or a file gone since the listing),
+        else the verdict."""
+        stem = path.name[: -len(_RECORD_SUFFIX)]
+        found = _read_file(path)
+        if found is None:
+            return None
+        if found.problem is None:
+            assert found.doc is not None
+            why = _unusable(found.doc, kind, stem)
+            if why is None:
+                return document_to_record(found.doc) if kind == "chain" else None
+            found = _corrupt_read(why, doc=found.doc)
+        key = _key_named(found.doc, kind, stem)
+        if found.problem == "refused":
+            key = _peek_key(path, kind, stem)
+        error: TokenStoreError
+        if found.problem == "corrupt":
+            error = _corruption(key or _StemKey(stem), path, found.reason, None)
+        else:
+            error = TokenStoreError(found.reason)
+        assert found.problem is not None
+        return Unreadable(str(path), stem, kind, found.problem, error, key)
+
+    def settle(self, entry: Unreadable, timeout: float) -> Optional[ChainRecord]:
+        """Read an entry of :meth:`inventory` again and raise its verdict; a corrupt file is read under
+        its lock (within ``timeout``), so that it is moved aside."""
+        kind = _kind_of(entry.name + _RECORD_SUFFIX)
+        if kind is None:
+            raise TokenStoreError(f"{entry.location} is not a file of the token store {self.directory}")
+        key = entry.key if entry.key is not None else self._key_for_stem(entry.name)
+        if entry.problem != "corrupt":
+            return self._verdict(key, kind)  # nothing to move: no lock needed
+        with self._locked(key, timeout):
+            return self._verdict(key, kind)
+
+    def _key_for_stem(self, stem: str) -> _Lockable:
+        """The key behind a file that no longer names it, if a writer's leftover temp file still does
+        (locking with that key lets the recovery put the leftover in place); else the file's name."""
+        for temp in sorted(self.directory.glob(f".{stem}.*.tmp")):
+            leftover = _read_leftover(temp)
+            if leftover is not None and leftover.key.stem == stem:
+                return leftover.key
+        return _StemKey(stem)
+
+    def _verdict(self, key: _Lockable, kind: EntryKind) -> Optional[ChainRecord]:
+        """Read the file of ``key`` and raise what is wrong with it; the record when nothing is."""
+        if isinstance(key, ChainKey):
+            return self.load(key)
+        if isinstance(key, RegistrationKey):
+            self.load_registration(key)
+            return None
+        path = self.path_for(key)
+        found = _read_file(path)
+        if found is None:
+            return None
+        if found.problem is None:
+            assert found.doc is not None
+            why = _unusable(found.doc, kind, key.stem)
+            if why is None:
+                return document_to_record(found.doc) if kind == "chain" else None  # replaced by a good one
+            found = _corrupt_read(why)
+        if found.problem == "corrupt":
+            self._corrupt(key, path, found.reason, found.cause)
+        raise TokenStoreError(found.reason)
 
     # -- write -----------------------------------------------------------------------------------
 

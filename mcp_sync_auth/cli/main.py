@@ -12,13 +12,14 @@ from typing import Optional, Sequence, cast
 import requests
 
 from .. import demo
-from .._chain.keys import ChainRecord
+from .._chain.keys import ChainKey, ChainRecord, RegistrationKey
 from .._oauth.login import AuthorizationHandler
 from .._stores.file import FileTokenStore
+from .._stores.inventory import Unreadable
 from .._util.urls import canonical_resource
 from .._version import __version__
 from ..auth import MCPAuth
-from ..errors import AuthorizationRequired, ConfigurationError, MCPAuthError
+from ..errors import AuthorizationRequired, ConfigurationError, CorruptTokenCache, MCPAuthError, TokenStoreError
 from . import tools as cli_tools
 
 # 2 is argparse's own exit code for a usage error.
@@ -37,29 +38,98 @@ def _describe_expiry(record: ChainRecord, now: float) -> str:
     return f"in {left:.0f} s" if left >= 0 else f"{-left:.0f} s ago"
 
 
+# How long `status` waits for the lock of a corrupt file it moves aside (the only lock it takes).
+STATUS_LOCK_TIMEOUT = 10.0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
+    """Every chain, and the verdict on every file that cannot be used (exit 1 if there is one).
+    Creates no folder, and locks only a corrupt file, to move it aside."""
     store = FileTokenStore(args.store)
     wanted = canonical_resource(args.url) if args.url else None
-    records = [r for r in store.records() if wanted is None or r.key.resource == wanted]
-    if not records:
+    found = store.inventory()
+    records = [r for r in found.records if wanted is None or r.key.resource == wanted]
+    lock_timeout = getattr(args, "lock_timeout", None)
+    problems: list[tuple[Unreadable, TokenStoreError]] = []
+    for entry in found.unreadable:
+        if _concerns(entry, wanted):
+            record, error = _status_verdict(store, entry, STATUS_LOCK_TIMEOUT if lock_timeout is None else lock_timeout)
+            if record is not None:  # replaced by a good one since the listing
+                if wanted is None or record.key.resource == wanted:
+                    records.append(record)
+            elif error is not None:
+                problems.append((entry, error))
+    if not records and not problems:
         print(f"no chains stored in {store.directory}" + (f" for {wanted}" if wanted else ""))
         return EXIT_OK
     now = time.time()
     for record in records:
-        key = record.key
-        state = f"dead ({record.dead_reason})" if record.is_dead else "live"
-        scope = record.tokens.scope if record.tokens and record.tokens.scope else "-"
-        refresh = "yes" if record.tokens and record.tokens.refresh_token else "no"
+        _print_chain(record, now)
+    for entry, error in problems:
+        _print_problem(entry, error)
+    return EXIT_ERROR if problems else EXIT_OK
+
+
+def _concerns(entry: Unreadable, wanted: Optional[str]) -> bool:
+    """Whether ``status URL`` shows this file: a chain of that server, a registration (it may be the
+    server's client), or a file that no longer says whose it is."""
+    return wanted is None or not isinstance(entry.key, ChainKey) or entry.key.resource == wanted
+
+
+def _status_verdict(
+    store: FileTokenStore, entry: Unreadable, lock_timeout: float
+) -> tuple[Optional[ChainRecord], Optional[TokenStoreError]]:
+    """The record of a file that reads again, or the error every other path gives for it. Only a
+    corrupt file is read again, under its lock, so that it is moved aside as everywhere else."""
+    if entry.problem != "corrupt":
+        return None, entry.error
+    try:
+        record = store.settle(entry, lock_timeout)
+    except TokenStoreError as exc:  # CorruptTokenCache naming where it went; LockTimeout if held
+        return None, exc
+    return record, None
+
+
+def _print_chain(record: ChainRecord, now: float) -> None:
+    key = record.key
+    state = f"dead ({record.dead_reason})" if record.is_dead else "live"
+    scope = record.tokens.scope if record.tokens and record.tokens.scope else "-"
+    refresh = "yes" if record.tokens and record.tokens.refresh_token else "no"
+    print(key.resource)
+    print(f"  client      {key.client_id}")
+    print(f"  issuer      {key.issuer}")
+    if key.account != "default":
+        print(f"  account     {key.account}")
+    print(f"  state       {state}, generation {record.generation}")
+    print(f"  expires     {_describe_expiry(record, now)}")
+    print(f"  scope       {scope}")
+    print(f"  refreshable {refresh}")
+
+
+_PROBLEM_STATES = {
+    "corrupt": "corrupt: its tokens are lost, log in again",
+    "newer": "written by a newer mcp-sync-auth: upgrade mcp-sync-auth",
+    "refused": "refused: not safe to use, see the error",
+}
+
+
+def _print_problem(entry: Unreadable, error: TokenStoreError) -> None:
+    key = entry.key
+    if isinstance(key, ChainKey):
         print(key.resource)
         print(f"  client      {key.client_id}")
         print(f"  issuer      {key.issuer}")
-        if key.account != "default":
-            print(f"  account     {key.account}")
-        print(f"  state       {state}, generation {record.generation}")
-        print(f"  expires     {_describe_expiry(record, now)}")
-        print(f"  scope       {scope}")
-        print(f"  refreshable {refresh}")
-    return EXIT_OK
+    elif isinstance(key, RegistrationKey):
+        print(f"client registration at {key.issuer}")
+    else:
+        print("(unknown chain)" if entry.kind == "chain" else "(unknown client registration)")
+    print(f"  file        {entry.location}")
+    state = _PROBLEM_STATES[entry.problem]
+    if entry.problem == "corrupt":
+        moved = error.quarantined_to if isinstance(error, CorruptTokenCache) else None
+        state += f"; moved aside to {moved}" if moved else "; not moved aside"
+    print(f"  state       {state}")
+    print(f"  error       {error}")
 
 
 def cmd_logout(args: argparse.Namespace) -> int:

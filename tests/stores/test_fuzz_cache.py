@@ -123,6 +123,8 @@ def test_any_chain_file_gives_tokens_or_one_of_our_errors(raw, data):
             out = io.StringIO()
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
                 code, _ = check_outcome(lambda: cli_main(["--store", folder, "status"]))
+            status_moved_it = not path.exists()
+            write_cache(path, content)
             with store.lock(key, timeout=5.0):
                 locked, locked_error = check_outcome(lambda: store.load(key))
             moved_aside_then_absent = locked_error is None or check_outcome(lambda: store.load(key))[0] is None
@@ -132,7 +134,9 @@ def test_any_chain_file_gives_tokens_or_one_of_our_errors(raw, data):
             token, auth_error = check_outcome(auth.access_token)
             event(f"access_token: {type(auth_error).__name__ if auth_error else 'token'}")
         logs.assert_clean()
-        assert code == 0
+        # status gives the verdict load gives: exit 1 for a file load refuses, and a corrupt one moved aside.
+        assert code == (0 if error is None else 1)
+        assert status_moved_it == isinstance(error, CorruptTokenCache)
         assert_no_marker([out.getvalue()], "the status output")
         assert_no_marker(our_reprs(store, loaded, listed, auth, locked, skip_types=(ClientSettings,)), "a repr")
         if isinstance(locked_error, CorruptTokenCache):
@@ -204,7 +208,9 @@ def test_any_registration_file_gives_a_registration_or_none(data):
             found, error = check_outcome(lambda: registrar.stored(ISSUER))
         event(f"stored: {type(error).__name__ if error else ('none' if found is None else 'registration')}")
         logs.assert_clean()
-        assert error is None, "an unusable registration is ignored (and logged), not raised"
+        if error is not None:
+            # Only a newer schema raises (a corrupt one is ignored and logged): nothing may write over it.
+            assert not isinstance(error, CorruptTokenCache) and "upgrade mcp-sync-auth" in str(error)
         assert_no_marker(our_reprs(found, registrar), "a repr")
         if found is not None:
             assert found.issuer == ISSUER and found.client_id
@@ -226,9 +232,10 @@ def test_a_deeply_nested_cache_file_is_corrupt_not_a_recursion_error(raw, tmp_pa
         store.load(chain_key(raw))
 
 
-def test_status_skips_a_deeply_nested_cache_file(raw, tmp_path):
+def test_status_reports_a_deeply_nested_cache_file_as_corrupt(raw, tmp_path, capsys):
     stored_chain(tmp_path / "s", chain_key(raw), nested(100_000))
-    assert cli_main(["--store", str(tmp_path / "s"), "status"]) == 0
+    assert cli_main(["--store", str(tmp_path / "s"), "status"]) == 1
+    assert "corrupt" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("where", ["expires_at", "obtained_at", "updated_at"])

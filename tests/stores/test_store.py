@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from mcp_sync_auth import ChainKey, ChainRecord, FileTokenStore, MemoryTokenStore, TokenSet
+from mcp_sync_auth._chain.keys import RegistrationKey
 from mcp_sync_auth._stores import ChainStore, RegistrationStore, TokenStore, default_directory
-from mcp_sync_auth._stores.document import SCHEMA_VERSION
+from mcp_sync_auth._stores.document import SCHEMA_VERSION, record_to_document
+from mcp_sync_auth._stores.file import MAX_FILE_BYTES
 from mcp_sync_auth.errors import CorruptTokenCache, LockTimeout, TokenStoreError
 
 from ..helpers import start_lock_holder
@@ -270,3 +272,167 @@ def test_a_file_of_another_user_is_refused(store, monkeypatch):
     monkeypatch.setattr(os, "geteuid", lambda: os.getuid() + 1)
     with pytest.raises(TokenStoreError, match="belongs to another user"):
         store.load(KEY)
+
+
+# --- the inventory: a verdict for every file, the same one every path gives --------------------
+
+
+def write_private(path, data):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+GOOD_KEY_BAD_TOKENS = json.dumps({"schema": 1, "key": KEY.to_json(), "generation": -1}).encode()
+
+
+@pytest.mark.parametrize(
+    ("content", "named"),
+    [(b"{\"schema\": 1, \"ke", False), (b"[]", False), (b"\xff\xfe", False), (GOOD_KEY_BAD_TOKENS, True)],
+)
+def test_a_corrupt_file_is_listed_with_its_verdict_and_moved_aside_when_settled(store, content, named):
+    store.save(record())
+    write_private(store.path_for(KEY), content)
+    found = store.inventory()
+    assert found.records == []
+    (entry,) = found.unreadable
+    assert (entry.kind, entry.problem, entry.location) == ("chain", "corrupt", str(store.path_for(KEY)))
+    assert entry.key == (KEY if named else None)  # the name is a hash: only the content can say whose it is
+    assert store.path_for(KEY).read_bytes() == content  # listing moves nothing
+    with pytest.raises(CorruptTokenCache) as info:
+        store.settle(entry, timeout=5)
+    moved = Path(info.value.quarantined_to)
+    assert moved.read_bytes() == content and not store.path_for(KEY).exists()
+    assert str(store.path_for(KEY)) in str(info.value) and "log in again" in str(info.value)
+    assert store.inventory().unreadable == []
+
+
+def test_a_newer_schema_is_listed_and_left_alone_byte_for_byte(store):
+    content = json.dumps({"schema": 99, "key": KEY.to_json(), "future": [1, 2]}).encode()
+    store.save(record())
+    write_private(store.path_for(KEY), content)
+    (entry,) = store.inventory().unreadable
+    assert (entry.problem, entry.key) == ("newer", KEY)
+    with pytest.raises(TokenStoreError, match="upgrade mcp-sync-auth") as info:
+        store.settle(entry, timeout=5)
+    assert not isinstance(info.value, CorruptTokenCache)
+    assert store.path_for(KEY).read_bytes() == content
+    assert not (store.directory / (KEY.stem + ".lock")).exists()  # nothing to move: no lock taken
+
+
+def test_an_insecure_file_is_listed_as_refused_with_the_fix(store):
+    store.save(record())
+    os.chmod(store.path_for(KEY), 0o644)
+    (entry,) = store.inventory().unreadable
+    assert (entry.problem, entry.key) == ("refused", KEY)  # its key is read to tell whose it is, nothing else
+    assert "chmod 600" in str(entry.error) and SECRET not in str(entry.error)
+    with pytest.raises(TokenStoreError, match="chmod 600"):
+        store.settle(entry, timeout=5)
+    assert stat.S_IMODE(os.stat(store.path_for(KEY)).st_mode) == 0o644
+
+
+def test_a_symlinked_file_is_listed_as_refused(store, tmp_path):
+    store.save(record())
+    real = tmp_path / "elsewhere.json"
+    os.replace(store.path_for(KEY), real)
+    os.symlink(real, store.path_for(KEY))
+    (entry,) = store.inventory().unreadable
+    assert (entry.problem, entry.key) == ("refused", None)
+    assert "symbolic link" in str(entry.error)
+    assert store.records() == []  # the listing no longer follows it
+
+
+def test_a_fifo_in_place_of_a_token_file_is_refused_without_blocking(store):
+    store.save(record())
+    os.unlink(store.path_for(KEY))
+    os.mkfifo(store.path_for(KEY), 0o600)
+    with pytest.raises(TokenStoreError, match="not a regular file"):
+        store.load(KEY)
+    (entry,) = store.inventory().unreadable
+    assert entry.problem == "refused"
+
+
+def test_a_file_over_the_size_limit_is_corrupt(store):
+    store.save(record())
+    os.truncate(store.path_for(KEY), MAX_FILE_BYTES + 1)
+    (entry,) = store.inventory().unreadable
+    assert entry.problem == "corrupt" and "larger than 1024 KiB" in str(entry.error)
+    with store.lock(KEY, timeout=5), pytest.raises(CorruptTokenCache) as info:
+        store.load(KEY)
+    assert os.path.getsize(info.value.quarantined_to) == MAX_FILE_BYTES + 1
+
+
+def test_a_file_at_the_size_limit_is_read(store):
+    store.save(record())
+    data = json.dumps(record_to_document(record())).encode()
+    write_private(store.path_for(KEY), data.ljust(MAX_FILE_BYTES))  # JSON allows trailing spaces
+    assert store.load(KEY).tokens == record().tokens
+
+
+def test_the_inventory_of_a_missing_folder_creates_nothing(tmp_path):
+    store = FileTokenStore(tmp_path / "absent" / "tokens")
+    assert store.inventory().records == [] and store.records() == []
+    assert not (tmp_path / "absent").exists()
+
+
+def test_files_not_named_by_the_store_are_not_ours(store):
+    store.save(record())
+    write_private(store.directory / "notes.json", b"garbage")
+    write_private(store.directory / (KEY.stem + ".json.corrupt-1"), b"garbage")
+    found = store.inventory()
+    assert [r.key for r in found.records] == [KEY] and found.unreadable == []
+
+
+def test_a_corrupt_registration_is_listed_and_moved_aside_when_settled(store):
+    key = RegistrationKey("http://127.0.0.1:1/issuer")
+    store.save_registration(key, {"client_id": "c"})
+    write_private(store.path_for(key), b"{truncated")
+    (entry,) = store.inventory().unreadable
+    assert (entry.kind, entry.problem, entry.key) == ("registration", "corrupt", None)
+    with pytest.raises(CorruptTokenCache):
+        store.settle(entry, timeout=5)
+    assert not store.path_for(key).exists()
+
+
+def test_settling_a_nameless_corrupt_file_recovers_a_complete_leftover(store):
+    """A writer killed before its rename left a complete newer record, and the file itself is
+    garbage: the leftover still names the chain, so settling locks that chain and recovers it."""
+    store.save(record(generation=1))
+    write_private(store.path_for(KEY), b"\x00garbage")
+    leftover = store.directory / f".{KEY.stem}.killed.tmp"
+    write_private(leftover, json.dumps(record_to_document(record(generation=2))).encode())
+    (entry,) = store.inventory().unreadable
+    assert entry.key is None
+    recovered = store.settle(entry, timeout=5)
+    assert recovered.generation == 2 and store.load(KEY).generation == 2
+    assert not leftover.exists()
+
+
+def test_a_leftover_over_the_size_limit_is_removed_unread(store):
+    store.save(record())
+    leftover = store.directory / f".{KEY.stem}.huge.tmp"
+    write_private(leftover, b"")
+    os.truncate(leftover, MAX_FILE_BYTES + 1)
+    with store.lock(KEY, timeout=5):
+        pass
+    assert not leftover.exists() and store.load(KEY).generation == 1
+
+
+def test_two_files_moved_aside_in_the_same_second_keep_both(store):
+    moved = []
+    for content in (b"first", b"second"):
+        store.save(record())
+        write_private(store.path_for(KEY), content)
+        with store.lock(KEY, timeout=5), pytest.raises(CorruptTokenCache) as info:
+            store.load(KEY)
+        moved.append(info.value.quarantined_to)
+    assert len(set(moved)) == 2
+    assert [Path(path).read_bytes() for path in moved] == [b"first", b"second"]
+
+
+def test_an_unknown_schema_value_is_not_quoted(store):
+    store.save(record())
+    write_private(store.path_for(KEY), json.dumps({"schema": SECRET}).encode())
+    with store.lock(KEY, timeout=5), pytest.raises(CorruptTokenCache) as info:
+        store.load(KEY)
+    assert "schema version (str) is unknown" in str(info.value) and SECRET not in str(info.value)
