@@ -703,7 +703,7 @@ def _encode(doc: dict[str, Any]) -> bytes:
 # A rotated set can be longer than the one it replaces (a new JWT, more scopes): reserve twice the
 # current record and never less than 16 KiB, but no more than a token file may hold.
 _MIN_ROOM = 16 * 1024
-_MAX_ROOM = 1024 * 1024
+_MAX_ROOM = MAX_FILE_BYTES
 
 
 def _room_for(current_size: int) -> int:
