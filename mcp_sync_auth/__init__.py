@@ -9,6 +9,8 @@ The public surface is what this module exports (``__all__``), plus ``mcp_sync_au
 name starts with an underscore is internal and may change in any release.
 """
 
+import logging as _logging
+
 from ._chain.keys import ChainKey, ChainRecord, LoginKey, RegistrationKey
 from ._chain.tokens import TokenSet
 from ._mcp.client import MCPClient
@@ -49,6 +51,10 @@ from .errors import (
     TokenStoreError,
     ToolError,
 )
+
+# A library stays quiet unless its user configures logging: without a handler of our own, Python's
+# last-resort handler would print every warning to stderr.
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 __all__ = [
     "AuthorizationFailed",

@@ -28,6 +28,7 @@ from ._source import ChainSource
 from ._stores.file import FileTokenStore
 from ._stores.protocol import TokenStore
 from ._util.headers import bearer_token
+from ._util.logs import warn_limited
 from ._util.timeouts import TimeoutLike, Timeouts
 from ._util.urls import canonical_resource, origin, require_secure
 from .errors import ChallengeError, ConfigurationError
@@ -241,7 +242,7 @@ class MCPAuth(AuthBase):
     ) -> requests.Response:
         request = response.request
         if not _can_replay(request):
-            log.warning("%s", NOT_REPLAYABLE_HINT)
+            warn_limited(log, self.server_url, "not-replayable", "%s", NOT_REPLAYABLE_HINT)
             response.reason = f"{response.reason or 'Unauthorized'} ({NOT_REPLAYABLE_HINT})"
             return response
         # Drain and release the refused answer so its connection can carry the resend.
@@ -269,7 +270,8 @@ def _challenge_of(response: requests.Response) -> Optional[BearerChallenge]:
         return bearer_challenge(response)
     except ChallengeError:
         # Not quoted: a hostile server could echo our token into it.
-        log.warning("ignoring a malformed WWW-Authenticate header from %s", origin(response.url or ""))
+        where = origin(response.url or "")
+        warn_limited(log, where, "malformed-challenge", "ignoring a malformed WWW-Authenticate header from %s", where)
         return None
 
 

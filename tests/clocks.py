@@ -21,3 +21,16 @@ class SharedClock:
 
     def __reduce__(self):
         return (SharedClock, (self._offset,))
+
+
+class ManualClock:
+    """Time that moves only when the test says so (one process)."""
+
+    def __init__(self, now=1000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += seconds

@@ -4,9 +4,10 @@ import pytest
 import requests
 
 from mcp_sync_auth import FileTokenStore, MCPAuth
+from mcp_sync_auth._util import logs
 from mcp_sync_auth.testing import StrictAuthServer
 
-from .clocks import SharedClock
+from .clocks import ManualClock, SharedClock
 
 TTL = 300.0
 
@@ -14,6 +15,14 @@ TTL = 300.0
 @pytest.fixture
 def clock():
     return SharedClock()
+
+
+@pytest.fixture(autouse=True)
+def warning_clock(monkeypatch):
+    """Each test starts with no warning held back, on a clock of its own (still, unless moved)."""
+    moved = ManualClock()
+    monkeypatch.setattr(logs, "default_limiter", logs.WarningLimiter(clock=moved))
+    return moved
 
 
 @pytest.fixture

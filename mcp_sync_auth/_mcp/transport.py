@@ -22,6 +22,7 @@ from requests.auth import AuthBase
 from requests.structures import CaseInsensitiveDict
 
 from .._util.headers import bearer_token
+from .._util.logs import cause_of, warn_limited
 from .._util.redact import clean_server_text, redact_secrets
 from .._util.untrusted import json_object, json_value, read_at_most
 from .._util.www_authenticate import parse_www_authenticate
@@ -307,7 +308,10 @@ class StreamableHTTP:
         try:
             self.notify(answer, reply_headers)
         except (requests.RequestException, SessionExpired) as exc:
-            log.warning("could not answer the MCP server's %r request: %s", clean_server_text(method), exc)
+            what = clean_server_text(method)
+            warn_limited(
+                log, (self.url, what), cause_of(exc), "could not answer the MCP server's %r request: %s", what, exc
+            )
 
 
 def _drain(pieces: Iterator[bytes]) -> None:

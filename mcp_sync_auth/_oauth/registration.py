@@ -18,6 +18,7 @@ from .._chain.keys import RegistrationKey
 from .._refresh.singleflight import SingleFlight
 from .._stores.protocol import TokenStore
 from .._util.checks import is_finite_number
+from .._util.logs import cause_of, warn_limited
 from .._util.redact import clean_server_text
 from .._util.sessions import SessionSource
 from .._util.timeouts import TimeoutLike, Timeouts
@@ -116,14 +117,16 @@ class Registrar:
         try:
             raw = self._store.load_registration(RegistrationKey(issuer))
         except CorruptTokenCache as exc:
-            log.warning("ignoring an unreadable client registration for %s: %s", issuer, exc)
+            warn_limited(
+                log, issuer, cause_of(exc), "ignoring an unreadable client registration for %s: %s", issuer, exc
+            )
             return None
         if raw is None:
             return None
         try:
             registration = ClientRegistration.from_json(raw)
         except ValueError as exc:
-            log.warning("ignoring a malformed client registration for %s: %s", issuer, exc)
+            warn_limited(log, issuer, "malformed", "ignoring a malformed client registration for %s: %s", issuer, exc)
             return None
         # Keyed by issuer, and checked again: a registration is never used with another server.
         return registration if registration.issuer == issuer else None

@@ -34,6 +34,7 @@ from .._stores.protocol import ChainStore
 from .._stores.reservation import reserve
 from .._util.faultpoints import ARMED as _FAULTPOINTS
 from .._util.faultpoints import reach as _faultpoint
+from .._util.logs import cause_of, warn_limited
 from .._util.redact import fingerprint
 from ..errors import (
     AuthorizationRequired,
@@ -55,6 +56,8 @@ Clock = Callable[[], float]
 _FIRST_PAUSE = 0.0005
 _MAX_PAUSE = 0.02
 _EARLY_RETRY_PAUSE = 0.05
+# After this long waiting for another process's lock, one log line says so.
+WAIT_NOTICE_AFTER = 2.0
 Refresher = Callable[[TokenSet, int], TokenSet]
 _Login = TypeVar("_Login", bound=AuthorizationRequired)
 
@@ -210,8 +213,10 @@ class TokenManager:
         adopted = self._adopt_without_lock(rejected)
         if adopted is not None:
             return adopted
-        deadline = time.monotonic() + self._lock_timeout
+        started = time.monotonic()
+        deadline = started + self._lock_timeout
         pause = _FIRST_PAUSE
+        told = False
         while True:
             lock = self.store.try_lock(self.key)
             if lock is not None:
@@ -230,6 +235,15 @@ class TokenManager:
             # Poll the lock briskly and, in between, look for the holder's result: when it has
             # written the rotated set, we take it without queueing for the lock at all.
             shield.check()
+            waited = time.monotonic() - started
+            if not told and waited >= WAIT_NOTICE_AFTER:
+                # A silent wait looks like a hang: say once what we wait for, and for how long at most.
+                told = True
+                log.warning(
+                    "another process is refreshing %s; waiting for it (up to %g s in all)",
+                    self.key.describe(),
+                    self._lock_timeout,
+                )
             time.sleep(min(pause, max(deadline - time.monotonic(), 0.0)))
             pause = min(pause * 2, _MAX_PAUSE)
             adopted = self._adopt_without_lock(rejected)
@@ -254,7 +268,14 @@ class TokenManager:
                 raise
             # An early refresh that failed costs nothing yet: the current token still works, and the
             # next call past the refresh window tries again.
-            log.warning("early refresh of %s failed, the current token is still valid: %s", self.key.describe(), exc)
+            warn_limited(
+                log,
+                self.key,
+                cause_of(exc),
+                "early refresh of %s failed, the current token is still valid: %s",
+                self.key.describe(),
+                exc,
+            )
             return still_valid
 
     def _adopt_without_lock(self, rejected: Optional[str]) -> Optional[TokenSet]:
@@ -365,7 +386,16 @@ class TokenManager:
         try:
             self.store.save(unsaved)
         except TokenStoreError as exc:
-            log.error("the refreshed tokens of %s are still not stored (%s)", self.key.describe(), exc)
+            # Every call retries while the disk is full: one line per interval says it goes on.
+            warn_limited(
+                log,
+                self.key,
+                cause_of(exc),
+                "the refreshed tokens of %s are still not stored (%s)",
+                self.key.describe(),
+                exc,
+                level=logging.ERROR,
+            )
             return False
         self._memory.unsaved = None
         log.warning("the refreshed tokens of %s are stored now", self.key.describe())
