@@ -322,8 +322,12 @@ class TokenManager:
             generation,
             fingerprint(stored.refresh_token),
         )
-        # From here on, a Ctrl-C waits for the grant's answer to be stored.
-        shield.point_of_no_return()
+        # From here on, a Ctrl-C (and the program's exit) waits for the grant's answer to be stored.
+        with shield.grant_in_flight(self.key.describe(), self._lock_timeout):
+            return self._send_and_store(record, stored, generation)
+
+    def _send_and_store(self, record: ChainRecord, stored: TokenSet, generation: int) -> TokenSet:
+        assert stored.refresh_token is not None and self._refresher is not None
         room = reserve(self.store, record)  # StoreFull: no grant is sent, the chain is intact
         try:
             if _FAULTPOINTS:

@@ -12,14 +12,22 @@ So a refresh started on the main thread runs in a helper thread, and the main th
   stored, every waiter of the flight gets it, and only then is the interrupt raised.
 
 Helper threads never receive these interrupts, so work started off the main thread runs as it is.
+But the interrupt ends the program, and at its exit Python stops daemon threads wherever they are,
+a grant in flight included. So every grant is registered while it is in flight
+(:func:`grant_in_flight`), and an ``atexit`` hook makes the exit wait for those under way (each
+within its deadline) and lets no new one start.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
 import threading
-from typing import Callable, Optional, TypeVar
+import time
+from typing import Callable, Iterator, Optional, TypeVar
 
+from .._util.fork import reset_in_child
 from ..errors import RefreshInterrupted
 
 log = logging.getLogger(__name__)
@@ -28,6 +36,7 @@ T = TypeVar("T")
 
 
 _CANCELLED = "the refresh was interrupted before any grant was sent; the chain is intact"
+_EXITING = "the program is exiting: no new refresh grant is sent, and the chain is intact"
 
 
 class _Gate:
@@ -66,6 +75,67 @@ def point_of_no_return() -> None:
     gate = _gate()
     if gate is not None:
         gate.commit()
+
+
+class _InFlight:
+    """The grants under way in this process, each with the moment after which nobody waits for it."""
+
+    def __init__(self) -> None:
+        self.changed = threading.Condition(threading.Lock())
+        self.deadlines: dict[int, tuple[float, str]] = {}
+        self.exiting = False
+        self._next = 0
+
+    def enter(self, what: str, longest: float) -> int:
+        with self.changed:
+            if self.exiting:
+                raise RefreshInterrupted(_EXITING)
+            self._next += 1
+            self.deadlines[self._next] = (time.monotonic() + longest, what)
+            return self._next
+
+    def leave(self, ticket: int) -> None:
+        with self.changed:
+            del self.deadlines[ticket]
+            self.changed.notify_all()
+
+    def finish_at_exit(self) -> None:
+        """Let no grant start, and wait for those under way (each until its deadline at most)."""
+        with self.changed:
+            self.exiting = True
+            if self.deadlines:
+                log.warning(
+                    "exiting: waiting for the refresh grant of %s to be answered and stored first",
+                    ", ".join(sorted({what for _, what in self.deadlines.values()})),
+                )
+            while self.deadlines:
+                left = max(deadline for deadline, _ in self.deadlines.values()) - time.monotonic()
+                if left <= 0:
+                    return
+                self.changed.wait(left)
+
+    def _reset_after_fork(self) -> None:
+        # The child runs none of the parent's grants; it may start its own.
+        self.changed = threading.Condition(threading.Lock())
+        self.deadlines = {}
+
+
+_in_flight = _InFlight()
+reset_in_child(_in_flight)
+atexit.register(_in_flight.finish_at_exit)
+
+
+@contextlib.contextmanager
+def grant_in_flight(what: str, longest: float) -> Iterator[None]:
+    """The point of no return of one grant, and its span: from here until its answer is stored, an
+    interrupt waits (on the main thread) and so does the program's exit (``longest`` seconds at most).
+    Raises :class:`RefreshInterrupted` if the caller was interrupted first, or the program is exiting."""
+    point_of_no_return()
+    ticket = _in_flight.enter(what, longest)
+    try:
+        yield
+    finally:
+        _in_flight.leave(ticket)
 
 
 def check() -> None:
@@ -121,4 +191,4 @@ def shielded(work: Callable[[], T], what: str) -> T:
     return outcome["result"]  # type: ignore[return-value]
 
 
-__all__ = ["check", "point_of_no_return", "shielded"]
+__all__ = ["check", "grant_in_flight", "point_of_no_return", "shielded"]
