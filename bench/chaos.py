@@ -13,8 +13,11 @@ Meanwhile:
 - worker processes are SIGKILLed and restarted: at random moments by the driver, and exactly inside
   the refresh critical section by ``MCP_SYNC_AUTH_FAULTPOINT`` (``before-grant``,
   ``after-grant-before-write``, ``during-write``; see ``mcp_sync_auth/_util/faultpoints.py``);
-- the token endpoint fails some grants: HTTP 500 or a connection reset before processing, or a
-  rotation whose answer comes after the client's timeout (the ambiguous case).
+- a worker's disk is full when it reserves room for a refresh (``reserve``), and a worker gets SIGINT
+  while the grant of one of its threads is in flight (``interrupt-during-grant``): the Ctrl-C of a
+  program, which then exits. Neither may cost a chain;
+- the token endpoint fails some grants: HTTP 500 or a connection reset before processing, a slow
+  answer (a grant waits for it), or a rotation whose answer is cut off (the ambiguous case).
 
 When a chain dies, the driver logs in again (a new chain from ``server.mint_tokens``, stored with
 ``MCPAuth.save_token``) and counts it. At the end every chain death is attributed from the event log:
@@ -56,10 +59,21 @@ from mcp_sync_auth import CorruptTokenCache, FileTokenStore, MCPAuth
 from mcp_sync_auth._util.redact import fingerprint
 from mcp_sync_auth.testing import Fault, StrictAuthServer
 
-from .chaos_replay import NEW_LOGIN, RESEND_REFUSED, WINDOW_KILLED, WINDOW_LOST, Replay, fault_cause
+from .chaos_replay import (
+    DISK_FULL_CAUSE,
+    INTERRUPT_CAUSE,
+    NEW_LOGIN,
+    RESEND_REFUSED,
+    WINDOW_KILLED,
+    WINDOW_LOST,
+    Replay,
+    fault_cause,
+)
 from .chaos_worker import Counters, FileClock, machine
 
 __all__ = [
+    "DISK_FULL_CAUSE",
+    "INTERRUPT_CAUSE",
     "NEW_LOGIN",
     "RESEND_REFUSED",
     "WINDOW_KILLED",
@@ -73,8 +87,13 @@ __all__ = [
 ]
 
 WORKER = Path(__file__).resolve().with_name("chaos_worker.py")
-POINTS = ("before-grant", "after-grant-before-write", "during-write")
-FAULTS = (Fault.HTTP_500_BEFORE, Fault.RESET_BEFORE, Fault.SLOW_AFTER)
+POINTS = ("before-grant", "after-grant-before-write", "during-write")  # where a worker kills itself
+DISK_FULL, INTERRUPT = "reserve", "interrupt-during-grant"
+WORKER_FAULTS = (*POINTS, DISK_FULL, INTERRUPT)
+# How likely a forced incarnation meets its fault each time it reaches the point: a kill or a SIGINT
+# ends the incarnation; a full disk lets it go on, so it is not made certain.
+_FORCED_CHANCE = {DISK_FULL: 0.5}
+FAULTS = (Fault.HTTP_500_BEFORE, Fault.RESET_BEFORE, Fault.SLOW_AFTER, Fault.RESET_AFTER)
 EXPIRY_KINDS = ("expired", "refresh-window", "revoked")
 
 
@@ -86,7 +105,7 @@ class ChaosConfig:
     expiries: int = 1100
     ttl: float = 20.0
     client_timeout: float = 2.0
-    fault_delay: float = 3.0  # > client_timeout: a SLOW_AFTER answer always comes too late
+    fault_delay: float = 3.0  # > client_timeout, < the grant read timeout: a SLOW_AFTER answer is waited for
     fault_chance: float = 0.12  # per expiry event, one of FAULTS
     armed_share: float = 0.5  # share of worker incarnations armed with one fault point
     point_chance: float = 0.2  # probability of dying at the armed point, each time it is reached
@@ -96,7 +115,7 @@ class ChaosConfig:
     expiry_timeout: float = 30.0
     seed: int = 0
     unsafe: Optional[str] = None
-    # Expiry events 1, 2, 3 carry one fault each, so that every fault is met whatever the seed.
+    # Expiry events 1 to 4 carry one fault each, so that every fault is met whatever the seed.
     forced_faults: bool = True
 
     @classmethod
@@ -148,6 +167,8 @@ class Chaos:
                 for event in parsed:
                     if event["ev"] == "start":
                         self.started.add(event["slot"])
+                    if event["ev"] == "disk-full":
+                        self.forced_points_hit.add(DISK_FULL)
                     if self._chain_may_be_dead(event):
                         self.relogin_wanted.set()
                 self.changed.notify_all()
@@ -196,11 +217,12 @@ class Chaos:
 
     def plan(self, slot: int) -> str:
         """The fault point (``name:p``) of a worker's next incarnation, or ''."""
-        forced = POINTS[slot % len(POINTS)] if slot < 2 * len(POINTS) else None
+        forced = WORKER_FAULTS[slot % len(WORKER_FAULTS)] if slot < 2 * len(POINTS) else None
         if forced is not None and forced not in self.forced_points_hit:
-            return f"{forced}:1"  # two workers per point until one died there: every point is hit, whatever the seed
+            # Armed until the point was met once: every point is hit, whatever the seed.
+            return f"{forced}:{_FORCED_CHANCE.get(forced, 1)}"
         if self.rng.random() < self.config.armed_share:
-            return f"{self.rng.choice(POINTS)}:{self.config.point_chance}"
+            return f"{self.rng.choice(WORKER_FAULTS)}:{self.config.point_chance}"
         return ""
 
     def supervise(self, slot: int) -> None:
@@ -250,8 +272,8 @@ class Chaos:
             returncode = process.wait()
             with self.guard:
                 self.procs[slot] = None
-                by = self.killed_by_driver[slot] or ("self" if returncode == -signal.SIGKILL else "crash")
-                if by == "self":
+                by = self.killed_by_driver[slot] or _exit_cause(returncode)
+                if by in ("self", "interrupt"):
                     self.forced_points_hit.add(faultpoint.partition(":")[0])
             point = faultpoint.partition(":")[0]
             self.note("exit", of=process.pid, slot=slot, incarnation=incarnation, rc=returncode, by=by, point=point)
@@ -409,6 +431,13 @@ class Chaos:
         return report
 
 
+def _exit_cause(returncode: int) -> str:
+    """How a worker the driver did not kill ended: at a kill point, by a SIGINT, or by a crash."""
+    if returncode == -signal.SIGKILL:
+        return "self"
+    return "interrupt" if returncode == -signal.SIGINT else "crash"
+
+
 # --- analysis -------------------------------------------------------------------------------------
 
 
@@ -459,7 +488,8 @@ def format_report(report: dict[str, Any]) -> str:
         f"  expiry resolved in: median {report['resolve_seconds_median']} s, max {report['resolve_seconds_max']} s; "
         f"stuck {report['expiries_stuck']}",
         f"  worker kills: {report['worker_kills']['by_fault_point']} at fault points, "
-        f"{report['worker_kills']['random']} random",
+        f"{report['worker_kills']['random']} random; {report['worker_kills']['interrupted']} exits on SIGINT; "
+        f"{report['disk_full']} reservations refused (disk full)",
         f"  chain deaths: {report['chain_deaths']} of {report['chains']} chains; reuse detections "
         f"{report['reuse_detections']} ({report['reuse_detections_by_orphan_grants']} by grants of killed processes)",
         *(f"    {window}: {count}" for window, count in sorted(report["chain_deaths_by_window"].items())),

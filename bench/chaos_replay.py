@@ -22,6 +22,8 @@
   * an ``http 401`` (the resend, made once, was refused too) must come from a call that overlapped
     an expiry event before it was resolved, or a dead chain before the new login: the only times
     at which the store's newest access token may be one the server no longer takes;
+  * a ``StoreFull`` must follow a refused reservation (a full disk) of the same process, each thread
+    at most once per refusal; a ``RefreshInterrupted`` must come from a process that a SIGINT ended;
   * anything else (a lock timeout, a transport error, ``AuthorizationRequired``...) is unexplained.
 
 An unexplained failure is a violation. Events carry ``t`` (``time.monotonic()`` of the process that
@@ -46,18 +48,24 @@ LOST_UNFORCED = "answer after the client timeout, no fault injected"
 # The resend (made once) was refused too: the driver invalidated access tokens while the call ran.
 RESEND_REFUSED = "resend refused: an expiry during the call"
 UNEXPLAINED = "UNEXPLAINED"
+# Faults of a worker process that must never cost a chain: no grant is sent while the disk is full,
+# and neither a Ctrl-C nor the exit it causes abandons a grant in flight.
+DISK_FULL_CAUSE = "disk full at the reservation (no grant sent)"
+INTERRUPT_CAUSE = "SIGINT in the leader, then the exit"
 
 _FAULT_CAUSES = {
     "HTTP_500_BEFORE": "fault: HTTP 500 before processing",
     "RESET_BEFORE": "fault: connection reset before processing",
-    "SLOW_AFTER": "fault: answer after the client timeout (rotated)",
+    "SLOW_AFTER": "fault: slow answer (the grant waits for it)",
+    "RESET_AFTER": "fault: connection cut after the rotation",
 }
-# What a TokenEndpointError says (its class here), and the injected fault that produces it.
-_FAULT_OF_CLASS = {
-    "http 500": "HTTP_500_BEFORE",
-    "connection failed": "RESET_BEFORE",
-    "no answer in time": "SLOW_AFTER",
+# What a TokenEndpointError says (its class here), and the injected faults that produce it.
+_FAULTS_OF_CLASS = {
+    "http 500": ("HTTP_500_BEFORE",),
+    "connection failed": ("RESET_BEFORE", "RESET_AFTER"),
+    "no answer in time": ("SLOW_AFTER",),
 }
+_ROTATED_THEN_LOST = {_FAULT_CAUSES["RESET_AFTER"]}
 
 
 def fault_cause(name: str) -> str:
@@ -90,7 +98,10 @@ class Presentation:
         if self.fate in ("killed-mid-grant", "killed-after-answer"):
             return True
         if self.fate == "error" and self.error is not None:
-            return bool(self.error.get("ambiguous")) and "connection failed" not in self.error.get("detail", "")
+            if not self.error.get("ambiguous"):
+                return False
+            # A reset is ambiguous to the client; the log knows whether the server had rotated first.
+            return "connection failed" not in self.error.get("detail", "") or self.cause in _ROTATED_THEN_LOST
         return False
 
     def window(self) -> str:
@@ -164,6 +175,8 @@ class Replay:
         self.kills_at_fault_points = 0
         self.random_kills = 0
         self.incidents: list[tuple[float, str]] = []
+        self.disk_full: dict[int, list[tuple[float, set[int]]]] = defaultdict(list)  # pid -> (when, threads charged)
+        self.interrupted: set[int] = set()  # pids a SIGINT ended
         self.fails: list[dict[str, Any]] = []
         self.fails_by_pid: dict[int, list[dict[str, Any]]] = defaultdict(list)
 
@@ -218,6 +231,9 @@ class Replay:
         answered = self.awaiting_write.pop(pid, None)
         if event["by"] in ("final", "crash"):
             cause = f"worker ended ({event['by']})"
+        elif event["by"] == "interrupt":
+            self.interrupted.add(pid)
+            cause = INTERRUPT_CAUSE  # an incident already, from its "interrupted" event
         elif event["by"] == "self":
             self.kills_at_fault_points += 1
             cause = f"kill at fault point {event['point']}"
@@ -227,7 +243,7 @@ class Replay:
             cause = "random kill: answered, not yet written"
         else:
             cause = "random kill: outside the grant"
-        if event["by"] not in ("final", "crash"):
+        if event["by"] not in ("final", "crash", "interrupt"):
             self.incidents.append((t, cause))
         if grant is not None:
             grant.fate, grant.cause = "killed-mid-grant", cause
@@ -238,6 +254,13 @@ class Replay:
 
     def on_start(self, event: dict[str, Any]) -> None:
         pass  # the driver waits for it; nothing to judge
+
+    def on_disk_full(self, event: dict[str, Any]) -> None:
+        self.disk_full[event["pid"]].append((event["t"], set()))
+        self.incidents.append((event["t"], DISK_FULL_CAUSE))
+
+    def on_interrupted(self, event: dict[str, Any]) -> None:
+        self.incidents.append((event["t"], INTERRUPT_CAUSE))
 
     def on_grant_start(self, event: dict[str, Any]) -> None:
         t, fp = event["t"], event["fp"]
@@ -292,7 +315,7 @@ class Replay:
         """What made a grant fail: the expiry event's injected fault, served once, or a lost answer."""
         t, index, kind = event["t"], self._expiry_at(event["t"]), error_class(event)
         fault = self.injected.get(index)
-        if kind is not None and fault == _FAULT_OF_CLASS[kind] and index not in self.unused | self.fault_served:
+        if kind is not None and fault in _FAULTS_OF_CLASS[kind] and index not in self.unused | self.fault_served:
             self.fault_served.add(index)
             cause, evidence = fault_cause(fault), f"expiry {index} injected {fault} and the server served it"
         elif kind == "no answer in time":
@@ -310,6 +333,10 @@ class Replay:
             cause, evidence = self._from_dead_chain(fail, death_cause)
         elif kind == "http 401":
             cause, evidence = self._from_invalidation(fail)
+        elif kind == "StoreFull":
+            cause, evidence = self._from_disk_full(fail)
+        elif kind == "RefreshInterrupted" and fail["pid"] in self.interrupted:
+            cause, evidence = INTERRUPT_CAUSE, "its process was ended by a SIGINT, which refuses new grants"
         else:
             cause = f"{UNEXPLAINED}: {kind}"
             evidence = f"no injected fault or chain death explains it ({fail.get('detail', '')[:80]})"
@@ -326,6 +353,17 @@ class Replay:
             return f"{UNEXPLAINED}: TokenEndpointError", "a second failed call of one thread from one failed grant"
         grant.cells.add(fail["cell"])
         return grant.cause, f"the grant this process sent failed at +{grant.t - (self.t0 or 0):.3f} s: {grant.evidence}"
+
+    def _from_disk_full(self, fail: dict[str, Any]) -> tuple[str, str]:
+        """The leader and its waiters share one refused reservation of their process."""
+        earlier = [(t, cells) for t, cells in self.disk_full.get(fail["pid"], []) if t <= fail["t"]]
+        if not earlier:
+            return f"{UNEXPLAINED}: StoreFull", "no reservation of this process was refused before it"
+        t, cells = earlier[-1]
+        if fail["cell"] in cells:
+            return f"{UNEXPLAINED}: StoreFull", "a second failed call of one thread from one refused reservation"
+        cells.add(fail["cell"])
+        return DISK_FULL_CAUSE, f"its process's reservation was refused at +{t - (self.t0 or 0):.3f} s"
 
     def _from_dead_chain(self, fail: dict[str, Any], death_cause: dict[int, str]) -> tuple[str, str]:
         """The burst after a death: from the server's refusal until the driver stored the next chain."""
@@ -394,6 +432,8 @@ class Replay:
             lost = [p for p in self.presentations if p.chain == chain and self._lost(p)]
             if lost:
                 cause, window = lost[0].cause or "killed", lost[0].window()
+                if cause in (DISK_FULL_CAUSE, INTERRUPT_CAUSE):
+                    self.violations.append(f"chain {chain} died of {cause}, which must cost nothing")
             else:
                 cause = window = UNEXPLAINED
                 self.violations.append(f"chain {chain} died with no lost rotation before it")
@@ -525,7 +565,12 @@ class Replay:
             "chain_deaths": sum(deaths.values()),
             "chain_deaths_by_window": dict(deaths_by_window),
             "chains": len(chains_alive),
-            "worker_kills": {"by_fault_point": self.kills_at_fault_points, "random": self.random_kills},
+            "worker_kills": {
+                "by_fault_point": self.kills_at_fault_points,
+                "random": self.random_kills,
+                "interrupted": len(self.interrupted),
+            },
+            "disk_full": sum(len(refusals) for refusals in self.disk_full.values()),
             "reuse_detections": server["reuse_detections"],
             "reuse_detections_by_orphan_grants": server["reuse_detections"] - sum(reuse.values()),
             "per_cause": table,

@@ -11,8 +11,13 @@ environment from the start). It shares with the driver:
 - a counters file: one 64-bit cell per thread counting the calls that succeeded (memory-mapped, so
   the counts survive a SIGKILL).
 
-The refresh grant and the store write are observed by wrapping ``TokenEndpointClient.refresh`` and
-``FileTokenStore.save``; nothing else of the library is touched.
+The refresh grant, the store write and a failed reservation (a full disk, from the ``reserve`` fault
+point) are observed by wrapping ``TokenEndpointClient.refresh``, ``FileTokenStore.save`` and
+``FileTokenStore.reserve``; nothing else of the library is touched.
+
+The main thread is one of the calling threads, as in a program that calls from its main thread: a
+SIGINT (the ``interrupt-during-grant`` fault point) raises ``KeyboardInterrupt`` there, and the process
+ends the way such a program does, through the interpreter's exit.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import requests
 from mcp_sync_auth import FileTokenStore, MCPAuth, MCPAuthError
 from mcp_sync_auth._oauth.token_client import TokenEndpointClient
 from mcp_sync_auth._util.redact import fingerprint
-from mcp_sync_auth.errors import TokenEndpointError
+from mcp_sync_auth.errors import StoreFull, TokenEndpointError
 
 EVENT_LIMIT = 4000  # below PIPE_BUF (4096 on Linux): one write, one whole line
 
@@ -137,6 +142,7 @@ def main(config: dict[str, Any]) -> None:
     # --- observe the grant and the write (the refresher is bound when MCPAuth is built, so patch first)
     real_refresh = TokenEndpointClient.refresh
     real_save = FileTokenStore.save
+    real_reserve = FileTokenStore.reserve
 
     def refresh(self: Any, tokens: Any, generation: int) -> Any:
         presented = fingerprint(tokens.refresh_token)
@@ -154,8 +160,16 @@ def main(config: dict[str, Any]) -> None:
         refresh_token = record.tokens.refresh_token if record.tokens is not None else None
         emit("saved", gen=record.generation, fp=fingerprint(refresh_token), dead=record.is_dead)
 
+    def reserve(self: Any, current: Any) -> Any:
+        try:
+            return real_reserve(self, current)
+        except StoreFull:
+            emit("disk-full", gen=current.generation)
+            raise
+
     TokenEndpointClient.refresh = refresh  # type: ignore[method-assign]
     FileTokenStore.save = save  # type: ignore[method-assign]
+    FileTokenStore.reserve = reserve  # type: ignore[method-assign]
 
     store: Any = FileTokenStore(config["store_dir"])
     if config.get("unsafe") == "no-lock":
@@ -195,10 +209,14 @@ def main(config: dict[str, Any]) -> None:
                     emit("fail", cell=cell, began=began, kind=outcome, detail="")
                 time.sleep(rng.uniform(0.0, 2 * pace))  # pacing between calls, not a wait for a state
 
-    for cell in range(threads):
+    for cell in range(1, threads):
         threading.Thread(target=worker, args=(cell,), daemon=True).start()
     emit("start", incarnation=config["incarnation"], faultpoint=os.environ.get("MCP_SYNC_AUTH_FAULTPOINT", ""))
-    threading.Event().wait()  # the process lives until it is killed
+    try:
+        worker(0)  # until the driver kills this process, or a SIGINT ends it
+    except KeyboardInterrupt:
+        emit("interrupted")
+        raise  # the interpreter's exit waits for a grant in flight, then the process dies of SIGINT
 
 
 def describe(exc: BaseException) -> dict[str, Any]:

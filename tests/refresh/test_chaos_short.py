@@ -51,10 +51,15 @@ def test_short_chaos_keeps_one_grant_per_expiry_and_loses_chains_only_in_the_two
     for fault in chaos.FAULTS:
         assert table[chaos.fault_cause(fault.name)]["incidents"] >= 1, fault
     assert report["worker_kills"]["random"] >= 1
+    # A full disk at the reservation and a SIGINT while a grant is in flight were both met.
+    assert table[chaos.DISK_FULL_CAUSE]["incidents"] == report["disk_full"] >= 1
+    assert table[chaos.INTERRUPT_CAUSE]["incidents"] >= 1 and report["worker_kills"]["interrupted"] >= 1
     # Killed before the grant, or a grant that failed before processing: the chain survives. Killed between
-    # the temp file and the rename: the next lock holder finishes the write, and the chain survives too.
+    # the temp file and the rename: the next lock holder finishes the write, and the chain survives too. A
+    # slow answer is waited for; a full disk sends no grant; a Ctrl-C and the exit wait for the grant's answer.
     for harmless in ("kill at fault point before-grant", "kill at fault point during-write",
-                     "fault: HTTP 500 before processing", "fault: connection reset before processing"):
+                     "fault: HTTP 500 before processing", "fault: connection reset before processing",
+                     chaos.fault_cause("SLOW_AFTER"), chaos.DISK_FULL_CAUSE, chaos.INTERRUPT_CAUSE):
         assert table[harmless]["chain_deaths"] == 0, harmless
     # The burst after a death is charged to that death, and the death to one of the two windows.
     for attribution in attributions:
@@ -339,3 +344,108 @@ def test_a_killed_lock_holders_forked_child_does_not_keep_the_lock(tmp_path):
     finally:
         holder.stdin.close()  # the child reads EOF and exits
         holder.stdout.close()
+
+
+# --- the faults of a worker process: a full disk, a SIGINT, a connection cut after the rotation -------
+
+STORE_FULL = {"kind": "StoreFull", "detail": "cannot reserve 900 bytes in the token folder"}
+CUT = {"kind": "TokenEndpointError", "status": None, "ambiguous": True,
+       "detail": "token endpoint http://x/token: the connection failed (ConnectionError)."}
+
+
+def disk_full(*fails, refusal=True):
+    return [
+        event(0.0, "login", chain=1, fp="a"),
+        event(1.0, "expiry", index=0, kind="expired", fault=None),
+        *([event(1.1, "disk-full", LEADER, gen=1)] if refusal else []),
+        event(1.3, "grant-start", OTHER, fp="a", gen=1),
+        event(1.4, "grant-ok", OTHER, fp="a", new="b", gen=1),
+        event(1.45, "saved", OTHER, gen=2, fp="b", dead=False),
+        event(1.5, "resolved", index=0, seconds=0.5),
+        *fails,
+    ]
+
+
+def test_a_refused_reservation_explains_the_failed_calls_of_its_process_once_per_thread():
+    report = verdict(disk_full(fail(1.11, LEADER, 0, 1.05, **STORE_FULL), fail(1.12, LEADER, 1, 1.06, **STORE_FULL)))
+    assert report["violations"] == [] and report["disk_full"] == 1
+    assert causes(report) == [chaos.DISK_FULL_CAUSE] * 2
+    assert report["per_cause"][chaos.DISK_FULL_CAUSE]["chain_deaths"] == 0
+
+
+@pytest.mark.parametrize(
+    ("events", "why"),
+    [
+        (disk_full(fail(1.11, LEADER, 0, 1.05, **STORE_FULL), refusal=False), "no reservation of this process"),
+        (disk_full(fail(1.11, OTHER, 0, 1.05, **STORE_FULL)), "no reservation of this process"),
+        (disk_full(fail(1.11, LEADER, 0, 1.05, **STORE_FULL), fail(1.12, LEADER, 0, 1.11, **STORE_FULL)),
+         "a second failed call of one thread"),
+    ],
+)
+def test_a_store_full_with_no_refused_reservation_of_its_own_is_unexplained(events, why):
+    report = verdict(events)
+    assert report["calls_failed_unexplained"] >= 1
+    assert any(why in v for v in report["violations"]), report["violations"]
+
+
+def test_a_chain_lost_to_an_exit_on_sigint_is_a_violation():
+    """The SIGINT ends the process with its grant still at the server (as an exit without the hook would)."""
+    events = [
+        event(0.0, "login", chain=1, fp="a"),
+        event(1.0, "expiry", index=0, kind="expired", fault=None),
+        event(1.1, "grant-start", LEADER, fp="a", gen=1),
+        event(1.15, "interrupted", LEADER),
+        event(1.2, "exit", of=LEADER, slot=0, incarnation=0, rc=-2, by="interrupt", point="interrupt-during-grant"),
+        event(1.3, "grant-start", OTHER, fp="a", gen=1),
+        event(1.4, "grant-error", OTHER, fp="a", kind="TokenEndpointError", code="invalid_grant", status=400,
+              ambiguous=False, detail=REFUSED),
+        event(2.0, "login", chain=2, fp="c"),
+        event(2.1, "resolved", index=0, seconds=1.1),
+    ]
+    report = verdict(events, chains_alive=(False, True), reuse=1)
+    assert any("died of " + chaos.INTERRUPT_CAUSE in v for v in report["violations"]), report["violations"]
+
+
+def test_an_exit_on_sigint_after_the_answer_was_stored_costs_nothing():
+    events = [
+        event(0.0, "login", chain=1, fp="a"),
+        event(1.0, "expiry", index=0, kind="expired", fault=None),
+        event(1.1, "grant-start", LEADER, fp="a", gen=1),
+        event(1.15, "interrupted", LEADER),
+        event(1.2, "grant-ok", LEADER, fp="a", new="b", gen=1),
+        event(1.25, "saved", LEADER, gen=2, fp="b", dead=False),
+        fail(1.26, LEADER, 3, 1.255, kind="RefreshInterrupted", detail="the program is exiting"),
+        event(1.3, "exit", of=LEADER, slot=0, incarnation=0, rc=-2, by="interrupt", point="interrupt-during-grant"),
+        event(1.5, "resolved", index=0, seconds=0.5),
+    ]
+    report = verdict(events)
+    assert report["violations"] == [] and report["worker_kills"]["interrupted"] == 1
+    assert causes(report) == [chaos.INTERRUPT_CAUSE]
+
+
+def test_a_connection_cut_after_the_rotation_is_window_2_and_one_before_it_is_harmless():
+    def run(fault, alive):
+        events = [
+            event(0.0, "login", chain=1, fp="a"),
+            event(1.0, "expiry", index=0, kind="expired", fault=fault),
+            event(1.1, "grant-start", LEADER, fp="a", gen=1),
+            event(1.2, "grant-error", LEADER, fp="a", code=None, **CUT),
+            event(1.3, "grant-start", OTHER, fp="a", gen=1),
+            *([event(1.4, "grant-ok", OTHER, fp="a", new="b", gen=1),
+               event(1.45, "saved", OTHER, gen=2, fp="b", dead=False)] if alive else
+              [event(1.4, "grant-error", OTHER, fp="a", kind="TokenEndpointError", code="invalid_grant", status=400,
+                     ambiguous=False, detail=REFUSED),
+               event(2.0, "login", chain=2, fp="c")]),
+            event(2.1, "resolved", index=0, seconds=1.1),
+        ]
+        return verdict(events, chains_alive=(alive,) if alive else (False, True), faults={fault: 1},
+                       reuse=0 if alive else 1)
+
+    after = run("RESET_AFTER", alive=False)
+    assert after["violations"] == [] and after["chain_deaths_by_window"] == {chaos.WINDOW_LOST: 1}
+    assert after["per_cause"][chaos.fault_cause("RESET_AFTER")]["chain_deaths"] == 1
+    before = run("RESET_BEFORE", alive=True)
+    assert before["violations"] == [] and before["chain_deaths"] == 0
+    # The same reset with the chain dead after a reset *before* processing: no lost rotation explains it.
+    wrong = run("RESET_BEFORE", alive=False)
+    assert any("no lost rotation" in v for v in wrong["violations"]), wrong["violations"]
