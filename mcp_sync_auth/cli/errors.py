@@ -93,6 +93,9 @@ def failure_of(exc: BaseException, args: argparse.Namespace) -> Optional[Failure
         return Failure(str(exc))
     if isinstance(exc, requests.RequestException):
         return Failure(_network_failure(exc))
+    if isinstance(exc, UnicodeEncodeError):  # most often the output, on a terminal that is not UTF-8
+        hint = "if this is the output, set PYTHONIOENCODING=utf-8"
+        return Failure(f"text that {exc.encoding} cannot encode ({exc.reason})", EXIT_ERROR, hint)
     if isinstance(exc, OSError):  # a folder or file we may not read or write, a full disk...
         where = f": {exc.filename}" if exc.filename else ""
         return Failure(f"{exc.strerror or exc}{where}")
@@ -120,8 +123,8 @@ def _network_failure(exc: requests.RequestException) -> str:
     where = f" {scheme}://{host}" if host else ""
     if host and port != {"https": 443, "http": 80}.get(scheme):
         where += f":{port}"
-    if isinstance(exc, requests.Timeout):
-        return f"no answer from{where or ' the server'} in time ({_deepest_reason(exc)})"
+    if isinstance(exc, requests.Timeout):  # urllib3's text says no more than this
+        return f"no answer from{where or ' the server'} in time"
     if isinstance(exc, requests.ConnectionError):
         return f"cannot reach{where or ' the server'}: {_deepest_reason(exc)}"
     return one_line(str(exc))

@@ -18,10 +18,11 @@ def assert_no_traceback(*outputs):
         assert "Exception ignored" not in (text or ""), text  # what the interpreter's last flush says
 
 
-def start(store_dir, *args, **popen):
-    """The command running, its stdout and stderr as text pipes (unless ``popen`` says otherwise)."""
+def start(store_dir, *args, environment=None, **popen):
+    """The command running, its stdout and stderr as text pipes (unless ``popen`` says otherwise);
+    ``environment`` adds variables to ours."""
     command = [sys.executable, "-m", "mcp_sync_auth.cli", "--store", str(store_dir), *args]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, **(environment or {}), "PYTHONPATH": str(ROOT)}
     options = dict(stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     options.update(popen)
     return subprocess.Popen(command, cwd=ROOT, env=env, **options)

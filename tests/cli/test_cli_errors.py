@@ -12,7 +12,7 @@ from mcp_sync_auth.cli import errors as cli_errors
 from mcp_sync_auth.cli.main import main
 
 from ..helpers import start_lock_holder
-from .shell import run
+from .shell import finish, run, start
 
 
 def cli(store_dir, *args):
@@ -107,6 +107,17 @@ def test_a_store_folder_we_may_not_write_is_one_line(auth, server, store_dir):
     assert err.startswith("mcp-sync-auth: ")
     assert all(line.startswith(("mcp-sync-auth: ", "hint: ")) for line in lines(err))
     assert server.audit.refresh_ok == 0  # nothing is spent that could not be stored
+
+
+def test_output_the_terminal_cannot_encode_is_one_line_with_a_hint(auth, server, store_dir):
+    shell = start(store_dir, "call", server.mcp_url, "echo", "--arg", "text=h\u00e9llo",
+                  environment={"PYTHONIOENCODING": "ascii"})
+    code, out, err = finish(shell)
+    assert code == cli_errors.EXIT_ERROR and out == ""
+    assert err == (
+        "mcp-sync-auth: text that ascii cannot encode (ordinal not in range(128))\n"
+        "hint: if this is the output, set PYTHONIOENCODING=utf-8\n"
+    )
 
 
 BAD_URLS = [
