@@ -22,6 +22,7 @@ from requests.auth import AuthBase
 
 from .. import _version
 from .._util.redact import clean_server_text
+from .._util.urls import checked_server_url
 from ..errors import ConfigurationError, MCPProtocolError, ToolError
 from . import jsonrpc
 from .transport import (
@@ -95,7 +96,7 @@ class MCPClient:
             raise ConfigurationError(f"unsupported MCP protocol version {protocol_version!r} (supported: {supported})")
         if not timeout > 0:
             raise ConfigurationError("timeout must be a positive number of seconds")
-        self.url = url
+        self.url = checked_server_url(url)
         self._client_info = _client_info(client_info)
         self._requested_version = protocol_version
         self._owns_session = session is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 from typing import Optional
 from urllib.parse import urlsplit, urlunsplit
 
@@ -24,16 +25,50 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+# Everything between the scheme and the last "@": where a password may be, however the text parses
+# (a password may contain "/" or "#"). Hiding too much of a refused URL is fine; showing a password is not.
+_USERINFO = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.-]*:)?//)?.*@", re.DOTALL)
+
+
+def shown_url(url: str) -> str:
+    """A URL given to us, as a message may quote it: a ``user:password@`` part is never shown.
+    Only for URLs that are refused or may carry credentials (it may hide more than the userinfo)."""
+    return repr(_USERINFO.sub(r"\1***@", url))
+
+
+def checked_server_url(url: object, what: str = "the MCP server URL") -> str:
+    """``url`` without surrounding blanks, if it can name a server: an http(s) URL with a host, and
+    neither credentials nor a fragment (RFC 8707 §2: a resource indicator has none, and dropping one
+    silently would make a typo look like success). ConfigurationError otherwise; the message never
+    contains a password."""
+    if not isinstance(url, str):
+        raise ConfigurationError(f"{what} must be a string, not {type(url).__name__}")
+    text = url.strip()
+    if not text:
+        raise ConfigurationError(f"{what} is empty")
+    try:
+        parts = urlsplit(text)
+        hostname = parts.hostname
+        _ = parts.port  # a port out of range or not a number raises here
+    except ValueError:
+        raise ConfigurationError(f"{what} is not a valid URL: {shown_url(text)}") from None
+    if parts.scheme.lower() not in ("http", "https") or not hostname:
+        raise ConfigurationError(f"{what} is not an http(s) URL: {shown_url(text)}")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigurationError(f"{what} must not carry credentials (user:password@): {shown_url(text)}")
+    if "#" in text:
+        raise ConfigurationError(f"{what} must not have a fragment (#...): {shown_url(text)}")
+    return text
+
+
 def canonical_resource(url: str) -> str:
     """The MCP server URL as a resource indicator (RFC 8707, MCP "canonical server URI").
 
-    Lower-case scheme and host, no fragment, no trailing slash unless the path is only "/".
+    Lower-case scheme and host, no trailing slash unless the path is only "/". A URL that cannot be
+    one (see :func:`checked_server_url`) raises ConfigurationError.
     """
-    parts = urlsplit(url.strip())
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(f"not an http(s) URL: {url!r}")
-    if parts.username or parts.password:
-        raise ConfigurationError("the MCP server URL must not carry credentials")
+    parts = urlsplit(checked_server_url(url))
+    assert parts.hostname is not None
     netloc = parts.hostname.lower()
     if ":" in netloc:
         netloc = f"[{netloc}]"

@@ -1,4 +1,9 @@
-"""The ``mcp-sync-auth`` command line."""
+"""The ``mcp-sync-auth`` command line.
+
+Results go to stdout, messages to stderr: one ``mcp-sync-auth: <message>`` line per error (and
+``hint: ...`` where the message does not say what to do), never a traceback for anything a user can
+cause. The exit codes are in :mod:`.errors` and in ``mcp-sync-auth --help``.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,7 @@ import importlib
 import os
 import sys
 import time
-from typing import Optional, Sequence, cast
-
-import requests
+from typing import Collection, Optional, Sequence, cast
 
 from .. import demo
 from .._chain.keys import ChainKey, ChainRecord, RegistrationKey
@@ -19,13 +22,14 @@ from .._stores.inventory import Unreadable
 from .._util.urls import canonical_resource
 from .._version import __version__
 from ..auth import MCPAuth
-from ..errors import AuthorizationRequired, ConfigurationError, CorruptTokenCache, MCPAuthError, TokenStoreError
+from ..errors import ConfigurationError, CorruptTokenCache, TokenStoreError
+from . import errors as cli_errors
+from . import logs as cli_logs
 from . import tools as cli_tools
+from .arguments import add_lock_timeout, add_verbosity, server_url
+from .errors import EXIT_ERROR, EXIT_LOGIN_NEEDED, EXIT_OK, EXIT_TOOL_ERROR, EXIT_USAGE
 
-# 2 is argparse's own exit code for a usage error.
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_LOGIN_NEEDED = 3
+__all__ = ["EXIT_ERROR", "EXIT_LOGIN_NEEDED", "EXIT_OK", "EXIT_TOOL_ERROR", "EXIT_USAGE", "build_parser", "main"]
 
 
 def _describe_expiry(record: ChainRecord, now: float) -> str:
@@ -49,7 +53,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     wanted = canonical_resource(args.url) if args.url else None
     found = store.inventory()
     records = [r for r in found.records if wanted is None or r.key.resource == wanted]
-    lock_timeout = getattr(args, "lock_timeout", None)
+    lock_timeout = args.lock_timeout
     problems: list[tuple[Unreadable, TokenStoreError]] = []
     for entry in found.unreadable:
         if _concerns(entry, wanted):
@@ -152,7 +156,10 @@ def _load_handler(spec: Optional[str]) -> Optional[AuthorizationHandler]:
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise ConfigurationError(f"--authorization-handler takes MODULE:FUNCTION, not {spec!r}")
-    handler = getattr(importlib.import_module(module_name), attribute)
+    try:
+        handler = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(f"--authorization-handler {spec}: {exc}") from None
     if not callable(handler):
         raise ConfigurationError(f"{spec} is not callable")
     return cast(AuthorizationHandler, handler)
@@ -168,6 +175,7 @@ def _auth_from(args: argparse.Namespace, *, interactive: bool) -> MCPAuth:
         interactive=interactive,
         headless=getattr(args, "headless", False),
         authorization_handler=_load_handler(getattr(args, "authorization_handler", None)),
+        lock_timeout=args.lock_timeout,
     )
 
 
@@ -203,8 +211,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         return run_demo(demo.from_arguments(args))
     except DemoError as exc:
-        print(f"mcp-sync-auth demo: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return cli_errors.report(cli_errors.Failure(f"demo: {exc}"))
 
 
 def _add_login_option(parser: argparse.ArgumentParser, *, login_flag: bool = True) -> None:
@@ -212,18 +219,26 @@ def _add_login_option(parser: argparse.ArgumentParser, *, login_flag: bool = Tru
     if login_flag:
         parser.add_argument("--login", action="store_true", help="log in if there is no usable chain")
     parser.add_argument("--authorization-handler", metavar="MODULE:FUNCTION", help=argparse.SUPPRESS)
+    add_lock_timeout(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mcp-sync-auth", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="mcp-sync-auth",
+        description="OAuth for MCP servers from a shell: log in, print tokens, list and call tools.",
+        epilog=cli_errors.exit_codes_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    add_verbosity(parser)
     parser.add_argument("--store", default=None, help="token folder (default: $MCP_SYNC_AUTH_HOME or the cache)")
     commands = parser.add_subparsers(dest="command", required=True)
     status = commands.add_parser("status", help="list stored chains (no secrets)")
-    status.add_argument("url", nargs="?", help="only chains for this MCP server")
+    status.add_argument("url", nargs="?", type=server_url, help="only chains for this MCP server")
+    add_lock_timeout(status, shown=f"{STATUS_LOCK_TIMEOUT:g} s; only a corrupt file is locked, to move it aside")
     status.set_defaults(run=cmd_status)
     login = commands.add_parser("login", help="log in to an MCP server (browser, or --headless)")
-    login.add_argument("url")
+    login.add_argument("url", type=server_url)
     login.add_argument("--headless", action="store_true", help="print the URL and read back the redirect")
     login.add_argument("--client-id", help="a client registered by hand (else discovery decides)")
     login.add_argument("--client-secret", help="its secret (or $MCP_SYNC_AUTH_CLIENT_SECRET)")
@@ -231,19 +246,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_login_option(login, login_flag=False)
     login.set_defaults(run=cmd_login)
     token = commands.add_parser("token", help="print a valid access token (refreshed if needed)")
-    token.add_argument("url")
+    token.add_argument("url", type=server_url)
     _add_login_option(token)
     token.set_defaults(run=cmd_token)
     logout = commands.add_parser("logout", help="forget the tokens stored for an MCP server")
-    logout.add_argument("url")
-    logout.add_argument("--lock-timeout", type=float, default=30.0)
+    logout.add_argument("url", type=server_url)
+    add_lock_timeout(logout, 30.0, "30 s")
     logout.set_defaults(run=cmd_logout)
     tools = commands.add_parser("tools", help="list the MCP server's tools as JSON")
-    tools.add_argument("url")
+    tools.add_argument("url", type=server_url)
     _add_login_option(tools)
     tools.set_defaults(run=cmd_tools)
     call = commands.add_parser("call", help="call an MCP tool, print its result as JSON (exit 4 if it failed)")
-    call.add_argument("url")
+    call.add_argument("url", type=server_url)
     call.add_argument("tool")
     given = call.add_mutually_exclusive_group()
     given.add_argument(
@@ -261,18 +276,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # a usage error exits 2 here, as argparse does
+    try:
+        with cli_logs.to_stderr(cli_logs.level_for(args.verbose, args.quiet)) as log_lines:
+            return _run(args, log_lines.said)
+    except KeyboardInterrupt:  # a second Ctrl-C while the first one was being reported
+        return cli_errors.report(cli_errors.INTERRUPTED)
+
+
+def _run(args: argparse.Namespace, said: Collection[str]) -> int:
     try:
         code: int = args.run(args)
-    except AuthorizationRequired as exc:
-        print(f"mcp-sync-auth: {exc}", file=sys.stderr)
-        return EXIT_LOGIN_NEEDED
-    except MCPAuthError as exc:
-        print(f"mcp-sync-auth: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except requests.RequestException as exc:  # the server cannot be reached, timed out...
-        print(f"mcp-sync-auth: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        sys.stdout.flush()  # a closed pipe shows here, where we can stay quiet about it
+    except BrokenPipeError:
+        return cli_errors.stdout_closed()
+    except KeyboardInterrupt:
+        # Nothing is lost: a refresh grant in flight finished and was stored before this was raised,
+        # and every file is written whole or not at all (temp file, then rename).
+        return cli_errors.report(cli_errors.INTERRUPTED, said)
+    except Exception as exc:
+        failure = cli_errors.failure_of(exc, args)
+        if failure is None:
+            raise  # a bug: its traceback is what a report needs
+        return cli_errors.report(failure, said)
     return code
 
 

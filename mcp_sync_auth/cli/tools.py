@@ -13,10 +13,9 @@ from typing import Any, Dict, Optional, Sequence, Union
 from .._mcp.client import MCPClient
 from ..auth import MCPAuth
 from ..errors import ToolError
+from .errors import EXIT_TOOL_ERROR
 
 __all__ = ["EXIT_TOOL_ERROR", "ToolArgument", "call_tool", "json_object", "list_tools"]
-
-EXIT_TOOL_ERROR = 4
 
 
 def _print_json(value: Any) -> None:

@@ -1,11 +1,12 @@
 """MCPAuth's options: grouped value objects and the single keywords mean the same; one timeout, read once."""
 
 import math
+import traceback
 
 import pytest
 import requests
 
-from mcp_sync_auth import ClientSettings, ConfigurationError, FileTokenStore, LoginOptions, MCPAuth, Timeouts
+from mcp_sync_auth import ClientSettings, ConfigurationError, FileTokenStore, LoginOptions, MCPAuth, MCPClient, Timeouts
 from mcp_sync_auth._util.timeouts import DEFAULT_GRANT_READ, MIN_GRANT_READ
 
 from ..login_helpers import browser
@@ -119,3 +120,44 @@ def test_every_oauth_request_of_a_login_gets_the_same_timeouts_and_the_grant_its
     assert grants == [(3.0, DEFAULT_GRANT_READ)]
     assert len(others) >= 3 and set(others) == {(3.0, 7.0)}
     assert echo_call(http, server.mcp_url, auth, "after login") == "ok"
+
+
+BAD_URLS = [
+    (None, "must be a string"),
+    (123, "must be a string"),
+    ("", "is empty"),
+    ("   ", "is empty"),
+    ("mcp.example.com/mcp", "not an http"),
+    ("ftp://mcp.example.com/mcp", "not an http"),
+    ("https:///mcp", "not an http"),
+    ("http://[::1/mcp", "not a valid URL"),
+    ("https://mcp.example.com:99999/mcp", "not a valid URL"),
+    ("https://mcp.example.com/mcp#x", "fragment"),
+    ("https://mcp.example.com/mcp#", "fragment"),
+    ("https://user:hunter2pw@mcp.example.com/mcp", "credentials"),
+    ("https://user@mcp.example.com/mcp", "credentials"),
+    ("https://user:hun/ter2pw@mcp.example.com/mcp", "not a valid URL"),  # the password holds a "/"
+    ("ftp://user:hunter2pw@mcp.example.com/mcp", "not an http"),
+]
+
+
+@pytest.mark.parametrize(("url", "why"), BAD_URLS)
+def test_a_server_url_that_cannot_work_is_refused_at_construction(url, why):
+    with pytest.raises(ConfigurationError, match=why) as caught:
+        MCPAuth(url, interactive=False)
+    shown = "".join(traceback.format_exception(caught.type, caught.value, caught.tb))
+    assert "hunter2pw" not in shown + repr(caught.value)  # nor "hun", from the port parser's own message
+    assert "'hun'" not in shown
+
+
+@pytest.mark.parametrize(("url", "why"), BAD_URLS)
+def test_the_mcp_client_refuses_the_same_urls(url, why):
+    with pytest.raises(ConfigurationError, match=why) as caught:
+        MCPClient(url)
+    assert "hunter2pw" not in str(caught.value)
+
+
+@pytest.mark.parametrize("lock_timeout", [0, -1, math.inf, math.nan, True, "5"])
+def test_a_lock_timeout_that_could_never_work_is_refused(lock_timeout):
+    with pytest.raises(ConfigurationError, match="lock_timeout"):
+        MCPAuth("https://mcp.example.com/mcp", lock_timeout=lock_timeout)

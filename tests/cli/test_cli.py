@@ -1,7 +1,6 @@
-import subprocess
-import sys
-
 from mcp_sync_auth.cli.main import main
+
+from .shell import run
 
 
 def test_status_lists_chains_without_secrets(auth, server, store_dir, capsys):
@@ -23,8 +22,5 @@ def test_logout_removes_the_chain(auth, server, store_dir, capsys):
 
 
 def test_the_console_entry_point_runs(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-m", "mcp_sync_auth.cli", "--store", str(tmp_path / "s"), "status"],
-        capture_output=True, text=True, check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    code, _, err = run(tmp_path / "s", "status")
+    assert code == 0, err

@@ -1,28 +1,12 @@
 """The command line against StrictAuthServer: login with an injected handler, then `token` from many shells."""
 
 import dataclasses
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 from mcp_sync_auth import FileTokenStore
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-
-
-def cli(store_dir, *args, **popen):
-    command = [sys.executable, "-m", "mcp_sync_auth.cli", "--store", str(store_dir), *args]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, **popen)
-
-
-def run(store_dir, *args):
-    process = cli(store_dir, *args)
-    out, err = process.communicate(timeout=60)
-    return process.returncode, out, err
+from .shell import finish, run
+from .shell import start as cli
 
 
 def test_login_then_status_then_token(server, store_dir):
@@ -52,9 +36,9 @@ def test_eight_shells_after_expiry_make_one_refresh(server, store_dir):
     expired = dataclasses.replace(record.tokens, expires_at=time.time() - 1)
     store.save(dataclasses.replace(record, tokens=expired))
     shells = [cli(store_dir, "token", server.mcp_url) for _ in range(8)]
-    outputs = [shell.communicate(timeout=60) for shell in shells]
-    assert all(shell.returncode == 0 for shell in shells), [err for _, err in outputs]
-    tokens = {out.strip() for out, _ in outputs}
+    outputs = [finish(shell) for shell in shells]
+    assert all(code == 0 for code, _, _ in outputs), [err for _, _, err in outputs]
+    tokens = {out.strip() for _, out, _ in outputs}
     assert len(tokens) == 1
     audit = server.audit
     assert audit.refresh_ok == 1 and audit.reuse_detections == 0

@@ -1,16 +1,12 @@
 """`mcp-sync-auth tools` and `mcp-sync-auth call`: JSON on stdout, exit codes a script can test."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from mcp_sync_auth.cli.main import main
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+from .shell import run
 
 
 def cli(store_dir, *args):
@@ -92,11 +88,9 @@ def test_malformed_arguments_are_usage_errors(server, store_dir, arguments, caps
 
 
 def test_exit_codes_from_a_shell(auth, server, store_dir):
-    command = [sys.executable, "-m", "mcp_sync_auth.cli", "--store", str(store_dir), "call", server.mcp_url]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    ok = subprocess.run([*command, "echo", "--arg", "text=hi"], capture_output=True, text=True, env=env, check=False)
-    assert ok.returncode == 0, ok.stderr
-    assert json.loads(ok.stdout)["content"][0]["text"] == "hi"
-    failed = subprocess.run([*command, "fail"], capture_output=True, text=True, env=env, check=False)
-    assert failed.returncode == 4
-    assert json.loads(failed.stdout)["isError"] is True
+    code, out, err = run(store_dir, "call", server.mcp_url, "echo", "--arg", "text=hi")
+    assert code == 0, err
+    assert json.loads(out)["content"][0]["text"] == "hi"
+    code, out, err = run(store_dir, "call", server.mcp_url, "fail")
+    assert code == 4
+    assert json.loads(out)["isError"] is True
