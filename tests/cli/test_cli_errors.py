@@ -86,6 +86,20 @@ def test_a_held_lock_times_out_after_lock_timeout_with_a_hint(auth, server, stor
     assert server.audit.refresh_ok == 1
 
 
+def test_a_wait_of_more_than_two_seconds_says_once_who_is_waited_for(auth, server, store_dir):
+    expire(store_dir, auth.key)
+    holder = start_lock_holder(store_dir, auth.key)
+    try:
+        code, out, err = run(store_dir, "token", server.mcp_url, "--lock-timeout", "3")
+    finally:
+        holder.communicate("release\n", timeout=30)
+    assert code == cli_errors.EXIT_ERROR and out == ""
+    notice, message, hint = lines(err)
+    assert notice.startswith("mcp-sync-auth: another process is refreshing ") and "up to 3 s" in notice
+    assert message.startswith("mcp-sync-auth: could not lock the chain") and "--lock-timeout" in hint
+    assert server.audit.token_requests == 0
+
+
 def test_an_os_error_is_one_line(auth, server, store_dir, monkeypatch, capsys):
     def denied(self):
         raise PermissionError(13, "Permission denied", str(store_dir))
