@@ -19,13 +19,20 @@ from urllib.parse import urlsplit
 import requests
 
 from .._chain.tokens import TokenSet
+from .._util.sessions import SessionSource
 from .._util.timeouts import Timeouts
 from ..errors import AuthorizationFailed, ConfigurationError, RegistrationFailed
 from .challenge import BearerChallenge
 from .client_auth import choose_auth_method
-from .discovery import AuthorizationServerMetadata, Discovery, ProtectedResourceMetadata
+from .discovery import (
+    AuthorizationServerMetadata,
+    Discovery,
+    ProtectedResourceMetadata,
+    protected_resource_metadata_urls,
+)
 from .loopback import CALLBACK_PATH, LoopbackReceiver
 from .pkce import build_authorization_request, code_from_redirect
+from .probe import not_a_resource, probe
 from .registration import METADATA_DOCUMENT, PRE_REGISTERED, ClientRegistration, Registrar
 from .settings import AuthorizationHandler, ClientSettings, LoginOptions
 from .token_client import TokenEndpointClient
@@ -66,6 +73,7 @@ class AuthorizationFlow:
         self._discovery = discovery
         self._registrar = registrar
         self._session = session
+        self._sessions = SessionSource(session)  # for the probe of the MCP URL
         self._timeout = timeout
         self._clock = clock
         self._handler = login.authorization_handler
@@ -77,14 +85,29 @@ class AuthorizationFlow:
     # -- discovery -------------------------------------------------------------------------------
 
     def plan(self, challenge: Optional[BearerChallenge], *, fresh: bool = False) -> Plan:
+        """Where to log in. Every check that can refuse the URL (the resource named by its metadata,
+        that it is a protected resource at all) runs here, before any registration or browser."""
         if fresh:
             self._discovery.invalidate(self.resource)
         prm = self._discovery.protected_resource(self.resource, challenge)
+        if prm is None and challenge is None:
+            prm = self._confirm_protected()
         if prm is None:
             # A 2025-03-26 server: authorization server metadata (or default endpoints) at its origin.
             return Plan(self.resource, None, self._discovery.legacy_authorization_server(self.resource))
         issuer = prm.authorization_servers[0]
         return Plan(self.resource, prm, self._discovery.authorization_server(issuer))
+
+    def _confirm_protected(self) -> Optional[ProtectedResourceMetadata]:
+        """No metadata at the well-known URLs, and no 401 of this URL started the login: ask the URL.
+        Its 401 may name the metadata (checked against the URL like any other); a plain 401 is a
+        2025-03-26 server (None); anything else means the URL is wrong, and nothing is spent on it."""
+        answer = probe(self._sessions.get(), self.resource, self._timeout)
+        if not answer.protected:
+            raise not_a_resource(self.resource, answer, protected_resource_metadata_urls(self.resource))
+        if answer.challenge is not None and answer.challenge.resource_metadata:
+            return self._discovery.protected_resource(self.resource, answer.challenge)
+        return None
 
     # -- who we are --------------------------------------------------------------------------------
 
