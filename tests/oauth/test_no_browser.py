@@ -6,7 +6,6 @@ login a real terminal (a pty) or none. Logins go to StrictAuthServer over real H
 
 import io
 import os
-import pty
 import re
 import select
 import subprocess
@@ -23,9 +22,18 @@ from mcp_sync_auth._oauth.browser import usable_browser
 
 from ..login_helpers import browser
 
+try:
+    import pty
+except ImportError:  # not POSIX: the tests that need it are skipped
+    pty = None
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 NO_DISPLAY = ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER")
 HANG_GUARD = 60.0  # seconds; only ever reached when the code under test hangs
+# macOS and Windows always count as having a browser: a login there would open a real one.
+display_rules = pytest.mark.skipif(
+    os.name != "posix" or sys.platform == "darwin", reason="the DISPLAY rules apply to Linux and other POSIX desktops"
+)
 
 # A child process that logs in with nothing but the URL: MCPAuth decides how to reach the person.
 CHILD = textwrap.dedent(
@@ -88,6 +96,7 @@ def test_which_hosts_have_a_usable_browser(environ, platform, usable):
     assert usable_browser(environ, platform) is usable
 
 
+@display_rules
 def test_no_display_and_no_terminal_fails_at_once_naming_the_headless_login(
     server, store_dir, clock, monkeypatch
 ):
@@ -113,6 +122,7 @@ def test_no_display_and_no_terminal_fails_at_once_naming_the_headless_login(
     assert audit.registrations == 0 and audit.authorization_requests == 0 and audit.token_requests == 0
 
 
+@display_rules
 def test_no_display_at_a_terminal_logs_in_by_pasting_the_redirect(server, store_dir, tmp_path):
     master, slave = pty.openpty()
     try:
@@ -155,6 +165,7 @@ def test_no_display_at_a_terminal_logs_in_by_pasting_the_redirect(server, store_
     assert record.key.resource == server.mcp_url
 
 
+@display_rules
 def test_a_browser_named_by_browser_still_logs_in_through_the_loopback_receiver(server, store_dir, tmp_path):
     fake = executable(tmp_path / "fake-browser", FAKE_BROWSER.format(python=sys.executable))
     run = subprocess.run(
@@ -169,6 +180,7 @@ def test_a_browser_named_by_browser_still_logs_in_through_the_loopback_receiver(
     assert "/callback" in audit.last_authorization_params["redirect_uri"]
 
 
+@display_rules
 def test_a_browser_that_cannot_start_without_a_terminal_fails_at_once(server, store_dir, tmp_path):
     broken = executable(tmp_path / "broken-browser", "#!/bin/sh\nexit 1\n")
     run = subprocess.run(
