@@ -167,10 +167,18 @@ class _Mismatch(DiscoveryError):
 
 
 class ResourceMismatch(_Mismatch):
-    """The protected resource metadata describes another resource than the MCP server (RFC 9728 §3.3).
+    """The protected resource metadata describes another resource than the MCP server (RFC 9728 §3.3),
+    or nothing at the URL asked for is a protected resource (no metadata describes it, and it does not
+    ask for authorization): most often a mistyped URL.
 
-    Its document must not be used: no authorization request is made for it.
+    No registration and no authorization request is made for it. ``expected`` is the URL asked for,
+    ``actual`` what the metadata describes (None when no document was found), and ``suggestion`` the
+    resource of the same origin the metadata offers instead, if there is one.
     """
+
+    def __init__(self, message: str, *, suggestion: Optional[str] = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.suggestion = suggestion
 
 
 class IssuerMismatch(_Mismatch):

@@ -6,9 +6,10 @@
         ...
         assert docs.requested == ["/.well-known/oauth-protected-resource/mcp"]
 
-Unregistered paths answer 404. Paths are matched exactly, query string included. A header value
-that is a list is sent as several header lines; ``sized=False`` sends the body without
-Content-Length (the connection closes after it). ``delay`` is seconds to wait before answering, or
+GET and POST are answered alike (a POST body is read and dropped). Unregistered paths answer 404.
+Paths are matched exactly, query string included. A header value that is a list is sent as
+several header lines; ``sized=False`` sends the body without Content-Length (the connection closes
+after it). ``delay`` is seconds to wait before answering, or
 a ``threading.Event`` that holds the answer until the test sets it.
 """
 
@@ -41,6 +42,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         self.end_headers()
         self.wfile.write(body)
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.do_GET()
 
     def log_message(self, format, *args):
         pass

@@ -33,6 +33,7 @@ from .._util.sessions import SessionSource
 from .._util.timeouts import TimeoutLike, Timeouts
 from .._util.untrusted import loads_shallow, read_at_most
 from .._util.urls import canonical_resource, require_secure
+from .._util.urls import origin as origin_of
 from ..errors import ConfigurationError, DiscoveryError, IssuerMismatch, ResourceMismatch
 from .challenge import BearerChallenge
 
@@ -165,6 +166,13 @@ def _check_issuer(issuer: object) -> str:
     return issuer
 
 
+def protected_resource_metadata_urls(mcp_url: str) -> tuple[str, ...]:
+    """The well-known URLs tried for an MCP server URL when no challenge names one: path-inserted, root."""
+    _, origin_url, rest = _resource_parts(mcp_url)
+    root = f"{origin_url}{PRM_SUFFIX}"
+    return (f"{root}{rest}", root) if rest else (root,)
+
+
 def authorization_server_metadata_urls(issuer: str) -> list[str]:
     """The well-known URLs to try for an issuer, in the MCP spec's order."""
     parts = urlsplit(issuer)
@@ -260,12 +268,19 @@ def _parse_protected_resource(
     if not matches:
         # RFC 9728 §3.3: the data MUST NOT be used. Raised, never skipped, so no later candidate
         # and no authorization request can follow from it.
+        suggestion = _suggestion(resource, expected[0])
+        advice = (
+            f"did you mean {clean_server_text(suggestion)}?"
+            if suggestion is not None
+            else "that is not this server's URL; check the URL"
+        )
         raise ResourceMismatch(
-            f"the protected resource metadata at {_show(url)} is for {_show(resource)}, "
-            f"not for the MCP server {_show(expected[0])}; refusing to use it",
+            f"the protected resource metadata at {_show(url)} describes {_show(resource)}, "
+            f"not the URL asked for, {_show(expected[0])}; refusing to use it: {advice}",
             url=url,
             expected=expected[0],
             actual=clean_server_text(resource),
+            suggestion=suggestion,
         )
     servers = _optional(document, "authorization_servers")
     if not isinstance(servers, list) or not servers:
@@ -285,6 +300,15 @@ def _parse_protected_resource(
         url=url,
         document=_frozen(document),
     )
+
+
+def _suggestion(resource: str, asked: str) -> Optional[str]:
+    """The resource a document offers, as the URL to use instead of ``asked``: only on the same
+    origin (a mistyped path), never another host, which a hostile document could name to phish."""
+    offered = _split(resource)
+    if offered is None or _split(asked) is None or "#" in resource or offered.scheme.lower() not in ("http", "https"):
+        return None
+    return clean_server_text(resource) if origin_of(resource) == origin_of(asked) else None
 
 
 def _parse_authorization_server(

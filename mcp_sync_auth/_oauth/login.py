@@ -12,20 +12,27 @@ import dataclasses
 import logging
 import socket
 import sys
-import webbrowser
 from typing import Callable, Optional, Sequence
 from urllib.parse import urlsplit
 
 import requests
 
 from .._chain.tokens import TokenSet
+from .._util.sessions import SessionSource
 from .._util.timeouts import Timeouts
-from ..errors import AuthorizationFailed, ConfigurationError, RegistrationFailed
+from ..errors import AuthorizationFailed, AuthorizationRequired, ConfigurationError, RegistrationFailed, login_needed
+from .browser import Browser
 from .challenge import BearerChallenge
 from .client_auth import choose_auth_method
-from .discovery import AuthorizationServerMetadata, Discovery, ProtectedResourceMetadata
+from .discovery import (
+    AuthorizationServerMetadata,
+    Discovery,
+    ProtectedResourceMetadata,
+    protected_resource_metadata_urls,
+)
 from .loopback import CALLBACK_PATH, LoopbackReceiver
 from .pkce import build_authorization_request, code_from_redirect
+from .probe import not_a_resource, probe
 from .registration import METADATA_DOCUMENT, PRE_REGISTERED, ClientRegistration, Registrar
 from .settings import AuthorizationHandler, ClientSettings, LoginOptions
 from .token_client import TokenEndpointClient
@@ -33,6 +40,8 @@ from .token_client import TokenEndpointClient
 log = logging.getLogger(__name__)
 
 OFFLINE_ACCESS = "offline_access"
+# How a login reaches the person (AuthorizationFlow._mode).
+_HANDLER, _PASTE, _BROWSER = "handler", "paste", "browser"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,31 +69,49 @@ class AuthorizationFlow:
         timeout: Timeouts,
         clock: Callable[[], float],
         login: LoginOptions,
+        browser: Optional[Browser] = None,
     ) -> None:
         self.resource = resource
         self.settings = settings
         self._discovery = discovery
         self._registrar = registrar
         self._session = session
+        self._sessions = SessionSource(session)  # for the probe of the MCP URL
         self._timeout = timeout
         self._clock = clock
         self._handler = login.authorization_handler
         self._headless = login.headless
         self._login_timeout = login.timeout
+        self._browser = browser if browser is not None else Browser()
         # What the last login asked for: the held scopes on step-up when the server does not echo them.
         self.last_requested_scopes: tuple[str, ...] = ()
 
     # -- discovery -------------------------------------------------------------------------------
 
     def plan(self, challenge: Optional[BearerChallenge], *, fresh: bool = False) -> Plan:
+        """Where to log in. Every check that can refuse the URL (the resource named by its metadata,
+        that it is a protected resource at all) runs here, before any registration or browser."""
         if fresh:
             self._discovery.invalidate(self.resource)
         prm = self._discovery.protected_resource(self.resource, challenge)
+        if prm is None and challenge is None:
+            prm = self._confirm_protected()
         if prm is None:
             # A 2025-03-26 server: authorization server metadata (or default endpoints) at its origin.
             return Plan(self.resource, None, self._discovery.legacy_authorization_server(self.resource))
         issuer = prm.authorization_servers[0]
         return Plan(self.resource, prm, self._discovery.authorization_server(issuer))
+
+    def _confirm_protected(self) -> Optional[ProtectedResourceMetadata]:
+        """No metadata at the well-known URLs, and no 401 of this URL started the login: ask the URL.
+        Its 401 may name the metadata (checked against the URL like any other); a plain 401 is a
+        2025-03-26 server (None); anything else means the URL is wrong, and nothing is spent on it."""
+        answer = probe(self._sessions.get(), self.resource, self._timeout)
+        if not answer.protected:
+            raise not_a_resource(self.resource, answer, protected_resource_metadata_urls(self.resource))
+        if answer.challenge is not None and answer.challenge.resource_metadata:
+            return self._discovery.protected_resource(self.resource, answer.challenge)
+        return None
 
     # -- who we are --------------------------------------------------------------------------------
 
@@ -200,9 +227,10 @@ class AuthorizationFlow:
     def _authorization_code(
         self, plan: Plan, scopes: Sequence[str], generation: int
     ) -> tuple[ClientRegistration, TokenSet]:
+        mode = self._mode()  # before the registration and the receiver: fails at once if nobody can log in
         receiver: Optional[LoopbackReceiver] = None
         redirect_uri = self.settings.redirect_uri
-        if self._handler is None and not self._headless:
+        if mode == _BROWSER:
             receiver = LoopbackReceiver(_port_of(redirect_uri) if redirect_uri else self._registered_port(plan))
             redirect_uri = receiver.redirect_uri
         elif redirect_uri is None:
@@ -222,7 +250,7 @@ class AuthorizationFlow:
                 resource=self.resource,
                 scopes=scopes,
             )
-            redirect = self._follow(request.url, receiver)
+            redirect = self._follow(request.url, mode, receiver)
         code = code_from_redirect(request, redirect)
         client = self.token_client(plan.server.token_endpoint, registration)
         tokens = client.exchange_code(
@@ -230,15 +258,44 @@ class AuthorizationFlow:
         )
         return registration, tokens
 
-    def _follow(self, url: str, receiver: Optional[LoopbackReceiver]) -> str:
+    def _mode(self) -> str:
+        """How the person is reached: the handler, the headless paste, or a browser and the loopback
+        receiver. Without a browser it is the paste at a terminal, else AuthorizationRequired."""
         if self._handler is not None:
+            return _HANDLER
+        if self._headless:
+            return _PASTE
+        if self._browser.available():
+            return _BROWSER
+        if self._browser.terminal():
+            print("No browser can be opened here (no display): log in with the URL below instead.", file=sys.stderr)
+            return _PASTE
+        raise self._nobody_to_log_in("no browser can be opened here (no DISPLAY, WAYLAND_DISPLAY or BROWSER)")
+
+    def _follow(self, url: str, mode: str, receiver: Optional[LoopbackReceiver]) -> str:
+        if mode == _HANDLER and self._handler is not None:
             return self._handler(url)
-        if receiver is None:
+        if mode == _PASTE or receiver is None:
             return paste_handler(url)
         print(f"Opening the browser to log in. If it does not open, visit:\n  {url}", file=sys.stderr)
-        if not webbrowser.open(url):
-            log.info("no browser could be opened; waiting for the redirect from a manual visit")
+        if not self._browser.open(url):
+            if not self._browser.terminal():
+                raise self._nobody_to_log_in("no browser could be started")
+            log.info("no browser could be opened; reading the redirect from the terminal")
+            return paste_handler(url)
         return receiver.wait(self._login_timeout)
+
+    def _nobody_to_log_in(self, why: str) -> AuthorizationRequired:
+        hint = (
+            f"Log in from a terminal with `mcp-sync-auth login --headless {self.resource}` (it prints the URL "
+            "to open in any browser and reads back the address you land on), or give MCPAuth headless=True "
+            "or an authorization_handler"
+        )
+        return login_needed(
+            AuthorizationRequired,
+            f"cannot log in to {self.resource}: {why}, and stdin and stderr are not a terminal to paste into",
+            hint,
+        )
 
     def _registered_port(self, plan: Plan) -> int:
         stored = self._registrar.stored(plan.issuer)

@@ -84,6 +84,10 @@ class LoginOptions:
     by hand with a token endpoint)? ``authorization_handler``: a callable given the authorization URL that
     returns the redirect URL (tests, custom UIs). ``headless``: print the URL and read the redirect back
     from the terminal instead of opening a browser. ``timeout``: seconds to wait for the person.
+
+    With neither a handler nor ``headless``, a browser is opened where one can be (macOS, Windows, a
+    ``DISPLAY``/``WAYLAND_DISPLAY``, or ``BROWSER``); without one the headless paste is used when stdin
+    and stderr are a terminal, and otherwise :class:`AuthorizationRequired` is raised at once.
     """
 
     interactive: Optional[bool] = None

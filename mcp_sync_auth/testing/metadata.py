@@ -72,6 +72,15 @@ class MetadataEndpoints:
             return json_response(404, {"error": "not_found"})
         return json_response(200, self.protected_resource_document(options))
 
+    def root_protected_resource(self, request: Request) -> Response:
+        """The root well-known URL (RFC 9728 §3.1), which clients try when the path-inserted one is
+        missing: the same document, served only with ``root_metadata`` (as some servers do)."""
+        self._state.record_metadata_request(request.path)
+        options = self._state.options
+        if not (options.serve_metadata and options.root_metadata):
+            return json_response(404, {"error": "not_found"})
+        return json_response(200, self.protected_resource_document(options))
+
     def authorization_server(self, request: Request) -> Response:
         self._state.record_metadata_request(request.path)
         options = self._state.options

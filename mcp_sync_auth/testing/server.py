@@ -47,7 +47,8 @@ class StrictAuthServer:
     (authorization_code, refresh_token, client_credentials) and ``/mcp``.
 
     Knobs (constructor keywords, also settable at run time): ``scopes_supported``,
-    ``serve_metadata``, ``allow_registration``, ``auto_consent``, ``iss_mode``,
+    ``serve_metadata``, ``root_metadata`` (the same protected resource metadata at the root
+    well-known URL too), ``allow_registration``, ``auto_consent``, ``iss_mode``,
     ``issue_refresh_tokens``, ``authorization_code_ttl``, ``prm_overrides`` and
     ``as_metadata_overrides`` (documents only; map a field to :data:`REMOVE` to delete it).
     """
@@ -65,6 +66,7 @@ class StrictAuthServer:
         host: str = "127.0.0.1",
         scopes_supported: Sequence[str] = ("mcp",),
         serve_metadata: bool = True,
+        root_metadata: bool = False,
         allow_registration: bool = True,
         auto_consent: bool = True,
         iss_mode: str = "correct",
@@ -80,6 +82,7 @@ class StrictAuthServer:
         options = ServerOptions(
             scopes_supported=_scope_tuple(scopes_supported),
             serve_metadata=serve_metadata,
+            root_metadata=root_metadata,
             allow_registration=allow_registration,
             auto_consent=auto_consent,
             iss_mode=iss_mode,
@@ -182,6 +185,7 @@ class StrictAuthServer:
         authorize = AuthorizationEndpoint(self._state, issuer=self.issuer, resource_url=self.mcp_url)
         return {
             PRM_WELL_KNOWN + "/mcp": {"GET": metadata.protected_resource},
+            PRM_WELL_KNOWN: {"GET": metadata.root_protected_resource},
             AS_WELL_KNOWN: {"GET": metadata.authorization_server},
             "/register": {"POST": RegistrationEndpoint(self._state)},
             "/authorize": {"GET": authorize},
@@ -297,6 +301,16 @@ class StrictAuthServer:
     @serve_metadata.setter
     def serve_metadata(self, value: bool) -> None:
         self._state.update_options(serve_metadata=value)
+
+    @property
+    def root_metadata(self) -> bool:
+        """True: the protected resource metadata is also at the root well-known URL (default False:
+        only at the path-inserted one, which clients must try first)."""
+        return self._state.options.root_metadata
+
+    @root_metadata.setter
+    def root_metadata(self, value: bool) -> None:
+        self._state.update_options(root_metadata=value)
 
     @property
     def allow_registration(self) -> bool:

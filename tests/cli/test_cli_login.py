@@ -4,6 +4,7 @@ import dataclasses
 import time
 
 from mcp_sync_auth import FileTokenStore
+from mcp_sync_auth.testing import StrictAuthServer
 
 from .shell import finish, run
 from .shell import start as cli
@@ -42,3 +43,15 @@ def test_eight_shells_after_expiry_make_one_refresh(server, store_dir):
     assert len(tokens) == 1
     audit = server.audit
     assert audit.refresh_ok == 1 and audit.reuse_detections == 0
+
+
+def test_login_headless_with_a_mistyped_url_spends_nothing(clock, store_dir):
+    with StrictAuthServer(clock=clock, root_metadata=True) as server:
+        process = cli(store_dir, "login", "--headless", server.base_url + "/mpc", stdin=subprocess.DEVNULL)
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 1 and out == ""
+        assert f"did you mean {server.mcp_url}?" in err and server.base_url + "/mpc" in err
+        assert "Traceback" not in err and "Open this URL" not in err  # no paste prompt was shown
+        audit = server.audit
+        assert audit.registration_requests == 0 and audit.authorization_requests == 0
+        assert FileTokenStore(store_dir).records() == []

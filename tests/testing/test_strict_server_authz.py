@@ -186,6 +186,17 @@ def test_protected_resource_metadata(strict, http):
     assert f'resource_metadata="{strict.resource_metadata_url}"' in challenge
 
 
+def test_root_metadata_knob(clock, http):
+    with StrictAuthServer(clock=clock, root_metadata=True) as server:
+        root = server.base_url + "/.well-known/oauth-protected-resource"
+        assert http.get(root, timeout=10).json() == server.protected_resource_metadata()
+        server.serve_metadata = False  # serve_metadata=False hides both documents
+        assert http.get(root, timeout=10).status_code == 404
+        server.serve_metadata, server.root_metadata = True, False
+        assert http.get(root, timeout=10).status_code == 404
+        assert server.audit.metadata_requests == {"/.well-known/oauth-protected-resource": 3}
+
+
 def test_authorization_server_metadata(strict, http):
     assert strict.authorization_server_metadata_url == strict.base_url + "/.well-known/oauth-authorization-server"
     response = http.get(strict.authorization_server_metadata_url, timeout=10)

@@ -34,6 +34,7 @@ SAMPLES = {
     "url": "https://as.example/.well-known/oauth-authorization-server",
     "expected": "https://as.example",
     "actual": "https://evil.example",
+    "suggestion": "https://as.example/mcp",
     "www_authenticate": 'Bearer error="invalid_token"',
 }
 
