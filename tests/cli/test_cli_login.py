@@ -1,6 +1,7 @@
 """The command line against StrictAuthServer: login with an injected handler, then `token` from many shells."""
 
 import dataclasses
+import subprocess
 import time
 
 from mcp_sync_auth import FileTokenStore
@@ -48,10 +49,10 @@ def test_eight_shells_after_expiry_make_one_refresh(server, store_dir):
 def test_login_headless_with_a_mistyped_url_spends_nothing(clock, store_dir):
     with StrictAuthServer(clock=clock, root_metadata=True) as server:
         process = cli(store_dir, "login", "--headless", server.base_url + "/mpc", stdin=subprocess.DEVNULL)
-        out, err = process.communicate(timeout=60)
-        assert process.returncode == 1 and out == ""
+        code, out, err = finish(process)  # asserts no traceback
+        assert code == 1 and out == ""
         assert f"did you mean {server.mcp_url}?" in err and server.base_url + "/mpc" in err
-        assert "Traceback" not in err and "Open this URL" not in err  # no paste prompt was shown
+        assert "Open this URL" not in err  # no paste prompt was shown
         audit = server.audit
         assert audit.registration_requests == 0 and audit.authorization_requests == 0
         assert FileTokenStore(store_dir).records() == []
