@@ -93,6 +93,9 @@ WORKER_FAULTS = (*POINTS, DISK_FULL, INTERRUPT)
 # How likely a forced incarnation meets its fault each time it reaches the point: a kill or a SIGINT
 # ends the incarnation; a full disk lets it go on, so it is not made certain.
 _FORCED_CHANCE = {DISK_FULL: 0.5}
+# The fault each of the first workers is armed with until someone met it. A SIGINT ends its process
+# only when that process leads a grant, so two workers carry it.
+_FORCED = (*WORKER_FAULTS, INTERRUPT)
 FAULTS = (Fault.HTTP_500_BEFORE, Fault.RESET_BEFORE, Fault.SLOW_AFTER, Fault.RESET_AFTER)
 EXPIRY_KINDS = ("expired", "refresh-window", "revoked")
 
@@ -217,7 +220,7 @@ class Chaos:
 
     def plan(self, slot: int) -> str:
         """The fault point (``name:p``) of a worker's next incarnation, or ''."""
-        forced = WORKER_FAULTS[slot % len(WORKER_FAULTS)] if slot < 2 * len(POINTS) else None
+        forced = _FORCED[slot] if slot < len(_FORCED) else None
         if forced is not None and forced not in self.forced_points_hit:
             # Armed until the point was met once: every point is hit, whatever the seed.
             return f"{forced}:{_FORCED_CHANCE.get(forced, 1)}"

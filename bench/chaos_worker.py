@@ -12,7 +12,8 @@ environment from the start). It shares with the driver:
   the counts survive a SIGKILL).
 
 The refresh grant, the store write and a failed reservation (a full disk, from the ``reserve`` fault
-point) are observed by wrapping ``TokenEndpointClient.refresh``, ``FileTokenStore.save`` and
+point) are observed by wrapping ``TokenEndpointClient.refresh``, ``FileTokenStore.save`` (dead marks,
+retried writes), ``FileReservation.commit`` (a refresh's write, into its reserved room) and
 ``FileTokenStore.reserve``; nothing else of the library is touched.
 
 The main thread is one of the calling threads, as in a program that calls from its main thread: a
@@ -28,6 +29,7 @@ import mmap
 import os
 import platform
 import random
+import signal
 import struct
 import sys
 import threading
@@ -40,6 +42,7 @@ import requests
 
 from mcp_sync_auth import FileTokenStore, MCPAuth, MCPAuthError
 from mcp_sync_auth._oauth.token_client import TokenEndpointClient
+from mcp_sync_auth._stores.file import FileReservation
 from mcp_sync_auth._util.redact import fingerprint
 from mcp_sync_auth.errors import StoreFull, TokenEndpointError
 
@@ -143,6 +146,7 @@ def main(config: dict[str, Any]) -> None:
     real_refresh = TokenEndpointClient.refresh
     real_save = FileTokenStore.save
     real_reserve = FileTokenStore.reserve
+    real_commit = FileReservation.commit
 
     def refresh(self: Any, tokens: Any, generation: int) -> Any:
         presented = fingerprint(tokens.refresh_token)
@@ -155,10 +159,17 @@ def main(config: dict[str, Any]) -> None:
         emit("grant-ok", fp=presented, new=fingerprint(fresh.refresh_token), gen=generation)
         return fresh
 
-    def save(self: Any, record: Any) -> None:
-        real_save(self, record)
+    def saved(record: Any) -> None:
         refresh_token = record.tokens.refresh_token if record.tokens is not None else None
         emit("saved", gen=record.generation, fp=fingerprint(refresh_token), dead=record.is_dead)
+
+    def save(self: Any, record: Any) -> None:
+        real_save(self, record)
+        saved(record)
+
+    def commit(self: Any, record: Any) -> None:
+        real_commit(self, record)
+        saved(record)
 
     def reserve(self: Any, current: Any) -> Any:
         try:
@@ -170,6 +181,10 @@ def main(config: dict[str, Any]) -> None:
     TokenEndpointClient.refresh = refresh  # type: ignore[method-assign]
     FileTokenStore.save = save  # type: ignore[method-assign]
     FileTokenStore.reserve = reserve  # type: ignore[method-assign]
+    FileReservation.commit = commit  # type: ignore[method-assign]
+    # A program that handles Ctrl-C: SIGINT raises KeyboardInterrupt even if this process was started
+    # with it ignored (as a shell's background job is).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     store: Any = FileTokenStore(config["store_dir"])
     if config.get("unsafe") == "no-lock":

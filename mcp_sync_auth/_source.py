@@ -89,7 +89,8 @@ class ChainSource:
         self._clock = clock
         self._skew = refresh_skew
         # Long enough for a holder's whole grant: connect and first answer, twice (a slow server), plus slack.
-        self._lock_timeout = lock_timeout if lock_timeout is not None else 2 * timeouts.grant_first_answer + 10
+        self._grant_deadline = 2 * timeouts.grant_first_answer + 10
+        self._lock_timeout = lock_timeout if lock_timeout is not None else self._grant_deadline
         self._login_timeout = login.timeout
         if discovery is None:
             discovery = Discovery(session, timeout=timeouts) if session is not None else shared_discovery(timeouts)
@@ -153,6 +154,7 @@ class ChainSource:
             refresher,
             refresh_skew=self._skew,
             lock_timeout=self._lock_timeout,
+            grant_deadline=self._grant_deadline,
             clock=self._clock,
             login_hint=self.login_hint(),
         )

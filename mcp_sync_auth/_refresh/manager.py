@@ -97,6 +97,7 @@ class TokenManager:
         *,
         refresh_skew: float = 60.0,
         lock_timeout: float = 60.0,
+        grant_deadline: Optional[float] = None,
         clock: Clock = time.time,
         login_hint: str = "",
     ) -> None:
@@ -105,6 +106,8 @@ class TokenManager:
         self._refresher = refresher
         self._skew = refresh_skew
         self._lock_timeout = lock_timeout
+        # The longest one grant may take; the program's exit waits that long for one in flight.
+        self._grant_deadline = grant_deadline if grant_deadline is not None else lock_timeout
         self._clock = clock
         self._login_hint = login_hint
         self._flight_key = (store.identity, key)
@@ -323,7 +326,7 @@ class TokenManager:
             fingerprint(stored.refresh_token),
         )
         # From here on, a Ctrl-C (and the program's exit) waits for the grant's answer to be stored.
-        with shield.grant_in_flight(self.key.describe(), self._lock_timeout):
+        with shield.grant_in_flight(self.key.describe(), self._grant_deadline):
             return self._send_and_store(record, stored, generation)
 
     def _send_and_store(self, record: ChainRecord, stored: TokenSet, generation: int) -> TokenSet:

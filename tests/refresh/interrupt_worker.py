@@ -16,6 +16,8 @@ from ..workers import make_auth
 def interrupted_refreshes(config, clock, results):
     """``trials`` expiries; in each, the main thread refreshes while a second thread waits on the same
     flight, and SIGINT lands at a random moment of the (slow) grant. Reports what each trial saw."""
+    # SIGINT raises KeyboardInterrupt even if this process was started with it ignored (a background job).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     rng = random.Random(config["seed"])
     auth = make_auth(config, clock)
     store = FileTokenStore(config["store_dir"])
