@@ -54,10 +54,16 @@ def test_the_next_line_comes_after_the_interval_and_counts_what_was_held(
     assert lines[1].endswith("(9 more like this held back)")
 
 
-def test_without_logging_configured_the_package_writes_nothing_to_stderr(tmp_path, closed_port):
-    # A fresh interpreter: Python's last-resort handler would print warnings to stderr if the package
-    # logger had no handler of its own.
+def _early_refresh_loop(tmp_path, closed_port, calls, *, configure_logging):
+    """A fresh interpreter whose token endpoint is down and whose token sits in the refresh window,
+    calling ``access_token()`` ``calls`` times; its result."""
+    setup = (
+        'import logging; logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")'
+        if configure_logging
+        else ""
+    )
     script = textwrap.dedent(f"""
+        {setup}
         import time
         from mcp_sync_auth import FileTokenStore, MCPAuth
         shift = [0.0]
@@ -71,38 +77,21 @@ def test_without_logging_configured_the_package_writes_nothing_to_stderr(tmp_pat
         )
         auth.save_token({{"access_token": "a", "refresh_token": "r", "expires_in": 3600, "token_type": "Bearer"}})
         shift[0] = 3600 - 30  # inside the refresh window: every call tries an early refresh
-        assert {{auth.access_token() for _ in range(20)}} == {{"a"}}
+        assert {{auth.access_token() for _ in range({calls})}} == {{"a"}}
         print("ok")
     """)
     done = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == "ok\n"
-    assert done.stderr == ""
+    assert done.returncode == 0 and done.stdout == "ok\n", done.stderr
+    return done
+
+
+def test_without_logging_configured_the_package_writes_nothing_to_stderr(tmp_path, closed_port):
+    # Python's last-resort handler would print warnings to stderr if the package logger had no handler.
+    assert _early_refresh_loop(tmp_path, closed_port, 20, configure_logging=False).stderr == ""
 
 
 def test_with_logging_configured_the_same_loop_writes_one_line(tmp_path, closed_port):
-    script = textwrap.dedent(f"""
-        import logging
-        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-        import time
-        from mcp_sync_auth import FileTokenStore, MCPAuth
-        shift = [0.0]
-        auth = MCPAuth(
-            "http://127.0.0.1:{closed_port}/mcp",
-            store=FileTokenStore({str(tmp_path / "tokens")!r}),
-            client_id="c",
-            token_endpoint="http://127.0.0.1:{closed_port}/token",
-            interactive=False,
-            clock=lambda: time.time() + shift[0],
-        )
-        auth.save_token({{"access_token": "a", "refresh_token": "r", "expires_in": 3600, "token_type": "Bearer"}})
-        shift[0] = 3600 - 30  # inside the refresh window: every call tries an early refresh
-        for _ in range(40):
-            auth.access_token()
-    """)
-    done = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    lines = done.stderr.splitlines()
+    lines = _early_refresh_loop(tmp_path, closed_port, 40, configure_logging=True).stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("WARNING " + EARLY), lines
 
 
