@@ -11,6 +11,10 @@ installed:
 - ``strict_mcp_auth``: an ``MCPAuth`` logged in to ``strict_mcp_server`` through the real
   authorization code + PKCE flow, with its tokens in a ``FileTokenStore`` under ``tmp_path``.
   For another server, or another store, call ``mcp_sync_auth.testing.login(server, store)``.
+- ``redis_server``: a real ``redis-server`` from PATH on a free loopback port
+  (:class:`~mcp_sync_auth.testing.RedisServer`, append-only file on, so ``restart()`` keeps what was
+  committed), stopped at teardown. Without the binary the test is skipped, unless ``CI=true``: then
+  a missing server fails the test, so a CI that forgot to install it cannot pass by skipping.
 
 Only this module imports pytest; the library imports it nowhere else. The library itself is imported
 when a fixture is first used, so a test run that never uses these fixtures does not pay for it.
@@ -25,9 +29,9 @@ import pytest
 
 if TYPE_CHECKING:
     from .auth import MCPAuth
-    from .testing import Fault, StrictAuthServer
+    from .testing import Fault, RedisServer, StrictAuthServer
 
-__all__ = ["strict_mcp_auth", "strict_mcp_server", "strict_mcp_server_factory"]
+__all__ = ["redis_server", "strict_mcp_auth", "strict_mcp_server", "strict_mcp_server_factory"]
 
 ServerFactory = Callable[..., "StrictAuthServer"]
 
@@ -70,3 +74,22 @@ def strict_mcp_auth(strict_mcp_server: StrictAuthServer, tmp_path: Path) -> MCPA
     from .testing import login  # noqa: PLC0415
 
     return login(strict_mcp_server, FileTokenStore(tmp_path / "mcp-tokens"))
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A started ``RedisServer`` (``.url``, ``.command(...)``, ``.restart()``, ``.kill()``)."""
+    import os  # noqa: PLC0415
+
+    from .testing import RedisNotAvailable, RedisServer  # noqa: PLC0415
+
+    try:
+        server = RedisServer()
+    except RedisNotAvailable as exc:  # no binary; one that will not start is a failure, never a skip
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and no Redis to test against: {exc}")
+        pytest.skip(str(exc))
+    try:
+        yield server.start()
+    finally:
+        server.close()

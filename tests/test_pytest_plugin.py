@@ -1,9 +1,13 @@
 """The pytest plugin as a user meets it: installed by `pip install`, fixtures used in their own tests."""
 
+import os
+import shutil
 import subprocess
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,3 +102,23 @@ def test_a_user_suite_uses_the_fixtures(pytester):
     pytester.makepyfile(test_my_runner=USER_TESTS)
     result = pytester.runpytest("-p", "no:cacheprovider", "-v")
     result.assert_outcomes(passed=6)
+
+
+def test_redis_server_is_skipped_without_the_binary_but_fails_under_ci(pytester, monkeypatch):
+    """A CI that forgot to install redis-server must not pass by skipping the fleet tests."""
+    pytester.makepyfile(test_needs_redis="def test_needs_redis(redis_server):\n    pass\n")
+    monkeypatch.setenv("PATH", os.devnull)
+    monkeypatch.setenv("CI", "true")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=0, errors=1)
+    result.stdout.fnmatch_lines(["*CI=true and no Redis to test against*"])
+    monkeypatch.setenv("CI", "false")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(skipped=1)
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None and os.environ.get("CI") != "true", reason="no redis-server")
+def test_a_user_suite_gets_a_real_redis(pytester):
+    pytester.makepyfile(test_fleet="def test_fleet(redis_server):\n    assert redis_server.command('PING') == 'PONG'\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)

@@ -22,6 +22,7 @@ from .models import ChainSummary, ClientInfo
 from .options import ISS_MODES
 from .overrides import REMOVE
 from .pkce import s256_challenge
+from .redis_server import RedisNotAvailable, RedisServer
 from .server import StrictAuthServer
 from .token_endpoint import MALFORMED_BODY
 
@@ -37,6 +38,8 @@ __all__ = [
     "ClientInfo",
     "EventKind",
     "Fault",
+    "RedisNotAvailable",
+    "RedisServer",
     "StrictAuthServer",
     "auto_consent_handler",
     "fingerprint",
