@@ -27,10 +27,9 @@ from ._refresh.manager import Clock
 from ._source import ChainSource
 from ._stores.file import FileTokenStore
 from ._stores.protocol import TokenStore
-from ._util.checks import is_finite_number
 from ._util.headers import bearer_token
 from ._util.logs import warn_limited
-from ._util.timeouts import TimeoutLike, Timeouts
+from ._util.timeouts import TimeoutLike, Timeouts, positive_seconds
 from ._util.urls import canonical_resource, origin, require_secure
 from .errors import ChallengeError, ConfigurationError
 
@@ -136,8 +135,8 @@ class MCPAuth(AuthBase):
         self.server_url = require_secure(canonical_resource(server_url), "the MCP server URL")
         if refresh_skew < 0:
             raise ConfigurationError("refresh_skew must not be negative")
-        if lock_timeout is not None and not (is_finite_number(lock_timeout) and lock_timeout > 0):
-            raise ConfigurationError(f"lock_timeout must be a positive number of seconds, not {lock_timeout!r}")
+        if lock_timeout is not None:
+            positive_seconds(lock_timeout, "lock_timeout")
         client, login = _grouped(client, login, dict(keywords))
         self.store: TokenStore = store if store is not None else FileTokenStore()
         self.account = account

@@ -64,7 +64,7 @@ A token is attached only for the MCP server's origin (auth.MCPAuth.__call__)
     test_auth: test_the_token_only_goes_to_the_servers_origin
 A stored chain is used only for its own resource (auth.MCPAuth._is_ours)
     test_a_chain_stored_for_one_resource_is_never_used_for_another
-Metadata requests carry no credentials (discovery: auth=_no_auth, "Authorization": None)
+Metadata requests carry no credentials (discovery: auth=no_auth, "Authorization": None)
     test_discovery: test_requests_ask_for_json_and_carry_no_credentials, test_session_auth_never_runs_for_metadata
 A symlinked cache file is refused (store._read_document: O_NOFOLLOW)
     test_a_symlinked_registration_file_is_refused

@@ -29,7 +29,7 @@ import requests
 from .._refresh.singleflight import SingleFlight
 from .._util import fork
 from .._util.redact import clean_server_text
-from .._util.sessions import SessionSource
+from .._util.sessions import SessionSource, no_auth
 from .._util.timeouts import TimeoutLike, Timeouts
 from .._util.untrusted import loads_shallow, read_at_most
 from .._util.urls import canonical_resource, require_secure
@@ -49,12 +49,6 @@ _METADATA_HEADERS: dict[str, Optional[str]] = {"Accept": "application/json", "Au
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-
-
-def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
-    # Passed as the request's auth so that a Session-level auth (MCPAuth, .netrc) never attaches a
-    # token to a metadata request.
-    return request
 
 
 def _show(text: object) -> str:
@@ -575,7 +569,7 @@ class Discovery:
                 timeout=self._timeout.for_requests,
                 allow_redirects=False,
                 stream=True,
-                auth=_no_auth,
+                auth=no_auth,
             )
         except (requests.RequestException, ValueError) as exc:
             # ValueError: http.client and urllib3 refuse some URLs before requests can wrap the error.

@@ -15,6 +15,7 @@ from typing import Optional
 import requests
 
 from .._util.redact import clean_server_text
+from .._util.sessions import no_auth
 from .._util.timeouts import Timeouts
 from ..errors import ChallengeError, DiscoveryError, ResourceMismatch
 from .challenge import BearerChallenge, bearer_challenge
@@ -44,10 +45,6 @@ class ProbeAnswer:
         return self.status in PROTECTED
 
 
-def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
-    return request  # replaces a Session-level auth (MCPAuth, .netrc): the probe carries no token
-
-
 def probe(session: requests.Session, url: str, timeout: Timeouts) -> ProbeAnswer:
     """POST an unauthenticated ``ping`` to ``url``. Redirects are not followed and the body is not
     read. Raises DiscoveryError when the server cannot be reached or fails (5xx)."""
@@ -59,7 +56,7 @@ def probe(session: requests.Session, url: str, timeout: Timeouts) -> ProbeAnswer
             timeout=timeout.for_requests,
             allow_redirects=False,
             stream=True,
-            auth=_no_auth,
+            auth=no_auth,
         )
     except (requests.RequestException, ValueError) as exc:
         raise DiscoveryError(f"could not reach the MCP server {url!r}: {type(exc).__name__}", url=url) from exc

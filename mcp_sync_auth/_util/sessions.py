@@ -9,6 +9,12 @@ import requests
 from . import fork
 
 
+def no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """A request's ``auth=`` for requests that must carry no token: it replaces a Session-level auth
+    (an MCPAuth, .netrc), so discovery and probes never attach one."""
+    return request
+
+
 class SessionSource:
     """The caller's session if it gave one; else our own, dropped in a forked child so that parent
     and child never share pooled connections (their bytes would interleave on one socket)."""

@@ -95,8 +95,9 @@ def test_with_logging_configured_the_same_loop_writes_one_line(tmp_path, closed_
     assert len(lines) == 1 and lines[0].startswith("WARNING " + EARLY), lines
 
 
-def test_a_long_wait_for_another_process_is_said_once(make_auth, server, client_id, store_dir, clock, caplog):
-    auth = make_auth(lock_timeout=3.0)
+def _wait_notices(make_auth, server, client_id, store_dir, clock, caplog, lock_timeout):
+    """An expired token, another process holding the lock: the wait's notices until LockTimeout."""
+    auth = make_auth(lock_timeout=lock_timeout)
     auth.save_token(server.mint_tokens(client_id))
     clock.advance(TTL + 1)  # expired: the caller must wait for the lock
     holder = start_lock_holder(store_dir, auth.key)
@@ -106,21 +107,16 @@ def test_a_long_wait_for_another_process_is_said_once(make_auth, server, client_
     finally:
         holder.stdin.close()
         holder.wait(10)
-    lines = [r.getMessage() for r in caplog.records if "another process is refreshing" in r.getMessage()]
+    assert server.audit.token_requests == 0
+    return auth, [r.getMessage() for r in caplog.records if "another process is refreshing" in r.getMessage()]
+
+
+def test_a_long_wait_for_another_process_is_said_once(make_auth, server, client_id, store_dir, clock, caplog):
+    auth, lines = _wait_notices(make_auth, server, client_id, store_dir, clock, caplog, lock_timeout=3.0)
     assert len(lines) == 1
     assert auth.key.describe() in lines[0]
-    assert server.audit.token_requests == 0
 
 
 def test_a_short_wait_says_nothing(make_auth, server, client_id, store_dir, clock, caplog):
-    auth = make_auth(lock_timeout=0.5)
-    auth.save_token(server.mint_tokens(client_id))
-    clock.advance(TTL + 1)
-    holder = start_lock_holder(store_dir, auth.key)
-    try:
-        with caplog.at_level(logging.WARNING, logger="mcp_sync_auth"), pytest.raises(LockTimeout):
-            auth.access_token()
-    finally:
-        holder.stdin.close()
-        holder.wait(10)
-    assert not [r for r in caplog.records if "another process is refreshing" in r.getMessage()]
+    _, lines = _wait_notices(make_auth, server, client_id, store_dir, clock, caplog, lock_timeout=0.5)
+    assert lines == []

@@ -69,13 +69,18 @@ def test_a_newer_schema_exits_1_saying_upgrade_and_leaves_the_file(auth, server,
     assert path.read_text() == '{"schema": 99}'
 
 
-def test_a_held_lock_times_out_after_lock_timeout_with_a_hint(auth, server, store_dir):
+def _token_while_locked(auth, server, store_dir, lock_timeout):
+    """``token`` with the chain's token expired and its lock held by another process."""
     expire(store_dir, auth.key)
     holder = start_lock_holder(store_dir, auth.key)
     try:
-        code, out, err = run(store_dir, "token", server.mcp_url, "--lock-timeout", "0.5")
+        return run(store_dir, "token", server.mcp_url, "--lock-timeout", lock_timeout)
     finally:
         holder.communicate("release\n", timeout=30)
+
+
+def test_a_held_lock_times_out_after_lock_timeout_with_a_hint(auth, server, store_dir):
+    code, out, err = _token_while_locked(auth, server, store_dir, "0.5")
     assert code == cli_errors.EXIT_ERROR and out == ""
     message, hint = lines(err)
     assert message.startswith("mcp-sync-auth: could not lock the chain") and "within 0.5 s" in message
@@ -87,12 +92,7 @@ def test_a_held_lock_times_out_after_lock_timeout_with_a_hint(auth, server, stor
 
 
 def test_a_wait_of_more_than_two_seconds_says_once_who_is_waited_for(auth, server, store_dir):
-    expire(store_dir, auth.key)
-    holder = start_lock_holder(store_dir, auth.key)
-    try:
-        code, out, err = run(store_dir, "token", server.mcp_url, "--lock-timeout", "3")
-    finally:
-        holder.communicate("release\n", timeout=30)
+    code, out, err = _token_while_locked(auth, server, store_dir, "3")
     assert code == cli_errors.EXIT_ERROR and out == ""
     notice, message, hint = lines(err)
     assert notice.startswith("mcp-sync-auth: another process is refreshing ") and "up to 3 s" in notice

@@ -31,6 +31,7 @@ from mcp_sync_auth._oauth.discovery import (
     authorization_server_metadata_urls,
 )
 
+from ..clocks import ManualClock
 from ..docserver import DocServer
 from ..helpers import wait_until
 
@@ -38,14 +39,6 @@ PRM = "/.well-known/oauth-protected-resource"
 PRM_MCP = "/.well-known/oauth-protected-resource/mcp"
 OAUTH = "/.well-known/oauth-authorization-server"
 OIDC = "/.well-known/openid-configuration"
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
 
 
 @pytest.fixture
@@ -62,7 +55,7 @@ def asrv():
 
 @pytest.fixture
 def clock():
-    return FakeClock()
+    return ManualClock(1000.0)
 
 
 @pytest.fixture

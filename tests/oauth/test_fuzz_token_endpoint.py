@@ -25,6 +25,7 @@ from mcp_sync_auth._chain.tokens import MAX_TOKEN_LENGTH
 from mcp_sync_auth._oauth.login import ClientSettings
 from mcp_sync_auth._oauth.token_client import MAX_RESPONSE_BYTES, TokenEndpointClient
 
+from ..clocks import ManualClock
 from ..fuzzing import *  # noqa: F403 (the shared fuzz toolkit, see tests/fuzzing.py)
 
 PRINTABLE_ASCII = "".join(ch for ch in string.printable if ch.isprintable())
@@ -40,17 +41,6 @@ CONTENT_TYPES = [
 ]
 ERROR_CODES = ["invalid_grant", "invalid_request", "invalid_client", "unauthorized_client", "temporarily_unavailable",
                "server_error", "invalid_scope", "invalid_target", "slow_down", ""]
-
-
-class FakeClock:
-    def __init__(self, now=1_000_000.0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds):
-        self.now += seconds
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +213,7 @@ def test_any_token_endpoint_answer_gives_tokens_or_one_of_our_errors(raw, case):
     raw.route("POST", "/token", answer)
     client = TokenEndpointClient(
         raw.url("/token"), "client-1", client_secret=ours.get("client_secret"), auth_method=method,
-        resource=raw.url("/mcp"), timeout=5.0, clock=FakeClock(),
+        resource=raw.url("/mcp"), timeout=5.0, clock=ManualClock(1_000_000.0),
     )
     with LogWatch() as logs:
         result, error = check_outcome(lambda: call_grant(client, grant, ours))
@@ -248,7 +238,7 @@ def test_any_answer_to_an_mcpauth_refresh_gives_a_token_or_one_of_our_errors(raw
     raw.route("POST", "/mcp", http_response(
         401, b"", {"WWW-Authenticate": 'Bearer error="invalid_token", error_description="' + ours["access_token"] + '"'}
     ))
-    clock = FakeClock()
+    clock = ManualClock(1_000_000.0)
     with tempfile.TemporaryDirectory() as folder:
         auth = MCPAuth(
             raw.url("/mcp"), store=FileTokenStore(folder), client_id="client-1",
@@ -280,7 +270,9 @@ def test_any_answer_to_an_mcpauth_refresh_gives_a_token_or_one_of_our_errors(raw
 def refresh_with(raw, status, body, headers=None, **client_options):
     raw.reset()
     raw.route("POST", "/token", http_response(status, body, headers or {"Content-Type": "application/json"}))
-    client = TokenEndpointClient(raw.url("/token"), "client-1", timeout=5.0, clock=FakeClock(), **client_options)
+    client = TokenEndpointClient(
+        raw.url("/token"), "client-1", timeout=5.0, clock=ManualClock(1_000_000.0), **client_options
+    )
     held = TokenSet(MARKER + "-access", refresh_token=MARKER + "/refresh+token==", expires_at=1.0, generation=1)
     return client, held
 
@@ -327,7 +319,7 @@ def test_an_access_token_that_cannot_be_sent_in_a_header_is_refused(raw):
     ))
     raw.route("POST", "/mcp", http_response(200, b"{}", {"Content-Type": "application/json"}))
     with tempfile.TemporaryDirectory() as folder:
-        clock = FakeClock()
+        clock = ManualClock(1_000_000.0)
         auth = MCPAuth(raw.url("/mcp"), store=FileTokenStore(folder), client_id="c", token_endpoint=raw.url("/token"),
                        clock=clock, interactive=False)
         auth.save_token({"access_token": "old", "token_type": "Bearer", "expires_in": 60, "refresh_token": "rt"})

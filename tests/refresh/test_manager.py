@@ -24,23 +24,13 @@ from mcp_sync_auth import (
 )
 from mcp_sync_auth._refresh.manager import TokenManager, _flights
 
+from ..clocks import ManualClock
 from ..helpers import wait_until
 
 TTL = 300.0
 SKEW = 60.0  # inside a quarter of TTL, so it is the skew the manager uses
 N = 12
 _keys = itertools.count()
-
-
-class Clock:
-    def __init__(self, now=1_000_000.0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds):
-        self.now += seconds
 
 
 class FakeRefresher:
@@ -118,7 +108,7 @@ def key():
 
 @pytest.fixture
 def clock():
-    return Clock()
+    return ManualClock(1_000_000.0)
 
 
 @pytest.fixture

@@ -15,26 +15,17 @@ import requests
 
 from mcp_sync_auth.testing import ISS_MODES, REMOVE, EventKind, StrictAuthServer, s256_challenge
 
+from ..clocks import ManualClock
+
 MARKER = "AUTHZLEAK"
 LOOPBACK = "http://127.0.0.1:8765/callback"
 WEB = "https://app.example/cb"
 OMIT = object()
 
 
-class FakeClock:
-    def __init__(self, now=2_000_000.0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds):
-        self.now += seconds
-
-
 @pytest.fixture
 def clock():
-    return FakeClock()
+    return ManualClock(2_000_000.0)
 
 
 @pytest.fixture
