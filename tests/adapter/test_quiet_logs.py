@@ -112,7 +112,7 @@ def _wait_notices(make_auth, server, client_id, store_dir, clock, caplog, lock_t
 
 
 def test_a_long_wait_for_another_process_is_said_once(make_auth, server, client_id, store_dir, clock, caplog):
-    auth, lines = _wait_notices(make_auth, server, client_id, store_dir, clock, caplog, lock_timeout=3.0)
+    auth, lines = _wait_notices(make_auth, server, client_id, store_dir, clock, caplog, lock_timeout=6.0)
     assert len(lines) == 1
     assert auth.key.describe() in lines[0]
 
