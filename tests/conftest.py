@@ -72,4 +72,8 @@ def http():
 
 @pytest.fixture
 def spawn():
-    return multiprocessing.get_context("spawn")
+    yield multiprocessing.get_context("spawn")
+    # A worker left running by a failed test would make pytest's exit wait for it forever.
+    for child in multiprocessing.active_children():
+        child.kill()
+        child.join(10)

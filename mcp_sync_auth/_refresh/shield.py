@@ -61,6 +61,8 @@ class _Gate:
             return self.cancelled
 
 
+_SIGNAL_CHECK_SECONDS = 0.1
+
 _local = threading.local()
 
 
@@ -171,7 +173,11 @@ def shielded(work: Callable[[], T], what: str) -> T:
             if not started:
                 started = True
                 helper.start()
-            done.wait()
+            # Short waits, not one long one: a signal that the kernel hands to another thread only
+            # flags the main thread, whose handler runs when its wait returns. One unbounded wait
+            # would hold a Ctrl-C back until the whole refresh (lock wait included) had ended.
+            while not done.wait(_SIGNAL_CHECK_SECONDS):
+                pass
             break
         except BaseException as exc:  # KeyboardInterrupt, SystemExit: whatever a signal handler raised
             if gate.cancel():

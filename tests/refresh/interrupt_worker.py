@@ -56,7 +56,11 @@ def interrupted_refreshes(config, clock, results):
             timer.start()
             go.set()  # the second caller joins the refresh (or leads it: both orders are covered)
             auth.access_token()
-            delivered.wait()  # the signal still comes: let it land here, outside the refresh
+            # The signal still comes: let it land here, outside the refresh. Short waits, because
+            # the kernel may hand it to another thread, and then the handler runs only once the
+            # main thread's wait returns.
+            while not delivered.wait(0.05):
+                pass
         except KeyboardInterrupt:
             report["interrupted"] += 1
         else:  # pragma: no cover (the handler always raises)
@@ -86,6 +90,9 @@ def interrupted_refreshes(config, clock, results):
         if _flights.in_flight((store.identity, auth.key)):
             report["problems"].append(f"trial {trial}: a flight never ended")
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    if report["hung"] or report["problems"]:
+        results.put(report)  # report what went wrong now; a stuck flight would block the check below
+        return
     clock.advance(TTL + 1)
     auth.access_token()  # the chain still works after all that
     report["generation"] = store.load(auth.key).generation

@@ -16,7 +16,7 @@ from mcp_sync_auth._refresh import shield
 from mcp_sync_auth.testing import Fault, StrictAuthServer
 
 from ..conftest import TTL
-from ..helpers import wait_until
+from ..helpers import start_lock_holder, wait_until
 from ..workers import make_auth
 from .interrupt_worker import interrupted_refreshes
 
@@ -28,6 +28,10 @@ TRIALS = 200
 def slow_server(clock):
     with StrictAuthServer(access_token_ttl=TTL, clock=clock, fault_delay=GRANT_DELAY) as strict:
         yield strict
+
+
+def _helper():
+    return next((t for t in threading.enumerate() if t.name == "mcp-sync-auth-refresh"), None)
 
 
 def _config(server, store_dir, **extra):
@@ -63,6 +67,41 @@ def test_without_the_shield_an_interrupt_during_the_grant_kills_the_chain(slow_s
 
 
 @pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs POSIX signals")
+def test_a_ctrl_c_that_the_kernel_hands_to_another_thread_still_ends_a_wait_for_the_lock(
+    slow_server, clock, store_dir
+):
+    # The kernel may deliver a process's SIGINT to any thread; Python then only flags the main
+    # thread. A main thread blocked in one unbounded wait for the refresh would sit out the whole
+    # lock wait (here: until LockTimeout) before its Ctrl-C took effect.
+    config = dict(_config(slow_server, store_dir), lock_timeout=30.0)
+    auth = make_auth(config, clock)
+    auth.save_token(slow_server.mint_tokens(config["client_id"]))
+    clock.advance(TTL + 1)
+    holder = start_lock_holder(store_dir, auth.key)  # another process holds the chain's lock
+    interrupted = threading.Event()
+
+    def interrupt_the_helper():
+        wait_until(lambda: _helper() is not None, what="the refresh's helper thread")
+        signal.pthread_kill(_helper().ident, signal.SIGINT)  # not the main thread
+        if not interrupted.wait(10):  # a guard, not a synchronisation: a shield that sat it out
+            holder.stdin.write("release\n")  # lets the refresh through, which the audit catches
+            holder.stdin.flush()
+
+    interrupter = threading.Thread(target=interrupt_the_helper)
+    interrupter.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            auth.access_token()
+        interrupted.set()
+    finally:
+        interrupter.join()
+        holder.communicate("release\n", timeout=30)
+    assert slow_server.audit.refresh_ok == 0 and slow_server.audit.reuse_detections == 0
+    assert make_auth(config, clock).access_token()  # the chain is intact: one refresh, no reuse
+    assert slow_server.audit.refresh_ok == 1 and slow_server.audit.reuse_detections == 0
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs POSIX signals")
 def test_sigint_at_random_moments_of_a_slow_grant_never_costs_the_chain(slow_server, clock, store_dir, spawn):
     config = _config(slow_server, store_dir, trials=TRIALS, window=3 * GRANT_DELAY, seed=20261202)
     make_auth(config, clock).save_token(slow_server.mint_tokens(config["client_id"]))
@@ -70,7 +109,7 @@ def test_sigint_at_random_moments_of_a_slow_grant_never_costs_the_chain(slow_ser
     results = spawn.Queue()
     worker = spawn.Process(target=interrupted_refreshes, args=(config, clock, results))
     worker.start()
-    report = results.get(timeout=600)
+    report = results.get(timeout=240)
     worker.join(60)
     assert worker.exitcode == 0
     assert report["problems"] == [] and report["hung"] == 0
