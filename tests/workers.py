@@ -1,5 +1,6 @@
 """Code that runs in worker processes (started with the spawn method, so it must be importable)."""
 
+import importlib
 import threading
 from collections import Counter
 
@@ -20,10 +21,24 @@ def echo_call(session, url, auth, text="hi"):
     return "ok"
 
 
+def make_store(config):
+    """The store a worker uses: ``redis_url`` (a Redis store, ``redis_options`` for it), else the
+    token folder ``store_dir``."""
+    if config.get("redis_url"):
+        from mcp_sync_auth._stores.redis import RedisTokenStore  # noqa: PLC0415 (only with the [redis] extra)
+
+        kind = RedisTokenStore
+        if config.get("store_class"):  # a naive baseline, "module:Class"
+            module, _, name = config["store_class"].partition(":")
+            kind = getattr(importlib.import_module(module), name)
+        return kind.from_url(config["redis_url"], **config.get("redis_options", {}))
+    return FileTokenStore(config["store_dir"])
+
+
 def make_auth(config, clock):
     return MCPAuth(
         config["mcp_url"],
-        store=FileTokenStore(config["store_dir"]),
+        store=make_store(config),
         client_id=config["client_id"],
         token_endpoint=config["token_endpoint"],
         clock=clock,

@@ -220,8 +220,25 @@ class TokenManager:
         deadline = started + self._lock_timeout
         pause = _FIRST_PAUSE
         told = False
+        seen = self._changes_seen()
         while True:
-            lock = self.store.try_lock(self.key)
+            try:
+                lock = self.store.try_lock(self.key)
+            except TokenStoreError as exc:
+                if still_valid is None or not still_valid.is_usable(self._clock()):
+                    raise
+                # The store is away (a shared store's link, say): nothing is sent without its lock,
+                # and the current token works until it is back.
+                self._memory.early_retry_at = time.monotonic() + _EARLY_RETRY_PAUSE
+                warn_limited(
+                    log,
+                    self.key,
+                    cause_of(exc),
+                    "early refresh of %s skipped, the store failed: %s",
+                    self.key.describe(),
+                    exc,
+                )
+                return still_valid
             if lock is not None:
                 with lock:
                     return self._under_lock(rejected, still_valid)
@@ -247,11 +264,32 @@ class TokenManager:
                     self.key.describe(),
                     self._lock_timeout,
                 )
-            time.sleep(min(pause, max(deadline - time.monotonic(), 0.0)))
+            seen = self._pause(min(pause, max(deadline - time.monotonic(), 0.0)), seen)
             pause = min(pause * 2, _MAX_PAUSE)
             adopted = self._adopt_without_lock(rejected)
             if adopted is not None:
                 return adopted
+
+    def _changes_seen(self) -> Optional[int]:
+        """Where a store that announces changes (the Redis store) stands now; None for the others."""
+        changes = getattr(self.store, "changes", None)
+        if not callable(changes):
+            return None
+        try:
+            seen: int = changes(self.key)
+        except TokenStoreError:
+            return None
+        return seen
+
+    def _pause(self, seconds: float, seen: Optional[int]) -> Optional[int]:
+        """Wait between two looks at the store: until it announces a change of this chain, if it can,
+        for ``seconds`` at most."""
+        wait = getattr(self.store, "wait_for_change", None)
+        if seen is None or not callable(wait):
+            time.sleep(seconds)
+            return seen
+        moved: int = wait(self.key, seen, seconds)
+        return moved
 
     def _under_lock(self, rejected: Optional[str], still_valid: Optional[TokenSet]) -> TokenSet:
         unsaved = self._memory.unsaved
@@ -331,7 +369,8 @@ class TokenManager:
 
     def _send_and_store(self, record: ChainRecord, stored: TokenSet, generation: int) -> TokenSet:
         assert stored.refresh_token is not None and self._refresher is not None
-        room = reserve(self.store, record)  # StoreFull: no grant is sent, the chain is intact
+        # StoreFull (or a lost lease): no grant is sent, the chain is intact.
+        room = reserve(self.store, record, deadline=self._grant_deadline)
         try:
             if _FAULTPOINTS:
                 _faultpoint("before-grant")
@@ -424,7 +463,16 @@ class TokenManager:
             dead_reason=f"refresh refused by the authorization server ({cause.error_code})",
             updated_at=self._clock(),
         )
-        self.store.save(dead)
+        try:
+            self.store.save(dead)
+        except TokenStoreError:
+            # A store that refuses to write over a newer generation (the Redis store): somebody
+            # committed one since our read, so the chain lives on; the next call adopts it.
+            latest = self.store.load(self.key)
+            if latest is not None and latest.generation > record.generation and not latest.is_dead and latest.tokens:
+                self._memory.current = latest.tokens
+                return latest.tokens
+            raise
         log.warning("the refresh chain of %s was revoked by the authorization server", self.key.describe())
         self._die(dead.dead_reason or "revoked", cause)
 

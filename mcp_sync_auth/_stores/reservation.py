@@ -13,6 +13,7 @@ Stores without :meth:`reserve` (memory, a custom store written before it existed
 
 from __future__ import annotations
 
+import inspect
 from typing import Optional, Protocol
 
 from .._chain.keys import ChainRecord
@@ -44,13 +45,15 @@ class SaveOnCommit:
         pass
 
 
-def reserve(store: ChainStore, current: ChainRecord) -> Reservation:
-    """Room for the record that will follow ``current`` (StoreFull if there is none)."""
+def reserve(store: ChainStore, current: ChainRecord, *, deadline: Optional[float] = None) -> Reservation:
+    """Room for the record that will follow ``current`` (StoreFull if there is none). ``deadline``:
+    the longest the grant may take, for a store that must keep others off that long (a lease)."""
     make: Optional[object] = getattr(store, "reserve", None)
-    if callable(make):
-        reservation: Reservation = make(current)
-        return reservation
-    return SaveOnCommit(store)
+    if not callable(make):
+        return SaveOnCommit(store)
+    takes_deadline = "deadline" in inspect.signature(make).parameters
+    reservation: Reservation = make(current, deadline=deadline) if takes_deadline else make(current)
+    return reservation
 
 
 __all__ = ["Reservation", "SaveOnCommit", "reserve"]

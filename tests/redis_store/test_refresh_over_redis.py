@@ -1,0 +1,108 @@
+"""The refresh protocol over Redis, against StrictAuthServer, in real processes: one grant per expiry,
+naive Redis stores that lose the chain where ours keeps it, and a Redis that goes away."""
+
+from collections import Counter
+
+import pytest
+
+from mcp_sync_auth import TokenStoreError
+from mcp_sync_auth.testing import Fault, StrictAuthServer
+
+from ..conftest import TTL
+from ..refresh.test_refresh_concurrency import drive_processes
+from ..workers import make_auth
+
+NAIVE = "tests.redis_store.naive:"
+
+
+@pytest.fixture
+def slow_server(clock):
+    with StrictAuthServer(access_token_ttl=TTL, clock=clock, fault_delay=2.5) as strict:
+        yield strict
+
+
+def _config(server, redis_server, **extra):
+    return dict(
+        mcp_url=server.mcp_url, token_endpoint=server.token_endpoint, client_id=server.register_client(),
+        redis_url=redis_server.url, **extra,
+    )
+
+
+def _logged_in(server, config, clock):
+    make_auth(config, clock).save_token(server.mint_tokens(config["client_id"]))
+
+
+@pytest.mark.parametrize("path", ["expiry", "revoked-early"])
+def test_4_processes_16_threads_10_cycles_one_grant_each_over_redis(spawn, server, redis_server, clock, path):
+    config = _config(server, redis_server, threads=16, cycles=10)
+    _logged_in(server, config, clock)
+    if path == "expiry":
+        def between_cycles():
+            clock.advance(TTL + 1)
+    else:
+        def between_cycles():
+            server.revoke_access_tokens()
+    totals = drive_processes(spawn, server, clock, config, processes=4, between_cycles=between_cycles)
+    assert totals == Counter(ok=4 * 16 * 10)
+    audit = server.audit
+    assert audit.grants["refresh_token"] == 10 and audit.refresh_ok == 10
+    assert audit.reuse_detections == 0 and audit.revocations == 0
+
+
+@pytest.mark.parametrize("store_class", [NAIVE + "UnrenewedLeaseStore", None])
+def test_a_token_endpoint_slower_than_the_lease(spawn, slow_server, redis_server, clock, store_class):
+    # A 1 s lease, a grant answered after 2.5 s, two processes at once.
+    config = _config(slow_server, redis_server, threads=1, cycles=1, store_class=store_class,
+                     redis_options={"lease": 1.0}, lock_timeout=60.0)
+    _logged_in(slow_server, config, clock)
+    slow_server.inject_fault(Fault.SLOW_AFTER, count=1)  # the first grant rotates, then answers late
+    totals = drive_processes(spawn, slow_server, clock, config, processes=2,
+                             between_cycles=lambda: clock.advance(TTL + 1))
+    audit = slow_server.audit
+    if store_class:  # the naive lease ran out: the second holder presented the same refresh token
+        assert audit.reuse_detections == 1 and audit.revocations == 1
+        assert totals["ok"] < 2
+    else:  # ours: the send extended the lease past the grant's deadline; the other adopted
+        assert totals == Counter(ok=2)
+        assert audit.grants["refresh_token"] == 1 and audit.reuse_detections == 0
+
+
+@pytest.mark.parametrize("store_class", [NAIVE + "UnlockedFallbackStore", None])
+def test_redis_down_at_expiry(spawn, server, redis_server, clock, store_class):
+    config = _config(server, redis_server, threads=4, cycles=3, store_class=store_class,
+                     redis_options={"socket_timeout": 2, "socket_connect_timeout": 2})
+    _logged_in(server, config, clock)
+    steps = iter([
+        lambda: clock.advance(TTL + 1),  # a normal expiry: every process has read the chain
+        lambda: (redis_server.kill(), clock.advance(TTL + 1)),  # Redis gone at the next expiry
+        lambda: (redis_server.restart(), clock.advance(0)),  # and back
+    ])
+
+    def between_cycles():
+        next(steps)()
+
+    totals = drive_processes(spawn, server, clock, config, processes=2, between_cycles=between_cycles)
+    audit = server.audit
+    if store_class:  # refreshing unlocked, from the last set read: both processes spent the same token
+        assert audit.reuse_detections >= 1
+    else:  # nothing was sent without Redis; once back, one grant, and the chain lives
+        assert totals == Counter(ok=2 * 4 * 2, TokenStoreError=2 * 4)
+        assert audit.grants["refresh_token"] == 2 and audit.reuse_detections == 0
+
+
+def test_with_redis_down_a_valid_token_keeps_working_and_nothing_is_sent(server, redis_server, clock):
+    config = _config(server, redis_server, redis_options={"socket_timeout": 2, "socket_connect_timeout": 2})
+    _logged_in(server, config, clock)
+    auth = make_auth(config, clock)
+    first = auth.access_token()
+    redis_server.kill()
+    assert auth.access_token() == first  # fresh: the store is not even asked
+    clock.advance(TTL - 30)  # inside the early-refresh window: a refresh is due but the token works
+    assert auth.access_token() == first
+    clock.advance(60)  # expired: no lock, so no grant, and our error
+    with pytest.raises(TokenStoreError, match=f"127.0.0.1:{redis_server.port}"):
+        auth.access_token()
+    assert server.audit.grants.get("refresh_token", 0) == 0
+    redis_server.restart()
+    assert auth.access_token() != first
+    assert server.audit.grants["refresh_token"] == 1 and server.audit.reuse_detections == 0
