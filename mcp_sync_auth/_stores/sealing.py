@@ -6,12 +6,12 @@ record, so a record copied under another name does not open.
 
 A sealed record reads::
 
-    b"mcpsa1:"  key id (8 bytes)  nonce (12 bytes)  ciphertext and GCM tag (16 bytes)
+    b"mcpsa1:"  key id (8 bytes)  nonce (12 bytes)  ciphertext (as long as the plaintext)  GCM tag (16 bytes)
 
 The key id is the first 8 bytes of HMAC-SHA256(key, b"mcp-sync-auth key id"): it tells "another key"
 apart from "altered" without showing anything of the key. The prefix and the key id are authenticated
-too. A new random nonce is drawn for every seal; with 96-bit nonces a key may seal about 2**32
-records before a nonce repeats with any real chance, far more than a token store ever writes.
+too. A new random nonce is drawn for every seal; NIST's bound for random 96-bit nonces (2**32 seals
+per key) is far more than a token store ever writes.
 
 The ``cryptography`` package is optional (the ``redis`` extra): this module imports without it, and
 only building a :class:`Sealer` needs it.
