@@ -32,6 +32,15 @@ class ConfigurationError(MCPAuthError, ValueError):
     """The arguments given to the library cannot work (for example a non-loopback ``http://`` URL)."""
 
 
+class MissingExtra(ConfigurationError):
+    """A feature was asked for whose optional dependency is not installed. ``extra`` names the extra
+    that brings it (``redis`` for ``pip install 'mcp-sync-auth[redis]'``), and so does the message."""
+
+    def __init__(self, message: str, *, extra: str = "", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.extra = extra
+
+
 class InsecureTransportError(ConfigurationError):
     """A URL that must be HTTPS is not, and its host is not a loopback address."""
 
@@ -88,6 +97,36 @@ class CorruptTokenCache(TokenStoreError):
     def __init__(self, message: str, *, quarantined_to: Optional[str] = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.quarantined_to = quarantined_to
+
+
+class StoreKeyMismatch(TokenStoreError):
+    """An encrypted record cannot be opened: it was encrypted with another key than the store's, or
+    the store was given no key at all. The record is left as it is and nothing writes over it, since
+    the right key still opens it.
+
+    ``record_key_id`` is the id of the key that encrypted the record, ``store_key_id`` the id of the
+    store's key (None when it has none). A key id is a short one-way fingerprint, never the key.
+    """
+
+    def __init__(
+        self, message: str, *, record_key_id: str = "", store_key_id: Optional[str] = None, **kwargs: Any
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.record_key_id = record_key_id
+        self.store_key_id = store_key_id
+
+
+class SealedRecordInvalid(CorruptTokenCache):
+    """An encrypted record, sealed with the store's own key, fails authentication: it was altered,
+    cut short, or copied from another record's place. Nothing in it can be trusted, so it is treated
+    as a corrupt record: its tokens are lost, and a login replaces it. ``quarantined_to`` names where
+    the store moved it, when it did."""
+
+
+class UnsealedRecord(TokenStoreError):
+    """A record is stored unencrypted while the store encrypts its records. It is refused, since
+    anyone able to write to the store could have put it there, and left as it is. A store being
+    moved to encryption accepts such records only when told to (``allow_plaintext``)."""
 
 
 class RefreshInterrupted(MCPAuthError):

@@ -43,6 +43,7 @@ PUBLIC = [
     "MCPClient",
     "MCPProtocolError",
     "MemoryTokenStore",
+    "MissingExtra",
     "PKCENotSupported",
     "ProtectedResourceMetadata",
     "RefreshChainRevoked",
@@ -52,8 +53,10 @@ PUBLIC = [
     "RegistrationStore",
     "Reservation",
     "ResourceMismatch",
+    "SealedRecordInvalid",
     "StateMismatch",
     "StoreFull",
+    "StoreKeyMismatch",
     "Timeouts",
     "TokenEndpointError",
     "TokenSet",
@@ -61,6 +64,7 @@ PUBLIC = [
     "TokenStoreError",
     "ToolError",
     "Unreadable",
+    "UnsealedRecord",
     "__version__",
 ]
 
