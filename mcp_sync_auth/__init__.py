@@ -21,6 +21,7 @@ from ._stores.file import FileTokenStore
 from ._stores.inventory import InspectableStore, Inventory, Unreadable
 from ._stores.memory import MemoryTokenStore
 from ._stores.protocol import ChainStore, RegistrationStore, TokenStore
+from ._stores.redis import RedisTokenStore  # redis-py is imported only when one is built
 from ._stores.reservation import Reservation
 from ._util.timeouts import Timeouts
 from ._version import __version__
@@ -95,6 +96,7 @@ __all__ = [
     "MissingExtra",
     "PKCENotSupported",
     "ProtectedResourceMetadata",
+    "RedisTokenStore",
     "RefreshChainRevoked",
     "RefreshInterrupted",
     "RegistrationFailed",

@@ -46,6 +46,7 @@ PUBLIC = [
     "MissingExtra",
     "PKCENotSupported",
     "ProtectedResourceMetadata",
+    "RedisTokenStore",
     "RefreshChainRevoked",
     "RefreshInterrupted",
     "RegistrationFailed",

@@ -8,7 +8,16 @@ import time
 
 import pytest
 
-from mcp_sync_auth import ChainKey, ConfigurationError, CorruptTokenCache, LockTimeout, RegistrationKey, TokenStoreError
+from mcp_sync_auth import (
+    ChainKey,
+    ConfigurationError,
+    CorruptTokenCache,
+    LockTimeout,
+    RegistrationKey,
+    StoreKeyMismatch,
+    TokenStoreError,
+    UnsealedRecord,
+)
 from mcp_sync_auth._chain.keys import ChainRecord, LoginKey
 from mcp_sync_auth._chain.tokens import TokenSet
 from mcp_sync_auth._stores.redis import RedisTokenStore
@@ -221,3 +230,44 @@ def test_without_redis_py_the_library_imports_and_the_store_names_the_extra():
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
     assert "pip install 'mcp-sync-auth[redis]'" in out.stdout
+
+
+KEY_TEXT = "0" * 63 + "1"
+OTHER_KEY = "f" * 64
+
+
+def test_encrypted_records_show_no_token_and_round_trip(redis_server):
+    store = RedisTokenStore.from_url(redis_server.url, encryption_key=KEY_TEXT)
+    store.save(record(1, access="visible-access", refresh="visible-refresh"))
+    store.save_registration(RegistrationKey("https://as.example"), {"client_secret": "visible-secret"})
+    stored = names(redis_server)
+    raw = [redis_server.command("HGET", n, "doc") for n in stored if n.endswith(":record")]
+    raw += [redis_server.command("GET", n) for n in stored if n.endswith(":registration")]
+    assert len(raw) == 2 and all(b"visible" not in value for value in raw)
+    assert store.load(KEY).tokens.refresh_token == "visible-refresh-1"
+    assert store.load_registration(RegistrationKey("https://as.example")) == {"client_secret": "visible-secret"}
+    assert "encrypted" in store.location and KEY_TEXT not in repr(store)
+
+
+def test_a_wrong_key_is_a_clear_error_and_destroys_nothing(redis_server):
+    RedisTokenStore.from_url(redis_server.url, encryption_key=KEY_TEXT).save(record(1))
+    before = redis_server.command("HGET", f"mcp-sync-auth:{{{KEY.stem}}}:record", "doc")
+    for wrong in (RedisTokenStore.from_url(redis_server.url, encryption_key=OTHER_KEY),
+                  RedisTokenStore.from_url(redis_server.url)):  # no key at all
+        with wrong.lock(KEY, timeout=5), pytest.raises(StoreKeyMismatch) as caught:
+            wrong.load(KEY)  # even under the lease, where a corrupt record would be moved aside
+        assert KEY_TEXT not in str(caught.value) and OTHER_KEY not in str(caught.value)
+    assert redis_server.command("HGET", f"mcp-sync-auth:{{{KEY.stem}}}:record", "doc") == before
+    assert RedisTokenStore.from_url(redis_server.url, encryption_key=KEY_TEXT).load(KEY).generation == 1
+
+
+def test_a_plain_store_is_encrypted_record_by_record_once_a_key_is_set(redis_server, monkeypatch):
+    RedisTokenStore.from_url(redis_server.url).save(record(1))
+    monkeypatch.setenv("MCP_SYNC_AUTH_STORE_KEY", KEY_TEXT)
+    with pytest.raises(UnsealedRecord):
+        RedisTokenStore.from_url(redis_server.url).load(KEY)
+    migrating = RedisTokenStore.from_url(redis_server.url, allow_plaintext=True)
+    assert migrating.load(KEY).generation == 1
+    migrating.save(record(2))
+    assert redis_server.command("HGET", f"mcp-sync-auth:{{{KEY.stem}}}:record", "doc").startswith(b"sealed:")
+    assert RedisTokenStore.from_url(redis_server.url).load(KEY).generation == 2

@@ -7,17 +7,19 @@ import importlib
 from types import ModuleType
 from typing import Any, Optional
 
-from ...errors import ConfigurationError, TokenStoreError
+from ...errors import MissingExtra, TokenStoreError
 
 EXTRA_HINT = "pip install 'mcp-sync-auth[redis]'"
 
 
 def redis_module() -> ModuleType:
-    """The ``redis`` package, or a ConfigurationError that says how to install it."""
+    """The ``redis`` package, or a MissingExtra error that says how to install it."""
     try:
         redis = importlib.import_module("redis")  # imported only when a Redis store is built
     except ImportError as exc:
-        raise ConfigurationError(f"the Redis token store needs the 'redis' package (redis-py): {EXTRA_HINT}") from exc
+        raise MissingExtra(
+            f"the Redis token store needs the 'redis' package (redis-py): {EXTRA_HINT}", extra="redis"
+        ) from exc
     return redis
 
 

@@ -8,6 +8,8 @@ chain shares a hash tag, so each step is one script on one slot, on Redis Cluste
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import json
 import logging
@@ -26,6 +28,8 @@ from ..document import (
     registration_to_document,
 )
 from ..protocol import StoreKey
+from ..reservation import Reservation
+from ..sealing import Sealer, open_stored, seal_for_store
 from . import scripts
 from .changes import ChangeFeed
 from .client import password_of, redis_module, store_error, where
@@ -43,7 +47,8 @@ _MAX_PAUSE = 0.25
 # The longest a lease is renewed: a login waits for a person (5 minutes by default) after its lock.
 _MAX_HOLD = 1800.0
 _MAX_DOCUMENT = 1 << 20
-_STORE_OPTIONS = ("prefix", "lease", "wait_for_replicas", "replica_timeout")
+_STORE_OPTIONS = ("prefix", "lease", "wait_for_replicas", "replica_timeout", "encryption_key", "allow_plaintext")
+_SEALED = "sealed:"
 
 
 class RedisTokenStore:
@@ -53,6 +58,10 @@ class RedisTokenStore:
     ``lease`` is the lease's length in seconds; a holder renews it while it works, and a grant in
     flight extends it to the grant's whole deadline. ``wait_for_replicas`` (0: off) makes each commit
     wait until that many replicas have it (``WAIT``), for ``replica_timeout`` seconds at most.
+
+    ``encryption_key`` (or the environment variable ``MCP_SYNC_AUTH_STORE_KEY``) encrypts every record
+    and registration at rest (AES-256-GCM, bound to its key name). ``allow_plaintext`` reads records
+    written before a key was set; each is encrypted at its next write.
     """
 
     def __init__(
@@ -63,6 +72,8 @@ class RedisTokenStore:
         lease: float = DEFAULT_LEASE,
         wait_for_replicas: int = 0,
         replica_timeout: float = 0.5,
+        encryption_key: Union[str, bytes, None] = None,
+        allow_plaintext: bool = False,
     ) -> None:
         redis_module()  # the clear error, if redis-py is missing
         if not isinstance(prefix, str) or not prefix or any(c in prefix for c in "{}*?[]\\ \n"):
@@ -78,6 +89,8 @@ class RedisTokenStore:
         self.lease = float(lease)
         self.wait_for_replicas = wait_for_replicas
         self._replica_timeout_ms = int(replica_timeout * 1000)
+        self._sealer = Sealer.from_environment() if encryption_key is None else Sealer(encryption_key)
+        self._allow_plaintext = allow_plaintext
         self._where = where(client)
         self._password = password_of(client)
         self._scripts = {
@@ -118,7 +131,8 @@ class RedisTokenStore:
     @property
     def location(self) -> str:
         """The server and prefix, for people (never a password)."""
-        return f"{self._where} (prefix {self.prefix!r})"
+        sealed = ", encrypted" if self._sealer is not None else ""
+        return f"{self._where} (prefix {self.prefix!r}{sealed})"
 
     def __repr__(self) -> str:
         return f"RedisTokenStore({self.location})"
@@ -233,19 +247,27 @@ class RedisTokenStore:
         if generation is None and doc is None:
             return None
         try:
-            record = document_to_record(self._parse(doc))
+            record = document_to_record(self._parse(doc, name))
             if record.key != key or int(_text(generation)) != record.generation:
                 raise ValueError("the record is not the one stored under this key")
         except ValueError as exc:
             self._corrupt(key, name, str(exc))
         return record
 
-    def _parse(self, doc: Any) -> Any:
+    def _parse(self, doc: Any, name: str) -> Any:
         if doc is None:
             raise ValueError("the record has no document")
         raw = doc if isinstance(doc, bytes) else str(doc).encode("utf-8")
         if len(raw) > _MAX_DOCUMENT:
             raise ValueError("the record is larger than 1 MiB")
+        if raw.startswith(_SEALED.encode()):
+            try:
+                sealed = base64.b64decode(raw[len(_SEALED) :], validate=True)
+            except binascii.Error:
+                raise ValueError("the encrypted record is not base64") from None
+            raw = open_stored(sealed, name.encode("utf-8"), self._sealer)
+        else:
+            raw = open_stored(raw, name.encode("utf-8"), self._sealer, allow_plaintext=self._allow_plaintext)
         try:
             parsed = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -272,9 +294,16 @@ class RedisTokenStore:
     def save(self, record: ChainRecord) -> None:
         self._write(record, mode="newer", base=record.generation - 1, owner="")
 
+    def _encode(self, document: dict[str, Any], name: str) -> str:
+        text = json.dumps(document, sort_keys=True, separators=(",", ":"))
+        if self._sealer is None:
+            return text
+        sealed = seal_for_store(text.encode("utf-8"), name.encode("utf-8"), self._sealer)
+        return _SEALED + base64.b64encode(sealed).decode("ascii")
+
     def _write(self, record: ChainRecord, *, mode: str, base: int, owner: str) -> None:
         key = record.key
-        doc = json.dumps(record_to_document(record), sort_keys=True, separators=(",", ":"))
+        doc = self._encode(record_to_document(record), self._name(key, "record"))
         written, stored = self._run(
             "WRITE",
             [self._name(key, "record"), self._name(key, "inflight")],
@@ -298,7 +327,7 @@ class RedisTokenStore:
         if self.wait_for_replicas:
             self._call("waiting for replicas", "wait", self.wait_for_replicas, self._replica_timeout_ms)
 
-    def reserve(self, current: ChainRecord, deadline: Optional[float] = None) -> RedisReservation:
+    def reserve(self, current: ChainRecord, deadline: Optional[float] = None) -> Reservation:
         """The lease-guarded send: called under the lease just before the grant. Refuses (LockTimeout:
         nothing is sent) unless the lease is still ours; then extends it past the grant's whole
         ``deadline`` and marks the grant in flight, so that no successor spends the same token while
@@ -355,7 +384,7 @@ class RedisTokenStore:
         if doc is None:
             return None
         try:
-            return document_to_record(self._parse(doc))
+            return document_to_record(self._parse(doc, name))
         except (ValueError, TokenStoreError) as exc:
             log.warning("skipped an unreadable record in the Redis store at %s (%s)", self.location, exc)
             return None
@@ -368,7 +397,7 @@ class RedisTokenStore:
         if doc is None:
             return None
         try:
-            parsed = self._parse(doc)
+            parsed = self._parse(doc, name)
             if not isinstance(parsed, dict):
                 raise ValueError("the registration is not a JSON object")
             return document_to_registration(key, parsed)
@@ -377,8 +406,10 @@ class RedisTokenStore:
             raise  # pragma: no cover (_corrupt raises)
 
     def save_registration(self, key: RegistrationKey, registration: dict[str, Any]) -> None:
-        doc = json.dumps(registration_to_document(key, registration), sort_keys=True, separators=(",", ":"))
-        self._call(f"writing {key.describe()}", "set", self._name(key, "registration"), doc)
+        name = self._name(key, "registration")
+        self._call(
+            f"writing {key.describe()}", "set", name, self._encode(registration_to_document(key, registration), name)
+        )
 
     def delete_registration(self, key: RegistrationKey) -> None:
         self._call(f"deleting {key.describe()}", "delete", self._name(key, "registration"))
