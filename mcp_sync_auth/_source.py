@@ -89,7 +89,7 @@ class ChainSource:
         self._clock = clock
         self._skew = refresh_skew
         # Long enough for a holder's whole grant: connect and first answer, twice (a slow server), plus slack.
-        self._grant_deadline = 2 * timeouts.grant_first_answer + 10
+        self._grant_deadline = timeouts.grant_total
         self._lock_timeout = lock_timeout if lock_timeout is not None else self._grant_deadline
         self._login_timeout = login.timeout
         if discovery is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 from urllib.parse import quote
 
@@ -119,7 +120,12 @@ class TokenEndpointClient:
         return {"include_client_id": self.auth_method == "none"}
 
     def _headers(self) -> dict[str, str]:
-        headers = {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}
+        headers = {
+            "Accept": "application/json",
+            "Content-Type": "application/x-www-form-urlencoded",
+            # The body is read receive by receive against a total deadline: no decoder in between.
+            "Accept-Encoding": "identity",
+        }
         if self.auth_method == "client_secret_basic":
             # RFC 6749 §2.3.1: both parts are form-urlencoded before they are joined.
             assert self._client_secret is not None
@@ -129,6 +135,8 @@ class TokenEndpointClient:
 
     def _post(self, body: str, secrets: tuple[Optional[str], ...]) -> Mapping[str, Any]:
         secrets = (*secrets, self._client_secret)
+        # The body must be read before this, so that the grant ends within Timeouts.grant_total.
+        read_by = time.monotonic() + self._timeout.grant_total - self._timeout.for_grants[1]
         try:
             response = self._sessions.get().post(
                 self.token_endpoint,
@@ -150,7 +158,7 @@ class TokenEndpointClient:
             raise self._transport_error("the request failed", exc, ambiguous=True) from None
         with response:
             try:
-                raw = read_at_most(response, MAX_RESPONSE_BYTES)
+                raw = read_at_most(response, MAX_RESPONSE_BYTES, deadline=read_by)
             except requests.exceptions.RequestException as exc:
                 raise self._transport_error("the answer was cut off", exc, ambiguous=True) from None
         return self._interpret(response, raw, secrets)

@@ -75,6 +75,12 @@ class Timeouts:
         return (self.connect, max(self.read, self.grant_read))
 
     @property
+    def grant_total(self) -> float:
+        """The hard bound on one whole grant, body included (its read stops at ``grant_total`` minus
+        one read, and that last read is bounded too): what a lease must outlast."""
+        return 2 * self.grant_first_answer + 10
+
+    @property
     def grant_first_answer(self) -> float:
         """The longest a grant can wait before its answer starts: connect, then the first read."""
         connect, read = self.for_grants

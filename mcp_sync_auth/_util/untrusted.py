@@ -4,24 +4,53 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from itertools import accumulate
-from typing import Any, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 import requests
+import urllib3
 
 __all__ = ["MAX_JSON_DEPTH", "json_object", "json_value", "loads_shallow", "read_at_most"]
 
 
-def read_at_most(response: requests.Response, limit: int) -> Optional[bytes]:
-    """The body of a streamed response, or None as soon as it grows past ``limit`` bytes."""
+def read_at_most(response: requests.Response, limit: int, *, deadline: Optional[float] = None) -> Optional[bytes]:
+    """The body of a streamed response, or None as soon as it grows past ``limit`` bytes.
+
+    ``deadline`` (``time.monotonic()``) bounds the whole read: ``requests``' timeout bounds each
+    read, so a server that sends a byte now and then could otherwise hold the body for ever."""
     chunks: list[bytes] = []
     size = 0
-    for chunk in response.iter_content(chunk_size=16 * 1024):
+    for chunk in _chunks(response, deadline):
         size += len(chunk)
         if size > limit:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _chunks(response: requests.Response, deadline: Optional[float]) -> Iterator[bytes]:
+    read1 = getattr(response.raw, "read1", None)
+    if deadline is None or not callable(read1):
+        # urllib3 1.x has no read1: byte by byte is slow, but token answers are small.
+        for chunk in response.iter_content(chunk_size=16 * 1024 if deadline is None else 1):
+            if deadline is not None and time.monotonic() > deadline:
+                raise requests.exceptions.ReadTimeout("the answer did not arrive within its total deadline")
+            yield chunk
+        return
+    # read1 returns what one receive brought, so the deadline is checked between receives.
+    while True:
+        if time.monotonic() > deadline:
+            raise requests.exceptions.ReadTimeout("the answer did not arrive within its total deadline")
+        try:
+            chunk = read1(16 * 1024)
+        except urllib3.exceptions.ReadTimeoutError as exc:
+            raise requests.exceptions.ReadTimeout(str(exc)) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise requests.exceptions.ConnectionError(str(exc)) from exc
+        if not chunk:
+            return
+        yield chunk
 
 
 MAX_JSON_DEPTH = 64

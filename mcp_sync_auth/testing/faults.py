@@ -29,6 +29,10 @@ class Fault(enum.Enum):
     RESET_AFTER = "reset_after"
     """Process the request, then abort the TCP connection: the answer, and any rotated token in it, is lost."""
 
+    DRIP_AFTER = "drip_after"
+    """Process the request, then send the answer one byte every ``fault_delay`` seconds: no read
+    ever waits long, yet the whole answer takes minutes (only a total deadline ends it)."""
+
     MALFORMED_200_AFTER = "malformed_200_after"
     """Process the request, then answer ``200`` with a body that is not valid JSON."""
 

@@ -207,12 +207,23 @@ class StrictRequestHandler(BaseHTTPRequestHandler):
             if close:
                 self.send_header("Connection", "close")
             self.end_headers()
-            if response.body:
+            if response.drip > 0:
+                self._drip(response.body, response.drip)
+            elif response.body:
                 self.wfile.write(response.body)
             self.wfile.flush()
         except OSError:
             logger.debug("client went away before the response was written")
             self.close_connection = True
+
+    def _drip(self, body: bytes, pause: float) -> None:
+        self.wfile.flush()  # the status line and headers go out at once
+        for index in range(len(body)):
+            if self.server.stopping.wait(pause):
+                self.close_connection = True
+                return
+            self.wfile.write(body[index : index + 1])
+            self.wfile.flush()
 
     def _reset_connection(self) -> None:
         """Close with SO_LINGER 0 so the peer gets a TCP RST instead of a FIN."""

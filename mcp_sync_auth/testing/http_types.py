@@ -50,7 +50,8 @@ class Request:
 @dataclass(frozen=True)
 class Response:
     """What to send back. ``abort`` resets the connection instead of answering;
-    ``delay`` waits (interruptible by server stop) before answering."""
+    ``delay`` waits (interruptible by server stop) before answering; ``drip`` sends the body one
+    byte at a time, waiting that long before each."""
 
     status: int
     body: bytes = b""
@@ -58,6 +59,7 @@ class Response:
     close: bool = False
     abort: bool = False
     delay: float = 0.0
+    drip: float = 0.0
 
     @classmethod
     def connection_reset(cls) -> Response:

@@ -48,6 +48,8 @@ class TokenEndpoint:
         response = self._process(request)
         if fault is Fault.SLOW_AFTER:
             return replace(response, delay=self._fault_delay)
+        if fault is Fault.DRIP_AFTER:
+            return replace(response, drip=self._fault_delay)
         if fault is Fault.RESET_AFTER:
             return Response.connection_reset()
         if fault is Fault.MALFORMED_200_AFTER:

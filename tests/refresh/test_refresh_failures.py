@@ -1,14 +1,15 @@
 """What happens when refresh goes wrong: dead chains, a failing token endpoint, lost answers."""
 
 import threading
+import time
 from collections import Counter
 
 import pytest
 
-from mcp_sync_auth import RefreshChainRevoked, TokenEndpointError
+from mcp_sync_auth import FileTokenStore, MCPAuth, RefreshChainRevoked, TokenEndpointError
 from mcp_sync_auth._refresh.manager import _flights
-from mcp_sync_auth._util.timeouts import MIN_GRANT_READ
-from mcp_sync_auth.testing import Fault
+from mcp_sync_auth._util.timeouts import MIN_GRANT_READ, Timeouts
+from mcp_sync_auth.testing import Fault, StrictAuthServer
 
 from ..conftest import TTL
 from ..helpers import wait_until
@@ -124,3 +125,24 @@ def test_a_new_login_revives_a_dead_chain(server, auth, client_id, clock, http):
         auth.access_token()
     auth.save_token(server.mint_tokens(client_id))
     assert echo_call(http, server.mcp_url, auth) == "ok"
+
+
+def test_an_answer_that_drips_in_ends_at_the_grants_total_deadline(clock, store_dir):
+    # Each byte comes within the read timeout, so only a total deadline ends the grant; a lease
+    # (the Redis store) is sized on that deadline, so it must be real.
+    with StrictAuthServer(access_token_ttl=TTL, clock=clock, fault_delay=0.5) as slow:
+        client_id = slow.register_client()
+        auth = MCPAuth(slow.mcp_url, store=FileTokenStore(store_dir), client_id=client_id,
+                       token_endpoint=slow.token_endpoint, clock=clock, interactive=False,
+                       timeout=Timeouts(connect=0.5, read=0.5, grant_read=5))
+        auth.save_token(slow.mint_tokens(client_id))
+        clock.advance(TTL + 1)
+        slow.inject_fault(Fault.DRIP_AFTER)
+        started = time.monotonic()
+        with pytest.raises(TokenEndpointError) as info:
+            auth.access_token()
+        took = time.monotonic() - started
+        assert info.value.ambiguous and "ReadTimeout" in str(info.value)
+        # The drip alone takes minutes (a byte per 0.5 s); the grant's hard bound is 21 s.
+        assert Timeouts(connect=0.5, read=0.5, grant_read=5).grant_total == 21
+        assert took < 90
