@@ -8,6 +8,7 @@ outcome does not depend on the machine's speed (a frozen link or a stopped proce
 """
 
 import json
+import os
 import select
 import socket
 import sys
@@ -223,6 +224,16 @@ def test_ending_a_delay_releases_what_waits(fleet):
     raw.close()
 
 
+def test_a_connection_ended_by_the_server_is_closed_on_both_sides(fleet):
+    a = fleet[0]
+    raw = raw_connection(a.port)
+    raw.sendall(resp("QUIT"))
+    assert read_exactly(raw, 5) == b"+OK\r\n"
+    assert raw.recv(1) == b""  # the server's end of stream came through, after its reply
+    raw.close()
+    wait_until(lambda: a.forwarder.open_connections == 0, BOUND, "the forwarder to close the connection")
+
+
 def test_a_dead_server_resets_the_hosts_connections(fleet, redis_server):
     a = fleet[0]
     with client(a.port) as through_a:
@@ -364,6 +375,7 @@ PARENT = textwrap.dedent("""
 @pytest.mark.skipif(not LINUX, reason="reads /proc")
 def test_closing_a_fleet_leaves_no_thread_socket_or_process(tmp_path, redis_server):
     before = set(forwarder_threads())
+    descriptors = len(os.listdir("/proc/self/fd"))
     fleet = Fleet(tmp_path, redis_server, hosts=3)
     assert len(set(forwarder_threads()) - before) == 3
     ports = [host.port for host in fleet]
@@ -393,6 +405,7 @@ def test_closing_a_fleet_leaves_no_thread_socket_or_process(tmp_path, redis_serv
     open_client.close()
     held.close()
     fleet.close()  # twice is fine
+    assert len(os.listdir("/proc/self/fd")) == descriptors  # no socket, pipe or selector left open
 
 
 def test_a_host_name_is_its_own(tmp_path, redis_server):
