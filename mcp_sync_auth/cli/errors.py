@@ -32,6 +32,7 @@ import requests
 from .._util.urls import origin
 from ..errors import (
     AuthorizationRequired,
+    ConfigurationError,
     CorruptTokenCache,
     InsufficientScope,
     LockTimeout,
@@ -75,6 +76,11 @@ class Failure:
 INTERRUPTED = Failure("interrupted", EXIT_INTERRUPTED)
 
 
+class UsageError(ConfigurationError):
+    """A bad option value that only running the command finds out (``--store``, or the variable that
+    stands in for it): a usage error, exit 2, said in one line."""
+
+
 def one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -83,6 +89,8 @@ def failure_of(exc: BaseException, args: argparse.Namespace) -> Optional[Failure
     """The failure a user sees for ``exc``; None for what only a bug raises (its traceback helps)."""
     if isinstance(exc, RefreshInterrupted):
         return INTERRUPTED
+    if isinstance(exc, UsageError):
+        return Failure(str(exc), EXIT_USAGE)
     if isinstance(exc, (AuthorizationRequired, CorruptTokenCache)):
         # A corrupt file has lost its chain just as a revoked one has: the way out is the same login.
         return Failure(str(exc), EXIT_LOGIN_NEEDED, _login_hint(exc, args))
