@@ -10,7 +10,7 @@ Exit codes (also in ``mcp-sync-auth --help``):
 0    success
 1    an error: the server cannot be reached or refused us, a store file cannot be used (written
      by a newer version, unsafe permissions), a lock timed out, a login failed...
-2    usage: a bad argument or server URL (argparse's own code)
+2    usage: a bad argument, server URL or store (--store, $MCP_SYNC_AUTH_STORE); argparse's own code
 3    a login is needed: no tokens, a dead chain, a token file that was corrupt (moved aside)
 4    ``call`` only: the tool ran and reported an error (its result is still printed)
 130  interrupted (Ctrl-C)
@@ -51,7 +51,7 @@ EXIT_STDOUT_CLOSED = 141  # 128 + SIGPIPE, as a shell reports `yes | head -1`'s 
 EXIT_CODES = (
     (EXIT_OK, "success"),
     (EXIT_ERROR, "error (server unreachable or refusing, unusable store file, lock timeout...)"),
-    (EXIT_USAGE, "usage error: bad arguments or server URL"),
+    (EXIT_USAGE, "usage error: bad arguments, server URL or --store"),
     (EXIT_LOGIN_NEEDED, "a login is needed (no tokens, dead chain, corrupt token file)"),
     (EXIT_TOOL_ERROR, "call: the tool reported an error (its result is printed)"),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
