@@ -10,7 +10,7 @@ Exit codes (also in ``mcp-sync-auth --help``):
 0    success
 1    an error: the server cannot be reached or refused us, a store file cannot be used (written
      by a newer version, unsafe permissions), a lock timed out, a login failed...
-2    usage: a bad argument, server URL or store (--store, $MCP_SYNC_AUTH_STORE); argparse's own code
+2    usage: a bad argument, server URL or store (--store, $MCP_SYNC_AUTH_STORE)
 3    a login is needed: no tokens, a dead chain, a token file that was corrupt (moved aside)
 4    ``call`` only: the tool ran and reported an error (its result is still printed)
 130  interrupted (Ctrl-C)
