@@ -25,8 +25,8 @@ from ._oauth.discovery import Discovery
 from ._oauth.settings import AuthorizationHandler, ClientSettings, LoginOptions
 from ._refresh.manager import Clock
 from ._source import ChainSource
-from ._stores.file import FileTokenStore
 from ._stores.protocol import TokenStore
+from ._stores.selection import store_from_spec
 from ._util.headers import bearer_token
 from ._util.logs import warn_limited
 from ._util.timeouts import TimeoutLike, Timeouts, positive_seconds
@@ -111,7 +111,8 @@ class MCPAuth(AuthBase):
     request. ``client`` says who the client is (:class:`ClientSettings`; by default discovery and
     registration find out), ``login`` how a login happens (:class:`LoginOptions`); each of their fields
     may also be given as a single keyword (``client_id=``, ``interactive=``, ...). ``store`` defaults to
-    a :class:`FileTokenStore` in the user's cache folder, shared by every process of the user.
+    the store ``$MCP_SYNC_AUTH_STORE`` names (a folder, ``file:///...``, ``memory:``, ``redis://...``),
+    else a :class:`FileTokenStore` in the user's cache folder, shared by every process of the user.
     ``timeout`` (seconds, a ``(connect, read)`` pair, or :class:`Timeouts`) applies to every HTTP
     request the auth sends; ``lock_timeout`` bounds the wait for another holder's refresh.
     """
@@ -138,7 +139,7 @@ class MCPAuth(AuthBase):
         if lock_timeout is not None:
             positive_seconds(lock_timeout, "lock_timeout")
         client, login = _grouped(client, login, dict(keywords))
-        self.store: TokenStore = store if store is not None else FileTokenStore()
+        self.store: TokenStore = store if store is not None else store_from_spec(None)
         self.account = account
         self._origin = origin(self.server_url)
         # session None: each component makes its own, renewed after fork() so that a child never

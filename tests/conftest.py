@@ -25,6 +25,13 @@ def warning_clock(monkeypatch):
     return moved
 
 
+@pytest.fixture(autouse=True)
+def no_store_variable(monkeypatch):
+    """A $MCP_SYNC_AUTH_STORE of the machine's would pick every test's default store (and every
+    subprocess's): the tests that want one set it themselves."""
+    monkeypatch.delenv("MCP_SYNC_AUTH_STORE", raising=False)
+
+
 @pytest.fixture
 def server(clock):
     with StrictAuthServer(access_token_ttl=TTL, clock=clock, token_marker="SECRETMARK") as strict:

@@ -10,7 +10,7 @@ Exit codes (also in ``mcp-sync-auth --help``):
 0    success
 1    an error: the server cannot be reached or refused us, a store file cannot be used (written
      by a newer version, unsafe permissions), a lock timed out, a login failed...
-2    usage: a bad argument or server URL (argparse's own code)
+2    usage: a bad argument, server URL or store (--store, $MCP_SYNC_AUTH_STORE)
 3    a login is needed: no tokens, a dead chain, a token file that was corrupt (moved aside)
 4    ``call`` only: the tool ran and reported an error (its result is still printed)
 130  interrupted (Ctrl-C)
@@ -32,6 +32,7 @@ import requests
 from .._util.urls import origin
 from ..errors import (
     AuthorizationRequired,
+    ConfigurationError,
     CorruptTokenCache,
     InsufficientScope,
     LockTimeout,
@@ -50,7 +51,7 @@ EXIT_STDOUT_CLOSED = 141  # 128 + SIGPIPE, as a shell reports `yes | head -1`'s 
 EXIT_CODES = (
     (EXIT_OK, "success"),
     (EXIT_ERROR, "error (server unreachable or refusing, unusable store file, lock timeout...)"),
-    (EXIT_USAGE, "usage error: bad arguments or server URL"),
+    (EXIT_USAGE, "usage error: bad arguments, server URL or --store"),
     (EXIT_LOGIN_NEEDED, "a login is needed (no tokens, dead chain, corrupt token file)"),
     (EXIT_TOOL_ERROR, "call: the tool reported an error (its result is printed)"),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
@@ -75,6 +76,11 @@ class Failure:
 INTERRUPTED = Failure("interrupted", EXIT_INTERRUPTED)
 
 
+class UsageError(ConfigurationError):
+    """A bad option value that only running the command finds out (``--store``, or the variable that
+    stands in for it): a usage error, exit 2, said in one line."""
+
+
 def one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -83,6 +89,8 @@ def failure_of(exc: BaseException, args: argparse.Namespace) -> Optional[Failure
     """The failure a user sees for ``exc``; None for what only a bug raises (its traceback helps)."""
     if isinstance(exc, RefreshInterrupted):
         return INTERRUPTED
+    if isinstance(exc, UsageError):
+        return Failure(str(exc), EXIT_USAGE)
     if isinstance(exc, (AuthorizationRequired, CorruptTokenCache)):
         # A corrupt file has lost its chain just as a revoked one has: the way out is the same login.
         return Failure(str(exc), EXIT_LOGIN_NEEDED, _login_hint(exc, args))

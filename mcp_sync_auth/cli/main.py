@@ -17,8 +17,9 @@ from typing import Collection, Optional, Sequence, cast
 from .. import demo
 from .._chain.keys import ChainKey, ChainRecord, RegistrationKey
 from .._oauth.login import AuthorizationHandler
-from .._stores.file import FileTokenStore
-from .._stores.inventory import Unreadable
+from .._stores.inventory import Unreadable, settle, take_inventory
+from .._stores.protocol import ChainStore, TokenStore
+from .._stores.selection import STORE_ENVIRONMENT_VARIABLE, describe_store, store_from_spec
 from .._util.urls import canonical_resource
 from .._version import __version__
 from ..auth import MCPAuth
@@ -27,7 +28,7 @@ from . import errors as cli_errors
 from . import logs as cli_logs
 from . import tools as cli_tools
 from .arguments import add_lock_timeout, add_verbosity, server_url
-from .errors import EXIT_ERROR, EXIT_LOGIN_NEEDED, EXIT_OK, EXIT_TOOL_ERROR, EXIT_USAGE
+from .errors import EXIT_ERROR, EXIT_LOGIN_NEEDED, EXIT_OK, EXIT_TOOL_ERROR, EXIT_USAGE, UsageError
 
 __all__ = ["EXIT_ERROR", "EXIT_LOGIN_NEEDED", "EXIT_OK", "EXIT_TOOL_ERROR", "EXIT_USAGE", "build_parser", "main"]
 
@@ -42,6 +43,22 @@ def _describe_expiry(record: ChainRecord, now: float) -> str:
     return f"in {left:.0f} s" if left >= 0 else f"{-left:.0f} s ago"
 
 
+STORE_HELP = (
+    "where the tokens are kept: a folder, file:///absolute/path, memory: (this process only), "
+    "redis://[:PASSWORD@]HOST[:PORT][/DB], rediss://... (TLS) or unix:///path/to/redis.sock "
+    f"(default: ${STORE_ENVIRONMENT_VARIABLE}, else the folder $MCP_SYNC_AUTH_HOME or the user's cache)"
+)
+
+
+def _store(args: argparse.Namespace) -> TokenStore:
+    """The store ``--store`` names, else ``$MCP_SYNC_AUTH_STORE``, else the default folder. A value
+    that names no store is a usage error (exit 2), said in one line without any password."""
+    try:
+        return store_from_spec(args.store, what="--store")
+    except ConfigurationError as exc:
+        raise UsageError(str(exc)) from None
+
+
 # How long `status` waits for the lock of a corrupt file it moves aside (the only lock it takes).
 STATUS_LOCK_TIMEOUT = 10.0
 
@@ -49,9 +66,10 @@ STATUS_LOCK_TIMEOUT = 10.0
 def cmd_status(args: argparse.Namespace) -> int:
     """Every chain, and the verdict on every file that cannot be used (exit 1 if there is one).
     Creates no folder, and locks only a corrupt file, to move it aside."""
-    store = FileTokenStore(args.store)
+    store = _store(args)
+    print(f"store: {describe_store(store)}")
     wanted = canonical_resource(args.url) if args.url else None
-    found = store.inventory()
+    found = take_inventory(store)
     records = [r for r in found.records if wanted is None or r.key.resource == wanted]
     lock_timeout = args.lock_timeout
     problems: list[tuple[Unreadable, TokenStoreError]] = []
@@ -64,7 +82,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             elif error is not None:
                 problems.append((entry, error))
     if not records and not problems:
-        print(f"no chains stored in {store.directory}" + (f" for {wanted}" if wanted else ""))
+        print(f"no chains stored in {describe_store(store)}" + (f" for {wanted}" if wanted else ""))
         return EXIT_OK
     now = time.time()
     for record in records:
@@ -81,14 +99,14 @@ def _concerns(entry: Unreadable, wanted: Optional[str]) -> bool:
 
 
 def _status_verdict(
-    store: FileTokenStore, entry: Unreadable, lock_timeout: float
+    store: ChainStore, entry: Unreadable, lock_timeout: float
 ) -> tuple[Optional[ChainRecord], Optional[TokenStoreError]]:
     """The record of a file that reads again, or the error every other path gives for it. Only a
     corrupt file is read again, under its lock, so that it is moved aside as everywhere else."""
     if entry.problem != "corrupt":
         return None, entry.error
     try:
-        record = store.settle(entry, lock_timeout)
+        record = settle(store, entry, lock_timeout)
     except TokenStoreError as exc:  # CorruptTokenCache naming where it went; LockTimeout if held
         return None, exc
     return record, None
@@ -137,7 +155,7 @@ def _print_problem(entry: Unreadable, error: TokenStoreError) -> None:
 
 
 def cmd_logout(args: argparse.Namespace) -> int:
-    store = FileTokenStore(args.store)
+    store = _store(args)
     wanted = canonical_resource(args.url)
     removed = 0
     for record in store.records():
@@ -168,7 +186,7 @@ def _load_handler(spec: Optional[str]) -> Optional[AuthorizationHandler]:
 def _auth_from(args: argparse.Namespace, *, interactive: bool) -> MCPAuth:
     return MCPAuth(
         args.url,
-        store=FileTokenStore(args.store),
+        store=_store(args),
         client_id=getattr(args, "client_id", None),
         client_secret=getattr(args, "client_secret", None) or os.environ.get("MCP_SYNC_AUTH_CLIENT_SECRET"),
         scopes=getattr(args, "scope", None),
@@ -222,6 +240,13 @@ def _add_login_option(parser: argparse.ArgumentParser, *, login_flag: bool = Tru
     add_lock_timeout(parser)
 
 
+def _add_store_option(parser: argparse.ArgumentParser, *, command: bool = True) -> None:
+    """``--store STORE``, before the command or after it (``status --store memory:``); given after,
+    it wins. After the command its default is no value at all, so it never hides the one before."""
+    default = argparse.SUPPRESS if command else None
+    parser.add_argument("--store", default=default, metavar="STORE", help=STORE_HELP)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mcp-sync-auth",
@@ -231,11 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     add_verbosity(parser)
-    parser.add_argument("--store", default=None, help="token folder (default: $MCP_SYNC_AUTH_HOME or the cache)")
+    _add_store_option(parser, command=False)
     commands = parser.add_subparsers(dest="command", required=True)
     status = commands.add_parser("status", help="list stored chains (no secrets)")
     status.add_argument("url", nargs="?", type=server_url, help="only chains for this MCP server")
     add_lock_timeout(status, shown=f"{STATUS_LOCK_TIMEOUT:g} s; only a corrupt file is locked, to move it aside")
+    _add_store_option(status)
     status.set_defaults(run=cmd_status)
     login = commands.add_parser("login", help="log in to an MCP server (browser, or --headless)")
     login.add_argument("url", type=server_url)
@@ -244,18 +270,22 @@ def build_parser() -> argparse.ArgumentParser:
     login.add_argument("--client-secret", help="its secret (or $MCP_SYNC_AUTH_CLIENT_SECRET)")
     login.add_argument("--scope", help="scopes to ask for, space-separated")
     _add_login_option(login, login_flag=False)
+    _add_store_option(login)
     login.set_defaults(run=cmd_login)
     token = commands.add_parser("token", help="print a valid access token (refreshed if needed)")
     token.add_argument("url", type=server_url)
     _add_login_option(token)
+    _add_store_option(token)
     token.set_defaults(run=cmd_token)
     logout = commands.add_parser("logout", help="forget the tokens stored for an MCP server")
     logout.add_argument("url", type=server_url)
     add_lock_timeout(logout, 30.0, "30 s")
+    _add_store_option(logout)
     logout.set_defaults(run=cmd_logout)
     tools = commands.add_parser("tools", help="list the MCP server's tools as JSON")
     tools.add_argument("url", type=server_url)
     _add_login_option(tools)
+    _add_store_option(tools)
     tools.set_defaults(run=cmd_tools)
     call = commands.add_parser("call", help="call an MCP tool, print its result as JSON (exit 4 if it failed)")
     call.add_argument("url", type=server_url)
@@ -266,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     given.add_argument("--json", type=cli_tools.json_object, metavar="OBJECT", help="all arguments as a JSON object")
     _add_login_option(call)
+    _add_store_option(call)
     call.set_defaults(run=cmd_call)
     demo_parser = commands.add_parser(
         "demo", help="show concurrent refresh against a strict server: naive clients vs mcp_sync_auth"

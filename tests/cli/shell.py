@@ -20,8 +20,9 @@ def assert_no_traceback(*outputs):
 
 def start(store_dir, *args, environment=None, **popen):
     """The command running, its stdout and stderr as text pipes (unless ``popen`` says otherwise);
-    ``environment`` adds variables to ours."""
-    command = [sys.executable, "-m", "mcp_sync_auth.cli", "--store", str(store_dir), *args]
+    ``environment`` adds variables to ours. ``store_dir`` None: no ``--store`` option."""
+    store = [] if store_dir is None else ["--store", str(store_dir)]
+    command = [sys.executable, "-m", "mcp_sync_auth.cli", *store, *args]
     env = {**os.environ, **(environment or {}), "PYTHONPATH": str(ROOT)}
     options = dict(stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     options.update(popen)
@@ -35,5 +36,5 @@ def finish(process, timeout=60):
     return process.returncode, out, err
 
 
-def run(store_dir, *args):
-    return finish(start(store_dir, *args))
+def run(store_dir, *args, environment=None):
+    return finish(start(store_dir, *args, environment=environment))

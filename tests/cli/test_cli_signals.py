@@ -82,12 +82,13 @@ def make_many_chains(auth, count):
         store.save(dataclasses.replace(record, key=dataclasses.replace(record.key, account=f"account-{number}")))
 
 
-def test_status_into_a_pipe_closed_after_one_line_exits_quietly(auth, server, store_dir):
+def test_status_into_a_pipe_closed_after_the_first_chain_exits_quietly(auth, server, store_dir):
     # Far more than a pipe holds (64 KiB) plus what the reader and the writer buffer: the command is
     # still writing when the reader goes away, every time.
     make_many_chains(auth, 600)
     for _ in range(10):
         status = start(store_dir, "status")
+        assert status.stdout.readline().strip() == f"store: folder {store_dir}"  # status names its store first
         assert status.stdout.readline().strip() == server.mcp_url
         status.stdout.close()
         code, _, err = finish(status)
