@@ -14,11 +14,10 @@ Nothing here ever quotes a password: a refused value is only shown through
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 from pathlib import Path
-from typing import Optional, cast
+from typing import Optional
 from urllib.parse import unquote, urlsplit
 
 from .._util.urls import shown_url
@@ -26,6 +25,7 @@ from ..errors import ConfigurationError
 from .file import FileTokenStore
 from .memory import MemoryTokenStore
 from .protocol import TokenStore
+from .redis import RedisTokenStore
 
 __all__ = ["FORMS", "REDIS_SCHEMES", "STORE_ENVIRONMENT_VARIABLE", "describe_store", "store_from_spec"]
 
@@ -116,21 +116,13 @@ def _file_url_path(text: str, what: str) -> str:
 
 
 def _redis_store(text: str, what: str) -> TokenStore:
-    """``RedisTokenStore.from_url``, imported only now: a folder store never pays for Redis."""
+    """``RedisTokenStore.from_url`` (redis-py is imported only now: a folder store never loads it)."""
     try:
-        # By name, not `from .redis import ...`: the module is optional and loads redis-py.
-        module = importlib.import_module(f"{__package__}.redis")
-    except ImportError as exc:
-        if exc.name == "redis" or (exc.name or "").startswith("redis."):
-            raise ConfigurationError(f"{what}: a Redis store needs the redis package (pip install redis)") from None
-        raise ConfigurationError(f"{what}: this mcp-sync-auth has no Redis store ({exc})") from None
-    try:
-        store = module.RedisTokenStore.from_url(text)
+        return RedisTokenStore.from_url(text)
     except ConfigurationError:
         raise
     except (ValueError, TypeError):  # redis-py's own parsing; its text may quote the URL whole
         raise ConfigurationError(f"{what}: not a valid Redis URL: {shown_url(text)}") from None
-    return cast(TokenStore, store)
 
 
 def describe_store(store: object) -> str:
