@@ -22,8 +22,11 @@ def echo_call(session, url, auth, text="hi"):
 
 
 def make_store(config):
-    """The store a worker uses: ``redis_url`` (a Redis store, ``redis_options`` for it), else the
-    token folder ``store_dir``."""
+    """The store a worker uses: ``redis_url`` (a Redis store, ``redis_options`` for it), None with
+    ``store_from_environment`` (MCPAuth's own choice: $MCP_SYNC_AUTH_STORE), else the token folder
+    ``store_dir``."""
+    if config.get("store_from_environment"):
+        return None
     if config.get("redis_url"):
         from mcp_sync_auth._stores.redis import RedisTokenStore  # noqa: PLC0415 (only with the [redis] extra)
 
