@@ -7,12 +7,15 @@ process with that probability each time the named point is reached:
 
 - ``before-grant``: the lock is held and the refresh grant is about to be sent (nothing rotated yet);
 - ``after-grant-before-write``: the server answered with the rotated set, not yet written to the store;
-- ``during-write``: the new file is written and fsynced under its temp name, not yet renamed over the old.
+- ``during-write``: the new file is written and fsynced under its temp name, not yet renamed over the old
+  (in the Redis store: the commit has run in Redis, and its writer has not yet heard back).
 
 Two points make the disk look full (``OSError(ENOSPC)``) instead of killing:
 
-- ``reserve``: the file store reserves room for the record a refresh will bring (no grant sent yet);
-- ``write``: the file store writes a record (into reserved room, or a plain save).
+- ``reserve``: the file store reserves room for the record a refresh will bring (no grant sent yet;
+  in the Redis store, the in-flight mark is refused);
+- ``write``: the file store writes a record (into reserved room, or a plain save; in the Redis store,
+  the write fails as if Redis were out of memory).
 
 And one sends this process SIGINT, once, as a Ctrl-C would:
 

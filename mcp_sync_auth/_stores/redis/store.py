@@ -18,8 +18,10 @@ import time
 from typing import Any, Iterator, Optional, Union
 
 from ..._chain.keys import ChainKey, ChainRecord, RegistrationKey
+from ..._util.faultpoints import ARMED as _FAULTPOINTS
+from ..._util.faultpoints import reach as _faultpoint
 from ..._util.fork import reset_in_child
-from ...errors import ConfigurationError, CorruptTokenCache, LockTimeout, TokenStoreError
+from ...errors import ConfigurationError, CorruptTokenCache, LockTimeout, StoreFull, TokenStoreError
 from ..document import (
     SCHEMA_VERSION,
     document_to_record,
@@ -304,6 +306,11 @@ class RedisTokenStore:
     def _write(self, record: ChainRecord, *, mode: str, base: int, owner: str) -> None:
         key = record.key
         doc = self._encode(record_to_document(record), self._name(key, "record"))
+        if _FAULTPOINTS:
+            try:
+                _faultpoint("write")
+            except OSError as exc:
+                raise store_error(self.location, f"writing {key.describe()}", exc, self._password) from None
         written, stored = self._run(
             "WRITE",
             [self._name(key, "record"), self._name(key, "inflight")],
@@ -319,6 +326,8 @@ class RedisTokenStore:
             ],
             f"writing {key.describe()}",
         )
+        if _FAULTPOINTS and int(written) == 1:
+            _faultpoint("during-write")  # here: the commit is in Redis, its writer has not heard back
         if int(written) != 1:
             raise TokenStoreError(
                 f"the Redis store at {self.location} holds generation {int(stored)} of {key.describe()}, "
@@ -337,6 +346,11 @@ class RedisTokenStore:
         grant = deadline if deadline is not None else self.lease
         if lease is None or lease.lost:
             raise LockTimeout(f"the lease on {key.describe()} is not held here; no refresh was sent")
+        if _FAULTPOINTS:
+            try:
+                _faultpoint("reserve")
+            except OSError as exc:
+                raise StoreFull(f"the Redis store at {self.location} refused the in-flight mark ({exc})") from None
         marked = self._run(
             "RESERVE",
             [self._name(key, "lease"), self._name(key, "inflight")],
