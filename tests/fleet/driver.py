@@ -6,12 +6,13 @@ from collections import Counter
 from ..workers import run_cycles
 
 
-def start_on(host, spawn, target, args):
+def start_on(host, spawn, target, args, **environment):
     """A spawned process of ``host``: it starts with the host's environment (HOME, caches, and a
-    store URL through the host's own link), which a spawned child takes from os.environ."""
+    store URL through the host's own link, plus ``environment``), which a spawned child takes from
+    os.environ."""
     saved = dict(os.environ)
     os.environ.clear()
-    os.environ.update(host.env())
+    os.environ.update(host.env(**environment))
     try:
         process = spawn.Process(target=target, args=args)
         process.start()

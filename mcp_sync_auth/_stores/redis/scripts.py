@@ -12,13 +12,19 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# KEYS: lease, in-flight mark. ARGV: owner, lease ms, process token.
+# KEYS: lease, in-flight mark. ARGV: owner, lease ms, process token, orphans ('1': this process
+# holds no live lease on the key, so one in Redis with this process's token is an orphan, left by a
+# release that never reached Redis; it may be taken over).
 # 1: taken. 0: someone holds it. -1: free, but a grant sent under an earlier lease may still be
 # answered (its in-flight mark has not reached its deadline): nobody may spend that token yet, but
 # the process that sent it (it may hold the answer, and need the lease to store it).
 ACQUIRE = (
     """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local holder = redis.call('GET', KEYS[1])
+if holder then
+  local mine = ARGV[3] .. ':'
+  if ARGV[4] ~= '1' or string.sub(holder, 1, string.len(mine)) ~= mine then return 0 end
+end
 local deadline = tonumber(redis.call('HGET', KEYS[2], 'deadline_ms') or '0')
 if deadline > 0 then
 """

@@ -100,9 +100,6 @@ class RedisTokenStore:
             for name in ("ACQUIRE", "RENEW", "RELEASE", "RESERVE", "UNMARK", "WRITE", "FORGET", "QUARANTINE")
         }
         self._changes = ChangeFeed(client.pubsub, f"{prefix}:{{*}}:changed", self._stem_of_channel)
-        # The leases this process holds, by key name: a corrupt record is moved aside only by its holder.
-        self._held: dict[str, Lease] = {}
-        self._held_guard = threading.Lock()
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisTokenStore:
@@ -190,45 +187,49 @@ class RedisTokenStore:
             yield
 
     def _acquire(self, key: StoreKey) -> Optional[Lease]:
-        owner = new_owner()
         lease_name = self._name(key, "lease")
-        try:
-            taken = self._scripts["ACQUIRE"](
-                keys=[lease_name, self._name(key, "inflight")], args=[owner, int(self.lease * 1000), _PROCESS.token]
+        held = _HELD.at(self.identity, lease_name)
+        # One attempt at a time per key in this process, so that "no live lease here" stays true
+        # while the script runs (another thread's fresh lease is never mistaken for an orphan).
+        with held.attempt:
+            owner = f"{_PROCESS.token}:{new_owner()}"
+            orphans = "0" if held.lease is not None else "1"
+            try:
+                taken = self._scripts["ACQUIRE"](
+                    keys=[lease_name, self._name(key, "inflight")],
+                    args=[owner, int(self.lease * 1000), _PROCESS.token, orphans],
+                )
+            except Exception as exc:
+                if not _is_redis_error(exc):
+                    raise
+                # The SET may have happened before the answer was lost: give back a lease that is ours.
+                with contextlib.suppress(Exception):
+                    self._scripts["RELEASE"](keys=[lease_name], args=[owner])
+                raise store_error(self.location, f"taking the lease on {key.describe()}", exc, self._password) from None
+            if int(taken) != 1:
+                return None
+            held.lease = Lease(
+                lambda who, ms: bool(self._run("RENEW", [lease_name], [who, ms], "renewing a lease")),
+                lambda who: bool(self._run("RELEASE", [lease_name], [who], "releasing a lease")),
+                owner=owner,
+                length=self.lease,
+                max_hold=_MAX_HOLD,
+                describe=key.describe(),
             )
-        except Exception as exc:
-            if not _is_redis_error(exc):
-                raise
-            # The SET may have happened before the answer was lost: give back a lease that is ours.
-            with contextlib.suppress(Exception):
-                self._scripts["RELEASE"](keys=[lease_name], args=[owner])
-            raise store_error(self.location, f"taking the lease on {key.describe()}", exc, self._password) from None
-        if int(taken) != 1:
-            return None
-        return Lease(
-            lambda who, ms: bool(self._run("RENEW", [lease_name], [who, ms], "renewing a lease")),
-            lambda who: bool(self._run("RELEASE", [lease_name], [who], "releasing a lease")),
-            owner=owner,
-            length=self.lease,
-            max_hold=_MAX_HOLD,
-            describe=key.describe(),
-        )
+            return held.lease
 
     @contextlib.contextmanager
     def _holding(self, key: StoreKey, lease: Lease) -> Iterator[None]:
-        name = self._name(key, "lease")
-        with self._held_guard:
-            self._held[name] = lease
+        held = _HELD.at(self.identity, self._name(key, "lease"))
         try:
             yield
         finally:
-            with self._held_guard:
-                self._held.pop(name, None)
+            with held.attempt:
+                held.lease = None
             lease.release()
 
     def _lease_of(self, key: StoreKey) -> Optional[Lease]:
-        with self._held_guard:
-            return self._held.get(self._name(key, "lease"))
+        return _HELD.at(self.identity, self._name(key, "lease")).lease
 
     # -- waiting for a change (the refresh protocol's waiters use it instead of sleeping) ---------
 
@@ -469,6 +470,35 @@ class RedisReservation:
             log.warning(
                 "could not clear the in-flight mark of %s (%s); it expires at its deadline", key.describe(), exc
             )
+
+
+class _HeldLease:
+    """This process's live lease on one key (None when it holds none), and the lock of its attempts."""
+
+    def __init__(self) -> None:
+        self.attempt = threading.Lock()
+        self.lease: Optional[Lease] = None
+
+
+class _HeldLeases:
+    """The leases this process holds, by store and key, whichever store object took them: a corrupt
+    record is moved aside only by its holder, and an orphan is told from a live lease."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._by_name: dict[tuple[str, str], _HeldLease] = {}
+        reset_in_child(self)
+
+    def at(self, identity: str, name: str) -> _HeldLease:
+        with self._guard:
+            return self._by_name.setdefault((identity, name), _HeldLease())
+
+    def _reset_after_fork(self) -> None:
+        self._guard = threading.Lock()
+        self._by_name = {}
+
+
+_HELD = _HeldLeases()
 
 
 class _Process:
