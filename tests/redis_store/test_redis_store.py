@@ -271,3 +271,26 @@ def test_a_plain_store_is_encrypted_record_by_record_once_a_key_is_set(redis_ser
     migrating.save(record(2))
     assert redis_server.command("HGET", f"mcp-sync-auth:{{{KEY.stem}}}:record", "doc").startswith(b"sealed:")
     assert RedisTokenStore.from_url(redis_server.url).load(KEY).generation == 2
+
+
+RESTRICTED_USER = [
+    "mcp", "on", ">user-pw-1", "resetchannels", "~mcp-sync-auth:*", "&mcp-sync-auth:{*}:changed",
+    "-@all", "+@read", "+@write", "+@scripting", "+@pubsub", "+ping", "+time",
+]
+
+
+def test_the_readmes_acl_user_can_do_everything_the_store_does(redis_server):
+    redis_server.command("ACL", "SETUSER", *RESTRICTED_USER)
+    store = RedisTokenStore.from_url(f"redis://mcp:user-pw-1@127.0.0.1:{redis_server.port}/0")
+    store.save(record(1))
+    seen = store.changes(KEY)  # starts the change feed
+    wait_until(lambda: redis_server.command("PUBSUB", "NUMPAT") == 1, what="the feed's subscription")
+    with store.lock(KEY, timeout=5):
+        room = reserve(store, record(1), deadline=5)
+        room.commit(record(2))
+        room.release()
+    wait_until(lambda: store.wait_for_change(KEY, seen, 0.25) != seen, what="the commit's message")
+    store.save_registration(RegistrationKey("https://as.example"), {"client_id": "c"})
+    assert [r.generation for r in store.records()] == [2]
+    store.delete(KEY)
+    assert redis_server.command("ACL", "LOG", "10") == []  # nothing was refused

@@ -13,6 +13,7 @@ import threading
 from typing import Any, Callable, Optional
 
 from ..._util.fork import reset_in_child
+from ..._util.logs import warn_limited
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,15 @@ class ChangeFeed:
                     if message is not None and message.get("type") == "pmessage":
                         self._seen(message.get("channel"))
             except Exception as exc:  # Redis away: waiters fall back to their pauses meanwhile
-                log.debug("the change feed lost its subscription (%s); subscribing again", type(exc).__name__)
+                warn_limited(
+                    log,
+                    self._pattern,
+                    type(exc).__name__,
+                    "the Redis change feed cannot subscribe (%s: %s); waiters poll instead until it can",
+                    type(exc).__name__,
+                    exc,
+                    level=logging.DEBUG if _is_disconnect(exc) else logging.WARNING,
+                )
                 self._stop.wait(_RECONNECT_PAUSE)
             finally:
                 if pubsub is not None:
@@ -88,3 +97,11 @@ class ChangeFeed:
         self._counts = {}
         self._thread = None
         self._stop = threading.Event()
+
+
+def _is_disconnect(exc: BaseException) -> bool:
+    """A lost connection (expected while Redis restarts) rather than a refusal such as an ACL's."""
+    return isinstance(exc, (ConnectionError, TimeoutError, OSError)) or type(exc).__name__ in (
+        "ConnectionError",
+        "TimeoutError",
+    )
