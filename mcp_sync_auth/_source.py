@@ -88,9 +88,10 @@ class ChainSource:
         self.interactive = login.may_start(client)
         self._clock = clock
         self._skew = refresh_skew
-        # Long enough for a holder's whole grant: connect and first answer, twice (a slow server), plus slack.
+        # The hard bound on one grant; waiting for another holder takes that, plus its commit (a shared
+        # store's lease outlasts the deadline by a margin: a waiter must outlast the lease).
         self._grant_deadline = timeouts.grant_total
-        self._lock_timeout = lock_timeout if lock_timeout is not None else self._grant_deadline
+        self._lock_timeout = lock_timeout if lock_timeout is not None else self._grant_deadline + 10
         self._login_timeout = login.timeout
         if discovery is None:
             discovery = Discovery(session, timeout=timeouts) if session is not None else shared_discovery(timeouts)
