@@ -2,7 +2,7 @@
 
 import requests
 
-from mcp_sync_auth import MCPAuthError
+from mcp_sync_auth import MCPAuth, MCPAuthError
 
 from ..workers import echo_call, make_auth
 
@@ -27,3 +27,16 @@ def serve_calls(config, clock, commands, results):
                 results.put(echo_call(session, config["mcp_url"], auth))
             except MCPAuthError as exc:
                 results.put(type(exc).__name__)
+
+
+def log_in_and_call(mcp_url, barrier, results):
+    """First use on a host with no tokens: log in (consent given headlessly) and call, all at once."""
+    from ..login_helpers import browser  # noqa: PLC0415 (spawned: imported where it runs)
+
+    auth = MCPAuth(mcp_url, authorization_handler=browser, lock_timeout=120.0)
+    barrier.wait(timeout=120)
+    try:
+        with requests.Session() as session:
+            results.put(echo_call(session, mcp_url, auth))
+    except MCPAuthError as exc:
+        results.put(type(exc).__name__)
