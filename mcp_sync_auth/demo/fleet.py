@@ -32,7 +32,7 @@ from .._chain.keys import RegistrationKey
 from .._stores.file import FileTokenStore
 from .._stores.redis import RedisTokenStore
 from .._stores.redis.client import redis_module
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, MissingExtra, TokenStoreError
 from ..testing import StrictAuthServer
 from ..testing.redis_server import RedisNotAvailable, RedisServer, find_redis_server
 from .coordinator import DemoError, Say, _collect, _log_in, _Side, _stop, _why_broken
@@ -125,7 +125,6 @@ def _intro(options: FleetOptions) -> List[str]:
 def _redis(store: Optional[str], say: Say) -> Iterator[str]:
     """The Redis URL to use: ``store``, else a redis-server started here (and stopped at the end)."""
     if store is not None:
-        say("redis: using the one --store names")
         yield store
         return
     try:
@@ -156,9 +155,11 @@ def run_fleet_demo(options: FleetOptions, out: Optional[TextIO] = None) -> int:
         say(line)
     workdir = Path(tempfile.mkdtemp(prefix="mcp-sync-auth-demo-"))
     try:
-        with _redis(options.store, say) as url:
+        with _redis(options.store, say) as url, _reachable_store(url) as store:
+            if options.store is not None:
+                say(f"redis: using the one --store names, {store.location}")
             naive = _naive_phase(options, workdir / "naive", say)
-            ours = _our_phase(options, workdir / "ours", url, say)
+            ours = _our_phase(options, workdir / "ours", url, store, say)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     seconds = time.perf_counter() - started
@@ -190,31 +191,47 @@ def _naive_phase(options: FleetOptions, workdir: Path, say: Say) -> FleetPhase:
         return _run_phase(side, configs, cycles=NAIVE_CYCLES, expiry=expiry, options=options, say=say)
 
 
-def _our_phase(options: FleetOptions, workdir: Path, url: str, say: Say) -> FleetPhase:
+@contextlib.contextmanager
+def _reachable_store(url: str) -> Iterator[RedisTokenStore]:
+    """The coordinator's own store on ``url``, once it has answered (before anything else runs)."""
+    try:
+        store = RedisTokenStore.from_url(url)
+    except MissingExtra:
+        raise
+    except ConfigurationError as exc:  # a URL redis-py cannot read
+        raise DemoUnavailable(f"demo --store: {exc}") from None
+    try:
+        store.load_registration(RegistrationKey("https://mcp-sync-auth-demo.invalid"))  # one GET: is it there?
+    except TokenStoreError as exc:
+        store.close()
+        raise DemoError(f"cannot use that Redis: {exc}") from None
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _our_phase(options: FleetOptions, workdir: Path, url: str, store: RedisTokenStore, say: Say) -> FleetPhase:
     demo = options.demo
     say("")
     say(f"2. {OURS}: the same hosts, MCP_SYNC_AUTH_STORE=redis://... on every one (one chain, one lease)")
     hosts = _make_hosts(workdir, options.hosts)
-    store = RedisTokenStore.from_url(url)
-    try:
-        with StrictAuthServer(access_token_ttl=demo.token_ttl) as server, loopback_session(2) as http:
-            login = _log_in(server, store, http)
-            expiry = time.time() + client_lifetime(demo.token_ttl) + EXPIRY_MARGIN
-            say(f"   logged in once, into the Redis at {store.location}; no host has a token file")
-            try:
-                configs = _configs(OURS, server, hosts, demo=demo, cycles=demo.cycles, store_url=url)
-                side = _Side(OURS, server, login.refresh_token)
-                phase = _run_phase(side, configs, cycles=demo.cycles, expiry=expiry, options=options, say=say)
-            finally:
-                with contextlib.suppress(Exception):  # leave nothing of ours in someone's Redis
-                    store.delete(login.key)
-                    store.delete_registration(RegistrationKey(login.key.issuer))
-        left = [path for host in hosts for path in host.root.rglob("*.json")]
-        if left:
-            raise DemoError(f"a host wrote a token file with the Redis store: {left[0]}")
-        return phase
-    finally:
-        store.close()
+    with StrictAuthServer(access_token_ttl=demo.token_ttl) as server, loopback_session(2) as http:
+        login = _log_in(server, store, http)
+        expiry = time.time() + client_lifetime(demo.token_ttl) + EXPIRY_MARGIN
+        say(f"   logged in once, into the Redis at {store.location}; no host has a token file")
+        try:
+            configs = _configs(OURS, server, hosts, demo=demo, cycles=demo.cycles, store_url=url)
+            side = _Side(OURS, server, login.refresh_token)
+            phase = _run_phase(side, configs, cycles=demo.cycles, expiry=expiry, options=options, say=say)
+        finally:
+            with contextlib.suppress(Exception):  # leave nothing of ours in someone's Redis
+                store.delete(login.key)
+                store.delete_registration(RegistrationKey(login.key.issuer))
+    left = [path for host in hosts for path in host.root.rglob("*.json")]
+    if left:
+        raise DemoError(f"a host wrote a token file with the Redis store: {left[0]}")
+    return phase
 
 
 def _configs(
