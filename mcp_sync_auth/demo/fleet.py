@@ -349,10 +349,12 @@ def _verdict(results: Dict[str, FleetPhase], options: FleetOptions) -> List[str]
         lines.append(f"{NAIVE}: the chain survived this time (the hosts did not all refresh).")
     else:
         lines.append(
-            f"{NAIVE}: one expiry, and each of the {options.hosts} hosts refreshed with the same refresh token "
-            f"({naive.side.refresh_grants} refresh grants sent): the server saw a used one come back "
-            f"({naive.side.reuse_detections} reuse detection(s)), revoked the chain, and {naive.side.calls_failed} of "
-            f"{naive.side.calls} calls failed. Every host has to log in again."
+            f"{NAIVE}: at one expiry the {options.hosts} hosts each refreshed with the same refresh token "
+            f"({naive.side.refresh_grants} grants sent);"
+        )
+        lines.append(
+            f"  the server saw a used one come back ({naive.side.reuse_detections} reuse detection(s)) and revoked "
+            f"the chain: {naive.side.calls_failed} of {naive.side.calls} calls failed, every host must log in again."
         )
     if _is_clean(ours, cycles):
         lines.append(
