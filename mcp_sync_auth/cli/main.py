@@ -23,7 +23,7 @@ from .._stores.selection import STORE_ENVIRONMENT_VARIABLE, describe_store, stor
 from .._util.urls import canonical_resource
 from .._version import __version__
 from ..auth import MCPAuth
-from ..errors import ConfigurationError, CorruptTokenCache, TokenStoreError
+from ..errors import ConfigurationError, CorruptTokenCache, MissingExtra, TokenStoreError
 from . import errors as cli_errors
 from . import logs as cli_logs
 from . import tools as cli_tools
@@ -227,9 +227,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ..demo.main import DemoError, run_demo  # noqa: PLC0415
 
     try:
-        return run_demo(demo.from_arguments(args))
+        fleet = demo.fleet_from_arguments(args)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if fleet is None:
+        try:
+            return run_demo(demo.from_arguments(args))
+        except DemoError as exc:
+            return cli_errors.report(cli_errors.Failure(f"demo: {exc}"))
+    from ..demo.fleet import DemoUnavailable, run_fleet_demo  # noqa: PLC0415
+
+    try:
+        return run_fleet_demo(fleet)
     except DemoError as exc:
         return cli_errors.report(cli_errors.Failure(f"demo: {exc}"))
+    except (DemoUnavailable, MissingExtra) as exc:  # no Redis to run against, or no redis-py
+        return cli_errors.report(cli_errors.Failure(str(exc), EXIT_USAGE))
 
 
 def _add_login_option(parser: argparse.ArgumentParser, *, login_flag: bool = True) -> None:
@@ -299,7 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_option(call)
     call.set_defaults(run=cmd_call)
     demo_parser = commands.add_parser(
-        "demo", help="show concurrent refresh against a strict server: naive clients vs mcp_sync_auth"
+        "demo",
+        help="show concurrent refresh against a strict server: naive clients vs mcp_sync_auth "
+        "(--hosts N: across hosts, through Redis)",
     )
     demo.add_arguments(demo_parser)
     demo_parser.set_defaults(run=cmd_demo)

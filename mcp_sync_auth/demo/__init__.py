@@ -6,10 +6,14 @@ T threads x P processes per side through a few real token expiries: requests-oau
 (one session per thread) against ``MCPAuth`` (one per process, one shared ``FileTokenStore``).
 Everything it writes lives in a temporary folder that it removes.
 
+``demo --hosts N`` (:mod:`mcp_sync_auth.demo.fleet`) shows the fleet case instead: N simulated hosts
+(own HOME and cache folder each) with a token file copied to every host, then the same hosts sharing
+one chain through Redis (``MCP_SYNC_AUTH_STORE=redis://...``).
+
 This package's ``__init__`` holds only the options, so the command line starts fast; ``run_demo``
 is in :mod:`mcp_sync_auth.demo.main`.
 """
 
-from .options import DemoOptions, add_arguments, from_arguments
+from .options import DemoOptions, FleetOptions, add_arguments, fleet_from_arguments, from_arguments
 
-__all__ = ["DemoOptions", "add_arguments", "from_arguments"]
+__all__ = ["DemoOptions", "FleetOptions", "add_arguments", "fleet_from_arguments", "from_arguments"]

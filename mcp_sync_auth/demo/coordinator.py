@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Tuple
 
 import requests
 
+from .._chain.keys import ChainKey
 from .._chain.tokens import TokenSet
 from .._stores.file import FileTokenStore
 from .._stores.memory import MemoryTokenStore
@@ -97,6 +98,7 @@ class _Login:
     client_id: str
     tokens: TokenSet
     refresh_token: str
+    key: ChainKey
 
 
 def _log_in(server: StrictAuthServer, store: TokenStore, http: requests.Session) -> _Login:
@@ -105,7 +107,7 @@ def _log_in(server: StrictAuthServer, store: TokenStore, http: requests.Session)
     tokens = record.tokens if record is not None else None
     if tokens is None or tokens.refresh_token is None:
         raise DemoError("the login gave no refresh token")
-    return _Login(server, auth.key.client_id, tokens, tokens.refresh_token)
+    return _Login(server, auth.key.client_id, tokens, tokens.refresh_token, auth.key)
 
 
 def run_load(options: DemoOptions, workdir: Path, say: Say) -> Dict[str, SideResult]:
@@ -205,9 +207,12 @@ def _wait_for_expiry(expiry: float, cycle: int, cycles: int, say: Say) -> None:
         time.sleep(left)
 
 
-def _collect(reports: Queue[CycleReport], processes: int) -> Dict[str, List[CycleReport]]:
-    by_side: Dict[str, List[CycleReport]] = {name: [] for name in SIDES}
-    for _ in range(processes * len(SIDES)):
+def _collect(
+    reports: Queue[CycleReport], processes: int, sides: Tuple[str, ...] = SIDES
+) -> Dict[str, List[CycleReport]]:
+    """One cycle's reports: ``processes`` per side, by side."""
+    by_side: Dict[str, List[CycleReport]] = {name: [] for name in sides}
+    for _ in range(processes * len(sides)):
         try:
             report = reports.get(timeout=REPORT_TIMEOUT)
         except queue.Empty:

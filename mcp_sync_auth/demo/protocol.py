@@ -22,6 +22,10 @@ class WorkerConfig:
 
     ``token`` and ``client_id`` are for the naive side (every session starts from the logged-in
     token, as if read from one token file); our side reads everything from the store folder.
+
+    ``env`` (``demo --hosts``) is the process's environment as its host gives it: set first thing in
+    the worker (None removes a variable). ``store_from_environment``: ``MCPAuth`` without ``store=``,
+    so the environment picks the store (``$MCP_SYNC_AUTH_STORE``, else the host's cache folder).
     """
 
     side: str
@@ -34,6 +38,8 @@ class WorkerConfig:
     token_endpoint: Optional[str] = None
     client_id: Optional[str] = None
     token: Optional[Dict[str, Any]] = None
+    env: Optional[Dict[str, Optional[str]]] = None
+    store_from_environment: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

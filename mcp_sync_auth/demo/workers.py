@@ -7,6 +7,7 @@ sleep is used to line anything up.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
@@ -48,8 +49,17 @@ def call_once(client: MCPClient, text: str) -> str:
     return OK if isinstance(content[0], dict) and content[0].get("text") == text else "wrong answer"
 
 
+def _apply_environment(config: WorkerConfig) -> None:
+    """The host's environment (``demo --hosts``), before anything reads HOME, TMPDIR or the store."""
+    for name, value in (config.env or {}).items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 def _build(config: WorkerConfig) -> Tuple[Callable[[], MCPClient], Callable[[], None]]:
-    if config.side == NAIVE:
+    if config.side == NAIVE and not config.store_from_environment:
         from .naive import naive_clients  # noqa: PLC0415 - requests-oauthlib only where it is used
 
         return naive_clients(config)
@@ -61,6 +71,7 @@ def _build(config: WorkerConfig) -> Tuple[Callable[[], MCPClient], Callable[[], 
 def worker_main(config: WorkerConfig, barrier: Barrier, reports: Queue[CycleReport]) -> None:
     """Entry point of a spawned worker process."""
     try:
+        _apply_environment(config)
         client_for_thread, cleanup = _build(config)
     except Exception as exc:  # reported to the coordinator, which stops the run
         reports.put(CycleReport(config.side, config.index, 0, error=f"{type(exc).__name__}: {exc}"))
