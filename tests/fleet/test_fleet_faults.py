@@ -25,8 +25,9 @@ from .fault_workers import call_once, serve_calls
 TIMEOUTS = Timeouts(connect=0.5, read=0.5, grant_read=5)
 
 
-@pytest.fixture
-def config(server, redis_server, clock):
+def _logged_in_config(server, redis_server, clock):
+    """A chain of its own (a client of its own), logged in once through Redis; the hosts' workers
+    find the store through their own $MCP_SYNC_AUTH_STORE."""
     client_id = server.register_client()
     config = dict(
         mcp_url=server.mcp_url, token_endpoint=server.token_endpoint, client_id=client_id,
@@ -36,6 +37,11 @@ def config(server, redis_server, clock):
         server.mint_tokens(client_id)
     )
     return config
+
+
+@pytest.fixture
+def config(server, redis_server, clock):
+    return _logged_in_config(server, redis_server, clock)
 
 
 def stored(redis_server, config, clock):
@@ -53,27 +59,39 @@ def thaw(process):
     os.kill(process.pid, signal.SIGCONT)
 
 
-@pytest.mark.parametrize(("point", "successor", "reuse"), [
-    ("before-grant", "ok", 0),  # nothing was sent: the successor refreshes, after the grant's deadline
-    ("after-grant-before-write", "RefreshChainRevoked", 1),  # window 1: the rotated set died with it
-    ("during-write", "ok", 0),  # the commit was in Redis: the successor adopts it, no grant
-])
-def test_a_lease_holder_killed_at_each_fault_point(spawn, server, redis_server, fleet, clock, config,
-                                                   point, successor, reuse):
+# Per fault point: what the next host gets, the reuse detections, the grants in all, and whether the
+# chain ends dead (its record then says so at generation 2, where a live one is at 2 as well).
+KILLED_AT = {
+    "before-grant": ("ok", 0, 1, False),  # nothing was sent: the next host refreshes after the deadline
+    "after-grant-before-write": ("RefreshChainRevoked", 1, 2, True),  # window 1: the set died with it
+    "during-write": ("ok", 0, 1, False),  # the commit was in Redis: the next host adopts it, no grant
+}
+
+
+def test_a_lease_holder_killed_at_each_fault_point(spawn, server, redis_server, fleet, clock):
+    # One chain per fault point (a client of its own each), all at once: the waits overlap.
+    configs = {point: _logged_in_config(server, redis_server, clock) for point in KILLED_AT}
     clock.advance(TTL + 1)
-    results = spawn.Queue()
-    holder = start_on(fleet[0], spawn, call_once, (config, clock, results), MCP_SYNC_AUTH_FAULTPOINT=point)
-    holder.join(60)
-    assert holder.exitcode == -signal.SIGKILL
-    other = start_on(fleet[1], spawn, call_once, (config, clock, results))
-    assert results.get(timeout=120) == successor
-    other.join(30)
+    results = {point: spawn.Queue() for point in KILLED_AT}
+    holders = {
+        point: start_on(fleet[0], spawn, call_once, (configs[point], clock, results[point]),
+                        MCP_SYNC_AUTH_FAULTPOINT=point)
+        for point in KILLED_AT
+    }
+    for holder in holders.values():
+        holder.join(60)
+        assert holder.exitcode == -signal.SIGKILL
+    others = [start_on(fleet[1], spawn, call_once, (configs[point], clock, results[point])) for point in KILLED_AT]
+    outcomes = {point: results[point].get(timeout=120) for point in KILLED_AT}
+    for other in others:
+        other.join(30)
     audit = server.audit
-    assert audit.reuse_detections == reuse
-    expected_grants = {"before-grant": 1, "after-grant-before-write": 2, "during-write": 1}[point]
-    assert audit.grants["refresh_token"] == expected_grants  # no retry after a death, no storm
-    record = stored(redis_server, config, clock)
-    assert record.is_dead == bool(reuse) and record.generation == 2
+    assert outcomes == {point: expected[0] for point, expected in KILLED_AT.items()}
+    assert audit.reuse_detections == sum(expected[1] for expected in KILLED_AT.values())
+    assert audit.grants["refresh_token"] == sum(expected[2] for expected in KILLED_AT.values())  # no storm
+    for point, (_, _, _, dead) in KILLED_AT.items():
+        record = stored(redis_server, configs[point], clock)
+        assert (record.is_dead, record.generation) == (dead, 2), point
 
 
 def test_a_holder_frozen_past_the_lease_but_within_its_grants_deadline_keeps_the_chain(
