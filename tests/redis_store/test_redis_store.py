@@ -257,6 +257,8 @@ def test_a_wrong_key_is_a_clear_error_and_destroys_nothing(redis_server):
         with wrong.lock(KEY, timeout=5), pytest.raises(StoreKeyMismatch) as caught:
             wrong.load(KEY)  # even under the lease, where a corrupt record would be moved aside
         assert KEY_TEXT not in str(caught.value) and OTHER_KEY not in str(caught.value)
+        with pytest.raises(StoreKeyMismatch):
+            wrong.records()  # a listing says so too, instead of showing an empty store
     assert redis_server.command("HGET", f"mcp-sync-auth:{{{KEY.stem}}}:record", "doc") == before
     assert RedisTokenStore.from_url(redis_server.url, encryption_key=KEY_TEXT).load(KEY).generation == 1
 

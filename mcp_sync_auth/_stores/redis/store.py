@@ -21,7 +21,15 @@ from ..._chain.keys import ChainKey, ChainRecord, RegistrationKey
 from ..._util.faultpoints import ARMED as _FAULTPOINTS
 from ..._util.faultpoints import reach as _faultpoint
 from ..._util.fork import reset_in_child
-from ...errors import ConfigurationError, CorruptTokenCache, LockTimeout, StoreFull, TokenStoreError
+from ...errors import (
+    ConfigurationError,
+    CorruptTokenCache,
+    LockTimeout,
+    StoreFull,
+    StoreKeyMismatch,
+    TokenStoreError,
+    UnsealedRecord,
+)
 from ..document import (
     SCHEMA_VERSION,
     document_to_record,
@@ -400,6 +408,8 @@ class RedisTokenStore:
             return None
         try:
             return document_to_record(self._parse(doc, name))
+        except (StoreKeyMismatch, UnsealedRecord):
+            raise  # the store's key is wrong for every record: listing none would hide that
         except (ValueError, TokenStoreError) as exc:
             log.warning("skipped an unreadable record in the Redis store at %s (%s)", self.location, exc)
             return None
