@@ -22,6 +22,7 @@ from mcp_sync_auth._chain.keys import ChainRecord, LoginKey
 from mcp_sync_auth._chain.tokens import TokenSet
 from mcp_sync_auth._stores.redis import RedisTokenStore
 from mcp_sync_auth._stores.reservation import reserve
+from mcp_sync_auth.testing.redis_server import find_redis_server
 
 from ..helpers import wait_until
 from .conftest import KEY
@@ -296,3 +297,30 @@ def test_the_readmes_acl_user_can_do_everything_the_store_does(redis_server):
     assert [r.generation for r in store.records()] == [2]
     store.delete(KEY)
     assert redis_server.command("ACL", "LOG", "10") == []  # nothing was refused
+
+
+def test_a_unix_socket_url(tmp_path, redis_server):  # the fixture: skipped without a binary, failed under CI
+    binary = find_redis_server()
+    socket_path = tmp_path / "redis.sock"
+    server = subprocess.Popen(
+        [binary, "--port", "0", "--unixsocket", str(socket_path), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(socket_path.exists, what="redis-server's socket")
+        store = RedisTokenStore.from_url(f"unix://{socket_path}?db=0")
+        wait_until(lambda: _answers(store), what="redis-server to answer")
+        store.save(record(1))
+        assert store.load(KEY).generation == 1
+        assert store.location.startswith(f"unix://{socket_path}")
+    finally:
+        server.kill()
+        server.wait(30)
+
+
+def _answers(store):
+    try:
+        store.load(KEY)
+    except TokenStoreError:
+        return False
+    return True
