@@ -1,6 +1,7 @@
 """The Redis store on its own, against a real redis-server: what it keeps, how it names keys, the
 lease and its guards, the compare-and-set, bad records, a Redis that goes away, and no secret shown."""
 
+import ipaddress
 import json
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from mcp_sync_auth._chain.keys import ChainRecord, LoginKey
 from mcp_sync_auth._chain.tokens import TokenSet
 from mcp_sync_auth._stores.redis import RedisTokenStore
 from mcp_sync_auth._stores.reservation import reserve
-from mcp_sync_auth.testing.redis_server import find_redis_server
+from mcp_sync_auth.testing.redis_server import _free_port, find_redis_server
 
 from ..helpers import wait_until
 from .conftest import KEY
@@ -324,3 +325,55 @@ def _answers(store):
     except TokenStoreError:
         return False
     return True
+
+
+def _self_signed(folder):
+    """A certificate for 127.0.0.1 and its key, as PEM files (cryptography is in the test extra)."""
+    import datetime  # noqa: PLC0415
+
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+    from cryptography.x509.oid import NameOID  # noqa: PLC0415
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ))
+    return cert_path, key_path
+
+
+def test_a_rediss_url_speaks_tls_and_refuses_a_server_it_cannot_verify(tmp_path, redis_server):
+    cert, key = _self_signed(tmp_path)
+    port = _free_port()
+    server = subprocess.Popen(
+        [find_redis_server(), "--port", "0", "--tls-port", str(port), "--tls-cert-file", str(cert),
+         "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no",
+         "--requirepass", "tls-pw-9", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        store = RedisTokenStore.from_url(f"rediss://:tls-pw-9@127.0.0.1:{port}/0", ssl_ca_certs=str(cert))
+        wait_until(lambda: _answers(store), what="redis-server to answer over TLS")
+        store.save(record(1))
+        assert store.load(KEY).generation == 1
+        assert store.location.startswith(f"rediss://127.0.0.1:{port}/0")
+        untrusting = RedisTokenStore.from_url(f"rediss://:tls-pw-9@127.0.0.1:{port}/0")  # system CAs only
+        with pytest.raises(TokenStoreError) as caught:
+            untrusting.load(KEY)
+        assert "tls-pw-9" not in str(caught.value) and f"127.0.0.1:{port}" in str(caught.value)
+    finally:
+        server.kill()
+        server.wait(30)

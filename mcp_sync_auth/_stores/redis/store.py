@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import importlib
 import json
 import logging
 import threading
@@ -116,6 +117,9 @@ class RedisTokenStore:
         ``wait_for_replicas``, ``replica_timeout``) are taken out; the rest go to ``Redis.from_url``."""
         redis = redis_module()
         own = {name: options.pop(name) for name in _STORE_OPTIONS if name in options}
+        # Two quick retries, not redis-py's own policy (up to ten, with backoffs of up to a second):
+        # a Redis that is away must fail a call within seconds, not tens of them.
+        options.setdefault("retry", _quick_retry())
         options.setdefault("socket_timeout", 5.0)
         options.setdefault("socket_connect_timeout", 5.0)
         options.setdefault("health_check_interval", 30)
@@ -523,6 +527,12 @@ class _Process:
 
 
 _PROCESS = _Process()
+
+
+def _quick_retry() -> Any:
+    backoff = importlib.import_module("redis.backoff")
+    retry = importlib.import_module("redis.retry")
+    return retry.Retry(backoff.ExponentialBackoff(cap=0.25, base=0.02), 2)
 
 
 def _text(value: Any) -> str:
