@@ -21,6 +21,9 @@ def echo_call(session, url, auth, text="hi"):
     return "ok"
 
 
+TTL_FOR_CYCLES = 300.0  # tests/conftest.py's TTL: the lifetime of every access token the tests mint
+
+
 def make_store(config):
     """The store a worker uses: ``redis_url`` (a Redis store, ``redis_options`` for it), None with
     ``store_from_environment`` (MCPAuth's own choice: $MCP_SYNC_AUTH_STORE), else the token folder
@@ -87,3 +90,31 @@ def run_cycles(config, clock, process_barrier, results):
     for thread in pool:
         thread.join()
     results.put(dict(outcomes))
+
+
+def drive_cycles(workers, barrier, results, cycles, between_cycles):
+    """Take started ``run_cycles`` workers through ``cycles`` cycles (``between_cycles()`` before
+    each); the outcomes of every call, counted. Every worker must end cleanly."""
+    try:
+        for _ in range(cycles):
+            between_cycles()
+            barrier.wait(timeout=180)  # cycle starts
+            barrier.wait(timeout=180)  # cycle done
+        totals = Counter()
+        for _ in workers:
+            totals.update(results.get(timeout=60))
+    finally:
+        for worker in workers:
+            worker.join(timeout=30)
+            if worker.is_alive():
+                worker.kill()
+    assert all(worker.exitcode == 0 for worker in workers)
+    return totals
+
+
+def expire_or_revoke(path, server, clock):
+    """What happens between cycles on each path: every token expires, or the server revokes them
+    early (the 401 path)."""
+    if path == "expiry":
+        return lambda: clock.advance(TTL_FOR_CYCLES + 1)
+    return server.revoke_access_tokens

@@ -34,6 +34,7 @@ from .workers import BARRIER_TIMEOUT, worker_main
 if TYPE_CHECKING:
     from multiprocessing.context import SpawnProcess
     from multiprocessing.queues import Queue
+    from multiprocessing.synchronize import Barrier
 
 __all__ = ["DemoError", "run_load"]
 
@@ -128,14 +129,7 @@ def run_load(options: DemoOptions, workdir: Path, say: Say) -> Dict[str, SideRes
             OURS: _Side(OURS, our_server, ours.refresh_token),
         }
         configs = _naive_configs(options, naive) + _our_configs(options, our_server, store_dir)
-        context = multiprocessing.get_context("spawn")
-        barrier = context.Barrier(len(configs) + 1)
-        reports: Queue[CycleReport] = context.Queue()
-        processes = [
-            context.Process(target=worker_main, args=(config, barrier, reports), daemon=True) for config in configs
-        ]
-        for process in processes:
-            process.start()
+        barrier, reports, processes = start_workers(configs)
         say(f"started {len(processes)} worker processes (spawn)")
         finished = False
         try:
@@ -253,3 +247,19 @@ def _stop(processes: List[SpawnProcess]) -> None:
         if process.is_alive():
             process.kill()
             process.join(timeout=5)
+
+
+def start_workers(
+    configs: List[WorkerConfig],
+) -> Tuple[Barrier, Queue[CycleReport], List[SpawnProcess]]:
+    """One spawned worker per config, all started; the barrier (one party more, for the coordinator)
+    that starts each cycle's calls at once, and the queue their reports come back on."""
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(len(configs) + 1)
+    reports: Queue[CycleReport] = context.Queue()
+    processes = [
+        context.Process(target=worker_main, args=(config, barrier, reports), daemon=True) for config in configs
+    ]
+    for process in processes:
+        process.start()
+    return barrier, reports, processes

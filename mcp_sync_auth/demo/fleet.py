@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import multiprocessing
 import shutil
 import sys
 import tempfile
@@ -35,15 +34,15 @@ from .._stores.redis.client import redis_module
 from ..errors import ConfigurationError, MissingExtra, TokenStoreError
 from ..testing import StrictAuthServer
 from ..testing.redis_server import RedisNotAvailable, RedisServer, find_redis_server
-from .coordinator import DemoError, Say, _collect, _log_in, _Side, _stop, _why_broken
+from .coordinator import DemoError, Say, _collect, _log_in, _Side, _stop, _why_broken, start_workers
 from .options import DemoOptions, FleetOptions
 from .protocol import NAIVE, OURS, CycleReport, WorkerConfig, loopback_session
 from .report import SideResult, is_clean
 from .timing import EXPIRY_MARGIN, client_lifetime
-from .workers import BARRIER_TIMEOUT, worker_main
+from .workers import BARRIER_TIMEOUT
 
 if TYPE_CHECKING:
-    from multiprocessing.queues import Queue
+    pass
 
 __all__ = ["DemoUnavailable", "FleetPhase", "run_fleet_demo"]
 
@@ -260,14 +259,7 @@ def _run_phase(
     barrier starts each one's calls on every host at once), and count what the server saw."""
     demo = options.demo
     lifetime = client_lifetime(demo.token_ttl)
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(len(configs) + 1)
-    reports: Queue[CycleReport] = context.Queue()
-    processes = [
-        context.Process(target=worker_main, args=(config, barrier, reports), daemon=True) for config in configs
-    ]
-    for process in processes:
-        process.start()
+    barrier, reports, processes = start_workers(configs)
     say(f"   started {len(processes)} worker processes (spawn): {options.hosts} hosts x {demo.processes}")
     grants: List[int] = []
     reuse: List[int] = []

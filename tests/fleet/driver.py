@@ -1,9 +1,8 @@
 """Cycles of calls across a fleet: every thread of every process of every host calls at once."""
 
 import os
-from collections import Counter
 
-from ..workers import run_cycles
+from ..workers import drive_cycles, run_cycles
 
 
 def start_on(host, spawn, target, args, **environment):
@@ -32,18 +31,4 @@ def drive_fleet(spawn, fleet, clock, config, *, per_host, between_cycles):
     workers = [
         start_on(host, spawn, run_cycles, (config, clock, barrier, results)) for host in fleet for _ in range(per_host)
     ]
-    try:
-        for _ in range(config["cycles"]):
-            between_cycles()
-            barrier.wait(timeout=180)  # cycle starts
-            barrier.wait(timeout=180)  # cycle done
-        totals = Counter()
-        for _ in workers:
-            totals.update(results.get(timeout=60))
-    finally:
-        for worker in workers:
-            worker.join(timeout=30)
-            if worker.is_alive():
-                worker.kill()
-    assert all(worker.exitcode == 0 for worker in workers)
-    return totals
+    return drive_cycles(workers, barrier, results, config["cycles"], between_cycles)

@@ -8,8 +8,7 @@ from collections import Counter
 
 import pytest
 
-from ..conftest import TTL
-from ..workers import make_auth
+from ..workers import expire_or_revoke, make_auth
 from .driver import drive_fleet
 
 
@@ -23,13 +22,7 @@ def test_3_hosts_4_processes_16_threads_10_cycles_exactly_one_grant_each(
     # The login happened once, somewhere in the fleet.
     make_auth(dict(config, redis_url=redis_server.url), clock).save_token(server.mint_tokens(client_id))
 
-    def between_cycles():
-        if path == "expiry":
-            clock.advance(TTL + 1)
-        else:
-            server.revoke_access_tokens()
-
-    totals = drive_fleet(spawn, fleet, clock, config, per_host=4, between_cycles=between_cycles)
+    totals = drive_fleet(spawn, fleet, clock, config, per_host=4, between_cycles=expire_or_revoke(path, server, clock))
     assert totals == Counter(ok=3 * 4 * 16 * 10)
     audit = server.audit
     assert audit.grants["refresh_token"] == 10 and audit.refresh_ok == 10

@@ -49,6 +49,18 @@ def stored(redis_server, config, clock):
     return RedisTokenStore.from_url(redis_server.url).load(auth.key)
 
 
+def _frozen_with_its_grant_answered(spawn, server, fleet, clock, config, results):
+    """At an expiry, a holder on the first host is SIGSTOPped with its grant at the server, which then
+    rotates and answers into the frozen socket; a process on the second host then wants the chain."""
+    clock.advance(TTL + 1)
+    server.hold_token_requests()
+    holder = start_on(fleet[0], spawn, call_once, (config, clock, results))
+    server.wait_for_held_token_requests(1, timeout=60)
+    freeze(holder)
+    server.release_token_requests()
+    return holder, start_on(fleet[1], spawn, call_once, (config, clock, results))
+
+
 def freeze(process):
     os.kill(process.pid, signal.SIGSTOP)
     _, status = os.waitpid(process.pid, os.WUNTRACED)
@@ -98,14 +110,8 @@ def test_a_holder_frozen_past_the_lease_but_within_its_grants_deadline_keeps_the
     spawn, server, redis_server, fleet, clock, config
 ):
     config = dict(config, redis_options={"lease": 1.0})
-    clock.advance(TTL + 1)
     results = spawn.Queue()
-    server.hold_token_requests()
-    holder = start_on(fleet[0], spawn, call_once, (config, clock, results))
-    server.wait_for_held_token_requests(1, timeout=60)
-    freeze(holder)
-    server.release_token_requests()  # the server rotates; the answer waits in the frozen holder's socket
-    other = start_on(fleet[1], spawn, call_once, (config, clock, results))
+    holder, other = _frozen_with_its_grant_answered(spawn, server, fleet, clock, config, results)
     time.sleep(3)  # the scenario: three lease lengths frozen (a 1 s lease nobody renews would be gone)
     assert results.empty()  # the other host waits: a grant is marked in flight
     thaw(holder)
@@ -119,14 +125,8 @@ def test_a_holder_frozen_past_the_lease_but_within_its_grants_deadline_keeps_the
 def test_a_holder_frozen_past_its_grants_deadline_costs_the_chain_once_and_wipes_nothing(
     spawn, server, redis_server, fleet, clock, config
 ):
-    clock.advance(TTL + 1)
     results = spawn.Queue()
-    server.hold_token_requests()
-    holder = start_on(fleet[0], spawn, call_once, (config, clock, results))
-    server.wait_for_held_token_requests(1, timeout=60)
-    freeze(holder)
-    server.release_token_requests()
-    other = start_on(fleet[1], spawn, call_once, (config, clock, results))
+    holder, other = _frozen_with_its_grant_answered(spawn, server, fleet, clock, config, results)
     # Window 2: past the deadline, the successor presents the token once; the server had rotated.
     assert results.get(timeout=120) == "RefreshChainRevoked"
     thaw(holder)

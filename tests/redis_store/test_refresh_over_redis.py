@@ -10,7 +10,7 @@ from mcp_sync_auth.testing import Fault, StrictAuthServer
 
 from ..conftest import TTL
 from ..refresh.test_refresh_concurrency import drive_processes
-from ..workers import make_auth
+from ..workers import expire_or_revoke, make_auth
 
 NAIVE = "tests.redis_store.naive:"
 
@@ -36,13 +36,8 @@ def _logged_in(server, config, clock):
 def test_4_processes_16_threads_10_cycles_one_grant_each_over_redis(spawn, server, redis_server, clock, path):
     config = _config(server, redis_server, threads=16, cycles=10)
     _logged_in(server, config, clock)
-    if path == "expiry":
-        def between_cycles():
-            clock.advance(TTL + 1)
-    else:
-        def between_cycles():
-            server.revoke_access_tokens()
-    totals = drive_processes(spawn, server, clock, config, processes=4, between_cycles=between_cycles)
+    totals = drive_processes(spawn, server, clock, config, processes=4,
+                             between_cycles=expire_or_revoke(path, server, clock))
     assert totals == Counter(ok=4 * 16 * 10)
     audit = server.audit
     assert audit.grants["refresh_token"] == 10 and audit.refresh_ok == 10

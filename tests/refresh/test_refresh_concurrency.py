@@ -17,7 +17,7 @@ from requests_oauthlib import OAuth2Session
 from mcp_sync_auth import MCPAuth, MemoryTokenStore
 
 from ..conftest import TTL
-from ..workers import echo_call, run_cycles
+from ..workers import drive_cycles, echo_call, expire_or_revoke, run_cycles
 
 
 def run_threads(n, call):
@@ -101,21 +101,7 @@ def drive_processes(spawn, server, clock, config, processes, between_cycles):
     ]
     for worker in workers:
         worker.start()
-    try:
-        for _ in range(config["cycles"]):
-            between_cycles()
-            barrier.wait(timeout=120)  # cycle starts
-            barrier.wait(timeout=120)  # cycle done
-        totals = Counter()
-        for _ in workers:
-            totals.update(results.get(timeout=60))
-    finally:
-        for worker in workers:
-            worker.join(timeout=30)
-            if worker.is_alive():
-                worker.kill()
-    assert all(worker.exitcode == 0 for worker in workers)
-    return totals
+    return drive_cycles(workers, barrier, results, config["cycles"], between_cycles)
 
 
 @pytest.mark.parametrize("path", ["expiry", "revoked-early"])
@@ -124,13 +110,8 @@ def test_4_processes_16_threads_10_cycles_one_grant_each(spawn, server, auth, cl
         mcp_url=server.mcp_url, token_endpoint=server.token_endpoint, client_id=client_id,
         store_dir=str(store_dir), threads=16, cycles=10,
     )
-    if path == "expiry":
-        def between_cycles():
-            clock.advance(TTL + 1)
-    else:
-        def between_cycles():
-            server.revoke_access_tokens()
-    totals = drive_processes(spawn, server, clock, config, processes=4, between_cycles=between_cycles)
+    totals = drive_processes(spawn, server, clock, config, processes=4,
+                             between_cycles=expire_or_revoke(path, server, clock))
     assert totals == Counter(ok=4 * 16 * 10)
     audit = server.audit
     assert audit.grants["refresh_token"] == 10
