@@ -75,7 +75,7 @@ class RedisChaosConfig:
     fault_chance: float = 0.12  # per expiry event, one token endpoint fault
     armed_share: float = 0.3  # share of worker incarnations armed with one fault point
     point_chance: float = 0.25
-    monkey_interval: float = 2.0  # mean seconds between the driver's faults (kills, freezes, links, restarts)
+    monkey_interval: float = 0.8  # mean seconds between the driver's faults (kills, freezes, links, restarts)
     monkey_weights: tuple[float, ...] = (3.0, 2.0, 1.0, 1.5, 1.5, 0.5)  # in the order of MONKEY
     short_outage: tuple[float, float] = (0.3, 3.0)
     long_share: float = 0.2  # share of link outages that outlast the grant's deadline

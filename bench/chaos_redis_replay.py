@@ -93,6 +93,7 @@ class RedisReplay:
         self.reserve_refused: dict[int, list[float]] = defaultdict(list)
         self.interrupted: set[int] = set()
         self.fails: list[dict[str, Any]] = []
+        self.fails_of: dict[int, list[dict[str, Any]]] = defaultdict(list)
         self.lease_verdicts: Counter[str] = Counter()
         self.late_grants = 0
         self.hangs = 0
@@ -302,13 +303,15 @@ class RedisReplay:
 
     def on_fail(self, e: dict[str, Any]) -> None:
         self.fails.append(e)
+        self.fails_of[e["pid"]].append(e)
 
     # -- attribution ---------------------------------------------------------------------------
 
     def _lost(self, g: Grant) -> Optional[tuple[str, str]]:
         """(cause, window) when this grant's rotation never reached the store (and nobody presented its
         successor later, as the next holder does after a commit whose writer died before hearing back)."""
-        if g.new_fp is not None and (g.lane, g.new_fp) in self.by_fp:
+        # Presented by another process: it read it from Redis (the holder itself may hold it in memory).
+        if g.new_fp is not None and any(p.pid != g.pid for p in self.by_fp.get((g.lane, g.new_fp), [])):
             return None
         if g.fate in ("killed-mid-grant", "killed-after-answer") and g.cause and not g.cause.startswith("the run"):
             return g.cause, WINDOW_1
@@ -390,9 +393,8 @@ class RedisReplay:
                 if ln != lane or at > t + 0.1:
                     continue
                 successor = self.login_at.get((lane, chain + 1), INF)
-                joined = any(o["pid"] == pid and o["kind"] == kind and o["began"] < successor <= b <= o["t"]
-                             for o in self.fails)
-                if b < successor or joined:
+                if b < successor or any(o["kind"] == kind and o["began"] < successor <= b <= o["t"]
+                                        for o in self.fails_of[pid]):  # joined a flight begun before the login
                     return "the burst between a chain's death and the new login"
             return f"{UNEXPLAINED}: {kind} with no dead chain before it"
         if kind == "http 401":
