@@ -195,6 +195,8 @@ class RedisReplay:
         elif by == "crash":
             self.violations.append(f"worker pid {pid} crashed (exit {e['rc']})")
         grant, answered = self.open.pop(pid, None), self.awaiting.pop(pid, None)
+        if by == "final":
+            return  # the run's end: whatever it had in hand stays as it was (answered, open)
         if by == "self":
             cause = f"kill at fault point {e['point']}"
         elif by == "interrupt":
