@@ -32,6 +32,7 @@ stored, or two grants of live processes in flight at once is a violation.
     python -m bench.chaos --short            # CI: 8 x 16, 60 expiry events
     python -m bench.chaos                    # long: 8 x 16, 1100 expiry events (RELIABILITY.md)
     python -m bench.chaos --short --unsafe no-lock   # a store whose lock excludes nobody: must fail
+    python -m bench.chaos --store redis --hosts 3 --events 500   # Redis over 3 hosts (bench/chaos_redis.py)
 
 Exit status 0 when no violation was found.
 """
@@ -547,10 +548,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--threads", type=int)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--unsafe", choices=["no-lock"], help="break the store on purpose: the run must fail")
+    parser.add_argument("--store", choices=["file", "redis"], default="file",
+                        help="redis: the run over simulated hosts sharing one redis-server (bench/chaos_redis.py)")
+    parser.add_argument("--events", type=int, dest="expiries", help="the same as --expiries")
+    parser.add_argument("--hosts", type=int, help="--store redis: simulated hosts (3)")
+    parser.add_argument("--lanes", type=int, help="--store redis: chains refreshed in parallel (8)")
     parser.add_argument("--json", type=Path, help="also write the full report here")
     parser.add_argument("--keep", type=Path, help="keep the run's folder (logs, store) here")
     parser.add_argument("--replay", type=Path, metavar="DIR", help="no run: the verdict again from a --keep folder")
     args = parser.parse_args(argv)
+    if args.store == "redis":
+        return _main_redis(args)
     overrides: dict[str, Any] = {
         name: getattr(args, name) for name in ("expiries", "processes", "threads", "unsafe") if getattr(args, name)
     }
@@ -561,6 +569,29 @@ def main(argv: Optional[list[str]] = None) -> int:
         args.keep.mkdir(parents=True, exist_ok=True)
     report = replay_folder(args.replay) if args.replay else run(config, args.keep, progress=True)
     print(format_report(report))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+    return 0 if report["violation_count"] == 0 else 1
+
+
+def _main_redis(args: argparse.Namespace) -> int:
+    from . import chaos_redis, chaos_redis_replay  # noqa: PLC0415 (needs redis-py, only for this run)
+
+    overrides: dict[str, Any] = {
+        name: getattr(args, name) for name in ("expiries", "threads", "hosts", "lanes") if getattr(args, name)
+    }
+    if args.processes:
+        overrides["per_host"] = args.processes
+    overrides["seed"] = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 30)
+    make = chaos_redis.RedisChaosConfig.short if args.short else chaos_redis.RedisChaosConfig
+    logging.getLogger("mcp_sync_auth").addHandler(logging.NullHandler())
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+    if args.replay:
+        report = chaos_redis.replay_folder(args.replay)
+    else:
+        report = chaos_redis.run(make(**overrides), args.keep, progress=True)
+    print(chaos_redis_replay.format_report(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
     return 0 if report["violation_count"] == 0 else 1

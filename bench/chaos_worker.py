@@ -40,11 +40,13 @@ from typing import Any, Iterator
 
 import requests
 
-from mcp_sync_auth import FileTokenStore, MCPAuth, MCPAuthError
+from mcp_sync_auth import FileTokenStore, MCPAuth, MCPAuthError, RedisTokenStore
 from mcp_sync_auth._oauth.token_client import TokenEndpointClient
 from mcp_sync_auth._stores.file import FileReservation
+from mcp_sync_auth._stores.redis.store import RedisReservation
 from mcp_sync_auth._util.redact import fingerprint
-from mcp_sync_auth.errors import StoreFull, TokenEndpointError
+from mcp_sync_auth._util.timeouts import Timeouts
+from mcp_sync_auth.errors import LockTimeout, StoreFull, TokenEndpointError, TokenStoreError
 
 EVENT_LIMIT = 4000  # below PIPE_BUF (4096 on Linux): one write, one whole line
 
@@ -144,13 +146,15 @@ def main(config: dict[str, Any]) -> None:
 
     # --- observe the grant and the write (the refresher is bound when MCPAuth is built, so patch first)
     real_refresh = TokenEndpointClient.refresh
+    check_lease = _lease_checker(config) if config.get("store") == "redis" else None
     real_save = FileTokenStore.save
     real_reserve = FileTokenStore.reserve
     real_commit = FileReservation.commit
 
     def refresh(self: Any, tokens: Any, generation: int) -> Any:
         presented = fingerprint(tokens.refresh_token)
-        emit("grant-start", fp=presented, gen=generation)
+        lease = {"lease": check_lease()} if check_lease is not None else {}
+        emit("grant-start", fp=presented, gen=generation, **lease)
         try:
             fresh = real_refresh(self, tokens, generation)
         except TokenEndpointError as exc:
@@ -186,20 +190,31 @@ def main(config: dict[str, Any]) -> None:
     # with it ignored (as a shell's background job is).
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    store: Any = FileTokenStore(config["store_dir"])
-    if config.get("unsafe") == "no-lock":
-        store = _without_lock(store)
+    store: Any
+    if config.get("store") == "redis":
+        store = _observe_redis(config, emit)
+    else:
+        store = FileTokenStore(config["store_dir"])
+        if config.get("unsafe") == "no-lock":
+            store = _without_lock(store)
     clock = FileClock(config["clock_file"])
+    timeout: Any = config["timeout"]
+    if isinstance(timeout, list):
+        timeout = Timeouts(*timeout)
     auth = MCPAuth(
         config["mcp_url"],
         store=store,
         client_id=config["client_id"],
         token_endpoint=config["token_endpoint"],
         clock=clock,
-        timeout=config["timeout"],
+        timeout=timeout,
+        lock_timeout=config.get("lock_timeout"),
     )
     threads = config["threads"]
     counters = Counters(config["counters_file"], threads)
+    # Redis run: when each thread's call began (ms of time.monotonic(), 0 between calls), for the
+    # driver's hang check; a memory-mapped file, read from outside while the call runs.
+    busy = Counters(config["busy_file"], threads) if config.get("busy_file") else None
     pace = config["pace"]
 
     def worker(cell: int) -> None:
@@ -209,6 +224,8 @@ def main(config: dict[str, Any]) -> None:
             while True:  # until the driver kills this process
                 # A failed call says which thread made it and when it began: the driver checks its cause.
                 began = time.monotonic()
+                if busy is not None:
+                    busy.set(cell, max(1, int(began * 1000)))
                 try:
                     outcome = echo_call(session, config["mcp_url"], auth, timeout=60.0)
                 except MCPAuthError as exc:
@@ -217,6 +234,8 @@ def main(config: dict[str, Any]) -> None:
                 except requests.RequestException as exc:
                     outcome = "error"
                     emit("fail", cell=cell, began=began, kind="transport", detail=type(exc).__name__)
+                if busy is not None:
+                    busy.set(cell, 0)
                 if outcome == "ok":
                     ok += 1
                     counters.set(cell, ok)
@@ -244,6 +263,88 @@ def describe(exc: BaseException) -> dict[str, Any]:
         "transient": bool(getattr(exc, "transient", False)),
         "detail": str(exc)[:160],
     }
+
+
+# --- the Redis store (bench/chaos_redis.py) -------------------------------------------------------
+
+_HELD: dict[str, Any] = {}  # the one store of this process, for the lease check before each grant
+
+
+def _observe_redis(config: dict[str, Any], emit: Any) -> Any:
+    """A RedisTokenStore through this host's link, its reserve, commit and save observed."""
+    real_reserve, real_save, real_commit = RedisTokenStore.reserve, RedisTokenStore.save, RedisReservation.commit
+
+    def reserve(self: Any, current: Any, deadline: Any = None) -> Any:
+        began = time.monotonic()
+        try:
+            room = real_reserve(self, current, deadline=deadline)
+        except StoreFull:
+            emit("disk-full", gen=current.generation)
+            raise
+        except LockTimeout as exc:
+            emit("reserve-refused", gen=current.generation, detail=str(exc)[:160])
+            raise
+        except TokenStoreError as exc:
+            emit("store-error", at="reserve", detail=str(exc)[:160])
+            raise
+        emit("reserved", gen=current.generation, began=began, deadline=deadline)
+        return room
+
+    def saved(record: Any) -> None:
+        refresh_token = record.tokens.refresh_token if record.tokens is not None else None
+        emit("saved", gen=record.generation, fp=fingerprint(refresh_token), dead=record.is_dead)
+
+    def save(self: Any, record: Any) -> None:
+        try:
+            real_save(self, record)
+        except TokenStoreError as exc:
+            emit("write-failed", gen=record.generation, at="save", detail=str(exc)[:160], full="Errno 28" in str(exc))
+            raise
+        saved(record)
+
+    def commit(self: Any, record: Any) -> None:
+        try:
+            real_commit(self, record)
+        except TokenStoreError as exc:
+            fp = fingerprint(record.tokens.refresh_token) if record.tokens is not None else None
+            emit("write-failed", gen=record.generation, at="commit", fp=fp, detail=str(exc)[:160],
+                 full="Errno 28" in str(exc))
+            raise
+        saved(record)
+
+    RedisTokenStore.reserve = reserve  # type: ignore[method-assign]
+    RedisTokenStore.save = save  # type: ignore[method-assign]
+    RedisReservation.commit = commit  # type: ignore[method-assign]
+    store = RedisTokenStore.from_url(
+        config["store_url"], lease=config["lease"], socket_timeout=config.get("socket_timeout", 2.0),
+        socket_connect_timeout=config.get("socket_timeout", 2.0),
+    )
+    _HELD["store"] = store
+    return store
+
+
+def _lease_checker(config: dict[str, Any]) -> Any:
+    """Before each grant: does the lease key of the chain hold this process's owner token? Asked on a
+    link of its own straight to Redis (not this host's, which the driver cuts): ``ours``, ``lost``,
+    ``none`` (no lease held here) or ``unknown`` (Redis did not answer)."""
+    import redis  # noqa: PLC0415 (redis-py is an optional dependency; only the Redis run needs it)
+
+    direct = redis.Redis.from_url(config["direct_url"], socket_timeout=1.0, socket_connect_timeout=1.0)
+
+    def check() -> str:
+        store = _HELD["store"]
+        with store._held_guard:
+            held = dict(store._held)
+        verdict = "none"
+        for name, lease in held.items():  # one chain per process: at most one lease
+            try:
+                value = direct.get(name)
+            except redis.RedisError:
+                return "unknown"
+            verdict = "ours" if value is not None and value.decode() == lease.owner else "lost"
+        return verdict
+
+    return check
 
 
 def _without_lock(store: Any) -> Any:
