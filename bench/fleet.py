@@ -51,7 +51,7 @@ from .scenarios import (
     spawn_context,
     stall_figures,
 )
-from .stats import median, ratio
+from .stats import median
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ENV_PREFIX = "MCP_SYNC_AUTH_"
@@ -294,18 +294,28 @@ def file_cell(processes: int, threads: int, expiries: int) -> FleetCell:
 class FastPath:
     calls: int
     rounds: int
-    call_ns: dict[str, list[float]]  # store -> ns per MCPAuth.__call__, one value per round
-    token_ns: dict[str, list[float]]  # store -> ns per access_token()
+    call_ns: dict[str, list[float]]  # store -> wall ns per MCPAuth.__call__, one value per round
+    token_ns: dict[str, list[float]]  # store -> wall ns per access_token()
     redis_commands: dict[str, int]  # what Redis received while the timed rounds ran
     errors: list[str]
+    call_cpu_ns: dict[str, list[float]] = dataclasses.field(default_factory=dict)  # thread CPU ns, same rounds
+    token_cpu_ns: dict[str, list[float]] = dataclasses.field(default_factory=dict)
 
-    def median_ns(self, kind: str, store: str) -> float:
-        values = (self.call_ns if kind == "call" else self.token_ns).get(store, [])
-        return median(values)
+    def _values(self, kind: str, cpu: bool) -> dict[str, list[float]]:
+        if cpu:
+            return self.call_cpu_ns if kind == "call" else self.token_cpu_ns
+        return self.call_ns if kind == "call" else self.token_ns
 
-    def ratio(self, kind: str) -> Optional[float]:
-        """Redis ÷ files, medians of the rounds."""
-        return ratio(self.median_ns(kind, "redis"), self.median_ns(kind, "file"))
+    def median_ns(self, kind: str, store: str, cpu: bool = False) -> float:
+        """``kind`` "call" (``MCPAuth.__call__``) or "token" (``access_token()``): the median of the rounds."""
+        return median(self._values(kind, cpu).get(store, []))
+
+    def ratio(self, kind: str, cpu: bool = False) -> Optional[float]:
+        """Redis ÷ files: the median over rounds of the two stores' rounds, run back to back (slow drift
+        in machine load cancels out); None without rounds."""
+        values = self._values(kind, cpu)
+        pairs = [a / b for a, b in zip(values.get("redis", []), values.get("file", [])) if b]
+        return median(pairs) if pairs else None
 
 
 def fast_path_worker(spec: dict[str, Any], results: Any) -> None:
@@ -329,11 +339,12 @@ def fast_path_worker(spec: dict[str, Any], results: Any) -> None:
         hooks = request.hooks["response"]
         calls = spec["calls"]
 
-        def per_call(run: Callable[[], Any]) -> float:
-            began = time.perf_counter_ns()
+        def per_call(run: Callable[[], Any]) -> tuple[float, float]:
+            """(wall ns, this thread's CPU ns) per call."""
+            began, cpu = time.perf_counter_ns(), time.thread_time_ns()
             for _ in range(calls):
                 run()
-            return (time.perf_counter_ns() - began) / calls
+            return (time.perf_counter_ns() - began) / calls, (time.thread_time_ns() - cpu) / calls
 
         def call_of(auth: Any) -> Callable[[], Any]:
             def run() -> None:
@@ -347,14 +358,19 @@ def fast_path_worker(spec: dict[str, Any], results: Any) -> None:
             per_call(call_of(auth))
         counter = redis_py.Redis.from_url(spec["redis_url"])
         before = counter.info("commandstats")
-        call_ns: dict[str, list[float]] = {name: [] for name in auths}
-        token_ns: dict[str, list[float]] = {name: [] for name in auths}
+        timings: dict[str, dict[str, list[float]]] = {
+            series: {name: [] for name in auths} for series in ("call_ns", "call_cpu_ns", "token_ns", "token_cpu_ns")
+        }
         for round_ in range(spec["rounds"]):
             order = list(auths) if round_ % 2 == 0 else list(reversed(list(auths)))
             for name in order:
-                call_ns[name].append(per_call(call_of(auths[name])))
+                wall, cpu = per_call(call_of(auths[name]))
+                timings["call_ns"][name].append(wall)
+                timings["call_cpu_ns"][name].append(cpu)
             for name in reversed(order):
-                token_ns[name].append(per_call(auths[name].access_token))
+                wall, cpu = per_call(auths[name].access_token)
+                timings["token_ns"][name].append(wall)
+                timings["token_cpu_ns"][name].append(cpu)
         after = counter.info("commandstats")
         counter.close()
         sent = {}
@@ -363,7 +379,7 @@ def fast_path_worker(spec: dict[str, Any], results: Any) -> None:
             delta = int(value["calls"]) - int(before.get(key, {}).get("calls", 0))
             if delta and name not in UNCOUNTED:
                 sent[name] = delta
-        results.put({"pid": os.getpid(), "call_ns": call_ns, "token_ns": token_ns, "redis_commands": sent})
+        results.put({"pid": os.getpid(), "redis_commands": sent, **timings})
     except Exception:
         import traceback  # noqa: PLC0415
 
@@ -393,7 +409,8 @@ def fast_path(calls: int, rounds: int) -> FastPath:
     if not reports:
         return FastPath(calls, rounds, {}, {}, {}, errors)
     report = reports[0]
-    return FastPath(calls, rounds, report["call_ns"], report["token_ns"], report["redis_commands"], errors)
+    return FastPath(calls, rounds, report["call_ns"], report["token_ns"], report["redis_commands"], errors,
+                    report["call_cpu_ns"], report["token_cpu_ns"])
 
 
 # --- the whole run ------------------------------------------------------------------------------------
@@ -416,6 +433,19 @@ class FleetResult:
         return out
 
 
+def _say_cell(cell: FleetCell, progress: Callable[[str], None]) -> None:
+    extra = ""
+    if cell.store == "redis":
+        extra = (f" commands/expiry={cell.commands_per_expiry():.1f} ({cell.commands_per_expiry_per_process:.1f}"
+                 f"/process), per baseline cycle {cell.commands_per_baseline_cycle:.1f}")
+    progress(
+        f"  fleet {cell.store:<5} H={cell.hosts} P={cell.processes:<2} N={cell.threads:<3} "
+        f"grants/expiry={cell.grants_per_expiry:.2f} reuse={cell.reuse_detections} alive={cell.chain_alive} "
+        f"failed={cell.calls_failed} stall p50/p99 +{cell.added_p50 * 1e3:.1f}/+{cell.added_p99 * 1e3:.1f} ms"
+        f"{extra} ({cell.seconds:.1f} s){' ERROR' if cell.errors else ''}"
+    )
+
+
 def fleet(shapes: Sequence[tuple[int, int, int]], expiries: int, fast_calls: int, fast_rounds: int,
           progress: Callable[[str], None] = print) -> FleetResult:
     """For each (hosts, processes per host, threads) shape: a Redis cell, then the file cell of the same
@@ -426,25 +456,15 @@ def fleet(shapes: Sequence[tuple[int, int, int]], expiries: int, fast_calls: int
         return FleetResult([], None, why)
     cells = []
     for hosts, processes, threads in shapes:
-        for cell in (redis_cell(hosts, processes, threads, expiries),
-                     file_cell(hosts * processes, threads, expiries)):
-            extra = ""
-            if cell.store == "redis":
-                extra = (f" commands/expiry={cell.commands_per_expiry():.1f} "
-                         f"({cell.commands_per_expiry_per_process:.1f}/process), "
-                         f"per baseline cycle {cell.commands_per_baseline_cycle:.1f}")
-            progress(
-                f"  fleet {cell.store:<5} H={cell.hosts} P={cell.processes:<2} N={cell.threads:<3} "
-                f"grants/expiry={cell.grants_per_expiry:.2f} reuse={cell.reuse_detections} "
-                f"alive={cell.chain_alive} failed={cell.calls_failed} stall p50/p99 "
-                f"+{cell.added_p50 * 1e3:.1f}/+{cell.added_p99 * 1e3:.1f} ms{extra} "
-                f"({cell.seconds:.1f} s){' ERROR' if cell.errors else ''}"
-            )
-            cells.append(cell)
+        cells.append(redis_cell(hosts, processes, threads, expiries))
+        _say_cell(cells[-1], progress)
+        cells.append(file_cell(hosts * processes, threads, expiries))
+        _say_cell(cells[-1], progress)
     cost = fast_path(fast_calls, fast_rounds)
     progress(
         f"  fleet fast path: MCPAuth.__call__ {cost.median_ns('call', 'redis'):.0f} ns over Redis, "
-        f"{cost.median_ns('call', 'file'):.0f} ns over files (ratio {cost.ratio('call') or math.nan:.3f}); "
+        f"{cost.median_ns('call', 'file'):.0f} ns over files (ratio {cost.ratio('call') or math.nan:.3f}, "
+        f"CPU {cost.ratio('call', cpu=True) or math.nan:.3f}); "
         f"access_token() {cost.median_ns('token', 'redis'):.0f} / {cost.median_ns('token', 'file'):.0f} ns; "
         f"Redis commands while timing: {sum(cost.redis_commands.values())}"
         f"{' ERROR' if cost.errors else ''}"
