@@ -259,15 +259,15 @@ def redis_cell(hosts: int, processes: int, threads: int, expiries: int) -> Fleet
                              after_cycle=lambda index: samples.append(command_counts(redis)))
             _fill(cell, chain, run, schedule)
             cell.link_connections = [host.link.connections for host in fleet]
-        per_cycle = [after - before for before, after in zip(samples, samples[1:])]
-        for index, counts in enumerate(per_cycle):
-            kind = "commands_warmup" if index == 0 else ("commands_expiry" if schedule[index] else "commands_baseline")
-            getattr(cell, kind).update(counts)
+        sums: dict[str, Counter[str]] = {kind: Counter() for kind in ("warmup", "expiry", "baseline")}
+        for index, (before, after) in enumerate(zip(samples, samples[1:])):
+            counts = after - before
+            sums["warmup" if index == 0 else ("expiry" if schedule[index] else "baseline")].update(counts)
             if schedule[index]:
                 cell.commands_by_expiry.append(sum(counts.values()))
         cell.baseline_cycles = sum(1 for index, expire in enumerate(schedule) if index > 0 and not expire)
-        for kind in ("commands_warmup", "commands_expiry", "commands_baseline"):
-            setattr(cell, kind, dict(Counter(getattr(cell, kind)).most_common()))
+        for kind, counts in sums.items():
+            setattr(cell, f"commands_{kind}", dict(counts.most_common()))
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -82,6 +82,7 @@ def test_the_fleet_run_counts_one_grant_per_expiry_over_redis_and_files_and_rend
     redis = result.cells[0]
     assert redis.link_connections[0] > 0 and redis.link_connections[1] > 0  # each host went through its own link
     assert redis.commands_expiry.get("evalsha", 0) > 0 and len(redis.commands_by_expiry) == 2
+    assert sum(redis.commands_expiry.values()) == sum(redis.commands_by_expiry)  # every expiry cycle summed
     assert redis.commands_baseline == {}  # a valid token in memory: the fast path sends Redis nothing
     cost = result.fast_path
     assert cost is not None and not cost.errors and cost.redis_commands == {}
