@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 from .contenders import BY_NAME
+from .fleet import FleetResult
 from .scenarios import GrantsCell, StallResult, ThroughputResult, grants_cell
 
 
@@ -13,6 +14,7 @@ def problems_with_ours(
     cells: Sequence[GrantsCell],
     stall: Optional[StallResult] = None,
     throughput: Optional[ThroughputResult] = None,
+    fleet: Optional[FleetResult] = None,
 ) -> list[str]:
     problems = []
     for cell in cells:
@@ -50,6 +52,21 @@ def problems_with_ours(
                     f"{where}: {run.reuse_detections} reuse detections, chain alive: {run.chain_alive}, "
                     f"{run.calls_failed} calls failed"
                 )
+    if fleet is not None:
+        for one in fleet.cells:  # over Redis across hosts, and over files beside it: the same rule
+            where = one.where
+            if one.errors:
+                problems.append(f"{where}: the run failed: {one.errors[0].strip().splitlines()[-1]}")
+                continue
+            if one.grants != one.expiries or one.refresh_ok != one.expiries:
+                problems.append(
+                    f"{where}: {one.grants} refresh grants ({one.refresh_ok} OK) for {one.expiries} expiries "
+                    f"= {one.grants_per_expiry:.2f} per expiry, not 1.00"
+                )
+            if one.reuse_detections or not one.chain_alive:
+                problems.append(f"{where}: {one.reuse_detections} reuse detections, chain alive: {one.chain_alive}")
+            if one.calls_failed:
+                problems.append(f"{where}: {one.calls_failed} calls failed: {one.failures}")
     return problems
 
 

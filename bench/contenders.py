@@ -178,12 +178,17 @@ class ThreadedClient:
         return None
 
 
-def make_mcp_auth(url: str, store_dir: str, client_id: str, token_endpoint: str, **options: Any) -> MCPAuth:
+def make_mcp_auth(
+    url: str, store_dir: Optional[str], client_id: str, token_endpoint: str, **options: Any
+) -> MCPAuth:
     """``MCPAuth`` configured by hand, never interactive: a benchmark must not open a browser to log in
-    (``interactive`` exists in newer versions only)."""
+    (``interactive`` exists in newer versions only). ``store_dir`` None: the store ``$MCP_SYNC_AUTH_STORE``
+    names (a fleet host's Redis); ``store=`` in ``options``: that store."""
     if "interactive" in inspect.signature(MCPAuth).parameters:
         options["interactive"] = False
-    return MCPAuth(url, store=FileTokenStore(store_dir), client_id=client_id, token_endpoint=token_endpoint, **options)
+    if "store" not in options:
+        options["store"] = FileTokenStore(store_dir) if store_dir is not None else None
+    return MCPAuth(url, client_id=client_id, token_endpoint=token_endpoint, **options)
 
 
 def _sized_session(pool: int) -> requests.Session:
@@ -216,7 +221,10 @@ class OursClient(ThreadedClient):
         if clock is not None:
             options["clock"] = clock
         self.url = env["mcp_url"]
-        auth = make_mcp_auth(self.url, env["store_dir"], env["client_id"], env["token_endpoint"], **options)
+        if env.get("store") == "environment":  # a fleet host: MCPAuth's own choice, $MCP_SYNC_AUTH_STORE
+            auth = make_mcp_auth(self.url, None, env["client_id"], env["token_endpoint"], **options)
+        else:
+            auth = make_mcp_auth(self.url, env["store_dir"], env["client_id"], env["token_endpoint"], **options)
         self.timed = TimedAuth(auth) if env.get("time_auth") else None
         self.auth: AuthBase = self.timed if self.timed is not None else auth
         self.session = _sized_session(env["threads"])

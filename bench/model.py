@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Optional
 
+from .fleet import FastPath, FleetCell, FleetResult
 from .scenarios import GrantsCell, OverheadResult, ScalingPoint, StallResult, ThroughputResult, ThroughputRun
 
 GOAL_RATIO = 1.03
@@ -30,6 +31,7 @@ class BenchResults:
     stall: Optional[StallResult] = None
     throughput: Optional[ThroughputResult] = None
     scaling: list[ScalingPoint] = dataclasses.field(default_factory=list)
+    fleet: Optional[FleetResult] = None
     problems: list[str] = dataclasses.field(default_factory=list)
     load_samples: list[tuple[str, float]] = dataclasses.field(default_factory=list)
 
@@ -57,12 +59,21 @@ def from_json(data: dict[str, Any]) -> BenchResults:
         "stall": stall_of(data.get("stall")),
         "throughput": None,
         "scaling": [],
+        "fleet": None,
     })
     raw = data.get("throughput")
     if raw is not None:
         runs = {key: [ThroughputRun(**fields_of(ThroughputRun, run)) for run in raw[key]]
                 for key in ("expiring", "never")}
         results.throughput = ThroughputResult(raw["threads"], raw["processes"], raw["seconds"], **runs)
+    fleet_raw = data.get("fleet")
+    if fleet_raw is not None:
+        cost = fleet_raw.get("fast_path")
+        results.fleet = FleetResult(
+            [FleetCell(**fields_of(FleetCell, cell)) for cell in fleet_raw.get("cells", [])],
+            None if cost is None else FastPath(**fields_of(FastPath, cost)),
+            fleet_raw.get("not_measured"),
+        )
     for point in data.get("scaling", []):
         stall, cost = stall_of(point["stall"]), overhead_of(point["overhead"])
         assert stall is not None and cost is not None

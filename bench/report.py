@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .contenders import BY_NAME
+from .fleet import MAIN_COMMANDS, FleetResult
 from .model import GOAL_RATIO, GOAL_THROUGHPUT, BenchResults
 from .scenarios import OverheadResult, ScalingPoint, StallResult, ThroughputResult
 
@@ -89,6 +90,15 @@ def goals(results: BenchResults) -> list[tuple[str, str, Optional[bool]]]:
         met = None if t.ratio is None else t.ratio >= GOAL_THROUGHPUT
         rows.append(("4. throughput, token expiring every second / never ≥ 0.90",
                      f"{_num(t.ratio, 3)} ({t.threads} threads x {t.processes} processes)", met))
+    if results.fleet is not None and results.fleet.cells:
+        redis = [cell for cell in results.fleet.cells if cell.store == "redis"]
+        values = sorted({_num(cell.grants_per_expiry) for cell in redis})
+        met = all(not cell.errors and cell.grants == cell.expiries and cell.chain_alive and not cell.reuse_detections
+                  for cell in redis)
+        shapes = ", ".join(f"{c.hosts}x{c.processes}x{c.threads}" for c in redis)
+        rows.append(("fleet: grants per expiry over Redis = 1.00 across hosts x processes x threads, chain alive",
+                     f"{', '.join(values)} ({shapes}); chain alive in all: {_yes(all(c.chain_alive for c in redis))}",
+                     met))
     return rows
 
 
@@ -159,6 +169,7 @@ def markdown(results: BenchResults) -> str:
     lines += _stall_section(results.stall)
     lines += _throughput_section(results.throughput)
     lines += _scaling_section(results.scaling)
+    lines += _fleet_section(results.fleet)
     lines += _not_measured_section(results)
     lines += _profile_section(results)
     return "\n".join(lines) + "\n"
@@ -318,6 +329,108 @@ def _scaling_section(points: list[ScalingPoint]) -> list[str]:
     return lines
 
 
+def _ns(value: float) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.0f} ns"
+
+
+def _fleet_section(f: Optional[FleetResult]) -> list[str]:
+    if f is None:
+        return []
+    lines = ["", "## 6. Fleet: the Redis store across hosts, beside the file store", ""]
+    if f.not_measured:
+        return [*lines, f"**Not measured**: {f.not_measured}."]
+    lines += [
+        "mcp_sync_auth over `RedisTokenStore`. A host is a group of processes with their own HOME, caches and "
+        "TMPDIR (no shared file) that reach a redis-server of the cell's own only through a loopback link of "
+        "their own; they pick the store from `$MCP_SYNC_AUTH_STORE`. Beside each Redis cell, the file cell runs "
+        "the same processes and threads on one host over a `FileTokenStore`. Both follow the stall run's "
+        "schedule on the shared clock: a warm-up cycle, then a valid-token cycle (baseline) and an expiry cycle, "
+        "E times; every thread calls once per cycle, all at once. The **stall** is measured as in section 3: time "
+        "in `MCPAuth.__call__` of calls in expiry cycles minus its median in baseline cycles.",
+        "",
+    ]
+    rows = []
+    for cell in f.cells:
+        rows.append([
+            cell.store, f"{cell.hosts} x {cell.processes} x {cell.threads}", str(cell.expiries), str(cell.grants),
+            _num(cell.grants_per_expiry), str(cell.reuse_detections), _yes(cell.chain_alive), str(cell.calls_ok),
+            str(cell.calls_failed), _ms(cell.added_p50), _ms(cell.added_p99),
+            f"{_ms(cell.latency_baseline.get('p50', math.nan))} / {_ms(cell.latency_expiry.get('p50', math.nan))}",
+        ])
+    lines += _table(["store", "hosts x processes x threads", "expiries", "refresh grants", "grants/expiry",
+                     "reuse detections", "chain alive", "calls OK", "calls failed", "stall p50 (added)",
+                     "stall p99 (added)", "whole call p50, baseline / expiry (context)"], rows)
+    pairs = [(a, b) for a, b in f.pairs() if b is not None and not a.errors and not b.errors]
+    if pairs:
+        lines += ["", "Stall over Redis ÷ over files (same run, same processes and threads): " + "; ".join(
+            f"{a.hosts}x{a.processes}x{a.threads}: p50 {_num(_ratio_of(a.added_p50, b.added_p50))}, "
+            f"p99 {_num(_ratio_of(a.added_p99, b.added_p99))}" for a, b in pairs) + "."]
+    redis = [cell for cell in f.cells if cell.store == "redis"]
+    if redis:
+        lines += [
+            "",
+            "### Redis commands per expiry event",
+            "",
+            "`INFO commandstats` of the cell's own redis-server, read after every cycle (the bench's own INFO left "
+            "out). Commands that the store's scripts run are counted under their own names as well as the "
+            "EVALSHA that ran them. *first*: the first expiry, which also opens each process's change-feed "
+            "subscription; *steady*: the median of the later ones.",
+            "",
+        ]
+        rows = []
+        for cell in redis:
+            shown = sum(cell.commands_expiry.get(name, 0) for name in MAIN_COMMANDS)
+            rows.append(
+                [f"{cell.hosts} x {cell.processes} x {cell.threads}", _num(cell.commands_per_expiry(), 1),
+                 str(cell.commands_by_expiry[0]) if cell.commands_by_expiry else "n/a",
+                 _num(cell.commands_steady, 1), _num(cell.commands_per_expiry_per_process, 2)]
+                + [_num(cell.commands_per_expiry(name), 1) for name in MAIN_COMMANDS]
+                + [_num((sum(cell.commands_expiry.values()) - shown) / cell.expiries if cell.expiries else math.nan, 1),
+                   _num(cell.commands_per_baseline_cycle, 1)]
+            )
+        lines += _table(["hosts x processes x threads", "commands / expiry", "first", "steady", "per process"]
+                        + [name.upper() for name in MAIN_COMMANDS] + ["others", "per baseline cycle"], rows)
+        lines += ["", "<details><summary>every command</summary>", ""]
+        rows = []
+        for cell in redis:
+            for kind, counts in (("warm-up", cell.commands_warmup), ("expiry cycles", cell.commands_expiry),
+                                 ("baseline cycles", cell.commands_baseline)):
+                rows.append([f"{cell.hosts} x {cell.processes} x {cell.threads}", kind,
+                             ", ".join(f"{name.upper()} {count}" for name, count in counts.items()) or "none"])
+        lines += _table(["cell", "cycles", "commands (all of them)"], rows)
+        lines += ["", "</details>"]
+    cost = f.fast_path
+    if cost is not None:
+        lines += [
+            "",
+            "### The fast path over Redis and over files",
+            "",
+            f"One process, one thread, a valid token in memory (no refresh due): time per call over "
+            f"{cost.calls} calls (wall: `perf_counter_ns`; CPU: `thread_time_ns`), median of {cost.rounds} "
+            "rounds, the two stores' rounds back to back, alternating ABBA. *Redis ÷ files* is the median of the "
+            "per-round ratios. The fast path reads no store, so the two should be equal; on a busy machine the "
+            "wall times are noisy, the CPU times less so.",
+            "",
+        ]
+        rows = []
+        for kind, label in (("call", "`MCPAuth.__call__` on a `PreparedRequest`"), ("token", "`access_token()`")):
+            for cpu in (False, True):
+                rows.append([label + (" (CPU)" if cpu else " (wall)"), _ns(cost.median_ns(kind, "redis", cpu)),
+                             _ns(cost.median_ns(kind, "file", cpu)), _num(cost.ratio(kind, cpu), 3)])
+        lines += _table(["call", "over Redis", "over files", "Redis ÷ files"], rows)
+        sent = sum(cost.redis_commands.values())
+        lines += ["", f"Commands Redis received while the timed rounds ran: {sent}"
+                  + (f" ({', '.join(f'{k.upper()} {v}' for k, v in cost.redis_commands.items())})" if sent else "")
+                  + "."]
+        if cost.errors:
+            lines += ["", "Fast-path run error: " + cost.errors[0].strip().splitlines()[-1][:200]]
+    return lines
+
+
+def _ratio_of(a: float, b: float) -> float:
+    return a / b if b and not math.isnan(a) and not math.isnan(b) else math.nan
+
+
 def _not_measured_section(results: BenchResults) -> list[str]:
     lines = ["", "## Contenders and notes", ""]
     for name in results.contenders:
@@ -377,6 +490,22 @@ def to_json(results: BenchResults) -> dict[str, Any]:
     if results.throughput is not None:
         data["throughput"]["ratio"] = results.throughput.ratio
         data["throughput"]["round_ratios"] = results.throughput.round_ratios
+    if results.fleet is not None:
+        for cell, raw in zip(results.fleet.cells, data["fleet"]["cells"]):
+            raw["grants_per_expiry"] = cell.grants_per_expiry
+            raw["commands_per_expiry"] = cell.commands_per_expiry()
+            raw["commands_per_expiry_per_process"] = cell.commands_per_expiry_per_process
+            raw["commands_steady"] = cell.commands_steady
+            raw["commands_per_baseline_cycle"] = cell.commands_per_baseline_cycle
+        if results.fleet.fast_path is not None:
+            cost = results.fleet.fast_path
+            series = [(f"{kind}{'_cpu' if cpu else ''}", kind, cpu)
+                      for kind in ("call", "token") for cpu in (False, True)]
+            data["fleet"]["fast_path"]["median_ns"] = {
+                name: {store: cost.median_ns(kind, store, cpu) for store in ("redis", "file")}
+                for name, kind, cpu in series
+            }
+            data["fleet"]["fast_path"]["ratio"] = {name: cost.ratio(kind, cpu) for name, kind, cpu in series}
     data["goals"] = [{"goal": g, "measured": v, "met": met} for g, v, met in goals(results)]
     return data
 

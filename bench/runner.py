@@ -14,12 +14,13 @@ from typing import Optional, Sequence
 from . import machine
 from .check import problems_with_ours
 from .contenders import CONTENDERS, Contender, available
+from .fleet import fleet
 from .model import BenchResults, from_json
 from .report import write_report
 from .scenarios import grants_matrix, overhead, scaling, stall, throughput
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-EXPERIMENTS = ("grants", "overhead", "stall", "throughput", "scaling")
+EXPERIMENTS = ("grants", "overhead", "stall", "throughput", "scaling", "fleet")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +45,10 @@ class Plan:
     scaling_processes: tuple[int, ...]
     scaling_threads: int
     scaling_expiries: int
+    fleet_shapes: tuple[tuple[int, int, int], ...]  # (hosts, processes per host, threads per process)
+    fleet_expiries: int
+    fleet_fast_calls: int
+    fleet_fast_rounds: int
 
 
 QUICK = Plan(
@@ -52,6 +57,7 @@ QUICK = Plan(
     stall_threads=8, stall_processes=2, stall_expiries=5, rtt_count=20,
     tput_threads=4, tput_processes=2, tput_seconds=2.5, tput_rounds=2, tput_warmup=0.5,
     scaling_processes=(), scaling_threads=8, scaling_expiries=0,
+    fleet_shapes=((2, 2, 8),), fleet_expiries=5, fleet_fast_calls=5_000, fleet_fast_rounds=41,
 )
 FULL = Plan(
     mode="full", threads=(1, 8, 64), processes=(1, 4, 8), expiries=10,
@@ -59,6 +65,7 @@ FULL = Plan(
     stall_threads=64, stall_processes=4, stall_expiries=10, rtt_count=50,
     tput_threads=8, tput_processes=8, tput_seconds=10.0, tput_rounds=4, tput_warmup=1.0,
     scaling_processes=(1, 2, 4, 8, 16), scaling_threads=8, scaling_expiries=6,
+    fleet_shapes=((2, 2, 8), (3, 4, 16)), fleet_expiries=10, fleet_fast_calls=10_000, fleet_fast_rounds=101,
 )
 
 
@@ -170,11 +177,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             plan.scaling_processes, plan.scaling_threads, plan.scaling_expiries, max(10, plan.rtt_count // 2),
             {"cpu_calls": plan.cpu_calls // 5, "cpu_rounds": 3, "rtt_pairs": 10, "rtt_block": 25}, progress=say,
         )
+    if "fleet" in experiments:
+        sample_load("fleet")
+        shapes = ", ".join(f"{h} hosts x {p} x {n}" for h, p, n in plan.fleet_shapes)
+        say(f"6. fleet: Redis store across hosts ({shapes}, {plan.fleet_expiries} expiries), beside the file store")
+        results.fleet = fleet(plan.fleet_shapes, plan.fleet_expiries, plan.fleet_fast_calls, plan.fleet_fast_rounds,
+                              progress=say)
 
     results.seconds = time.perf_counter() - began
     results.load_end = machine.load_average()
     sample_load("end")
-    results.problems = problems_with_ours(results.grants, results.stall, results.throughput)
+    results.problems = problems_with_ours(results.grants, results.stall, results.throughput, results.fleet)
     name = args.name or ("latest" if args.full else "quick")
     written = write_report(results, args.out, name, chart=not args.no_chart)
     say(f"done in {results.seconds:.0f} s; load average at the end {results.load_end}")
@@ -191,7 +204,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def render(args: argparse.Namespace) -> int:
     results = from_json(json.loads(args.render.read_text(encoding="utf-8")))
-    results.problems = problems_with_ours(results.grants, results.stall, results.throughput)
+    results.problems = problems_with_ours(results.grants, results.stall, results.throughput, results.fleet)
     name = args.name or args.render.stem
     for path in write_report(results, args.out, name, chart=not args.no_chart):
         print(f"wrote {path}")

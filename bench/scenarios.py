@@ -8,9 +8,11 @@ stalls, throughput) latencies are read from ``time.perf_counter`` in the workers
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import multiprocessing
+import os
 import queue
 import shutil
 import tempfile
@@ -18,7 +20,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 from mcp_sync_auth.testing import StrictAuthServer
 
@@ -109,6 +111,19 @@ def _collect(results: Any, count: int, timeout: float) -> tuple[list[dict[str, A
     return reports, errors
 
 
+@contextlib.contextmanager
+def environment(env: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` is ``env`` inside the block (for starting a spawned worker), restored after."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def _finish(processes: Sequence[Any]) -> None:
     for process in processes:
         process.join(timeout=30)
@@ -137,8 +152,14 @@ def run_cycles(
     processes: int,
     schedule: Sequence[bool],
     profile: bool = False,
+    environments: Optional[Sequence[dict[str, str]]] = None,
+    after_cycle: Optional[Callable[[int], None]] = None,
 ) -> CyclesRun:
-    """One cycle per schedule entry; ``True`` moves the clock past the token's lifetime first."""
+    """One cycle per schedule entry; ``True`` moves the clock past the token's lifetime first.
+
+    ``environments`` (one per process): the whole environment each worker starts with (a fleet host's
+    HOME, caches and store URL). ``after_cycle(index)`` runs in the parent once every process finished
+    that cycle, before the next one starts (the fleet run reads Redis's command counters there)."""
     spawn = spawn_context()
     barrier = spawn.Barrier(processes + 1)
     results = spawn.Queue()
@@ -147,8 +168,12 @@ def run_cycles(
     workers = [spawn.Process(target=cycles_worker, args=(spec, clock, barrier, results), daemon=True)
                for _ in range(processes)]
     began = time.perf_counter()
-    for worker in workers:
-        worker.start()
+    for index, worker in enumerate(workers):
+        if environments is None:
+            worker.start()
+        else:
+            with environment(environments[index]):  # a spawned child starts with os.environ
+                worker.start()
     errors: list[str] = []
     try:
         for index, expire in enumerate(schedule):
@@ -156,6 +181,8 @@ def run_cycles(
                 clock.advance(TTL + 1)
             barrier.wait(START_TIMEOUT if index == 0 else CYCLE_TIMEOUT)  # cycle starts
             barrier.wait(CYCLE_TIMEOUT)  # cycle done
+            if after_cycle is not None:
+                after_cycle(index)
     except threading.BrokenBarrierError:
         errors.append("a worker failed or timed out (barrier broken)")
         barrier.abort()
@@ -332,6 +359,19 @@ def stall(threads: int, processes: int, expiries: int, rtt_count: int, profile: 
         rtt += refresh_round_trips(chain, rtt_count)
     outcomes: Counter[str] = Counter(outcome for cycle in run.records for _, outcome, _ in cycle)
     ok = outcomes.pop("ok", 0)
+    figures = stall_figures(run, schedule)
+    return StallResult(
+        threads, processes, expiries, refresh_rtt=summarize(rtt), grants=audit.grants.get("refresh_token", 0),
+        reuse_detections=audit.reuse_detections, chain_alive=alive, calls_ok=ok,
+        calls_failed=sum(outcomes.values()), errors=run.errors, phases=run.phases, **figures,
+    )
+
+
+def stall_figures(run: CyclesRun, schedule: Sequence[bool]) -> dict[str, Any]:
+    """The stall measure of a cycles run whose workers timed ``MCPAuth.__call__`` (``time_auth``): the
+    added latency of each call in an expiry cycle is its time there minus the median of that time in the
+    baseline cycles; whole-call latencies of both kinds are kept as context. Keyword arguments of
+    :class:`StallResult` (the fleet run reports the same fields)."""
     base_wait, hit_wait = _split(run.records, schedule, 2)
     base_latency, hit_latency = _split(run.records, schedule, 0)
     fast = median(base_wait)
@@ -340,15 +380,12 @@ def stall(threads: int, processes: int, expiries: int, rtt_count: int, profile: 
     for mine in run.by_process:
         own_base, own_hit = _split(mine, schedule, 2)
         per_process.append(median(own_hit) - median(own_base))
-    return StallResult(
-        threads, processes, expiries, summarize(base_wait), summarize(hit_wait),
-        added_p50=percentile(added, 50), added_p99=percentile(added, 99),
-        latency_baseline=summarize(base_latency), latency_expiry=summarize(hit_latency),
-        refresh_rtt=summarize(rtt), grants=audit.grants.get("refresh_token", 0),
-        reuse_detections=audit.reuse_detections, chain_alive=alive, calls_ok=ok,
-        calls_failed=sum(outcomes.values()), errors=run.errors, phases=run.phases,
-        per_process_added_p50=sorted(per_process),
-    )
+    return {
+        "wait_baseline": summarize(base_wait), "wait_expiry": summarize(hit_wait),
+        "added_p50": percentile(added, 50), "added_p99": percentile(added, 99),
+        "latency_baseline": summarize(base_latency), "latency_expiry": summarize(hit_latency),
+        "per_process_added_p50": sorted(per_process),
+    }
 
 
 # --- 4. throughput with expiries ------------------------------------------------------------------------
