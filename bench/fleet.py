@@ -1,7 +1,7 @@
 """The fleet run: mcp_sync_auth over ``RedisTokenStore`` on simulated hosts, and over files, in one run.
 
 A *host* is a group of spawned worker processes with folders of their own (HOME, caches, TMPDIR: two hosts
-share no file) that reach Redis only through a :class:`~bench.link.Link` of their own; they pick the store
+share no file) that reach Redis only through a :class:`~bench.forwarder.Forwarder` of their own; they pick the store
 from ``$MCP_SYNC_AUTH_STORE``, as a deployed fleet would. Each Redis cell has a redis-server of its own, so
 its ``INFO commandstats`` counts nothing but that cell.
 
@@ -38,7 +38,7 @@ from mcp_sync_auth.testing import StrictAuthServer
 
 from .clock import SharedClock
 from .contenders import BY_NAME, make_mcp_auth
-from .link import Link
+from .forwarder import Forwarder
 from .scenarios import (
     NEVER,
     START_TIMEOUT,
@@ -79,7 +79,7 @@ def unavailable() -> Optional[str]:
 class Host:
     name: str
     root: Path
-    link: Link
+    link: Forwarder
 
     @property
     def store_url(self) -> str:
@@ -110,7 +110,7 @@ def hosts_on(redis: Any, count: int, root: Path) -> Iterator[list[Host]]:
             name = f"host-{index}"
             for folder in ("home", "cache", "tmp"):
                 (root / name / folder).mkdir(parents=True)
-            hosts.append(Host(name, root / name, Link((redis.host, redis.port), name=name)))
+            hosts.append(Host(name, root / name, Forwarder((redis.host, redis.port), name=name)))
         yield hosts
     finally:
         for host in hosts:
@@ -258,7 +258,7 @@ def redis_cell(hosts: int, processes: int, threads: int, expiries: int) -> Fleet
                              environments=[host.env() for host in fleet for _ in range(processes)],
                              after_cycle=lambda index: samples.append(command_counts(redis)))
             _fill(cell, chain, run, schedule)
-            cell.link_connections = [host.link.connections for host in fleet]
+            cell.link_connections = [host.link.connections_accepted for host in fleet]
         sums: dict[str, Counter[str]] = {kind: Counter() for kind in ("warmup", "expiry", "baseline")}
         for index, (before, after) in enumerate(zip(samples, samples[1:])):
             counts = after - before
