@@ -333,8 +333,7 @@ def _lease_checker(config: dict[str, Any]) -> Any:
 
     def check() -> str:
         store = _HELD["store"]
-        with store._held_guard:
-            held = dict(store._held)
+        held = store.held_leases()
         verdict = "none"
         for name, lease in held.items():  # one chain per process: at most one lease
             try:

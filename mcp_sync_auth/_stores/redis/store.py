@@ -243,6 +243,11 @@ class RedisTokenStore:
     def _lease_of(self, key: StoreKey) -> Optional[Lease]:
         return _HELD.at(self.identity, self._name(key, "lease")).lease
 
+    def held_leases(self) -> dict[str, Lease]:
+        """The leases this process holds on this store now, by key name (the chaos run checks, before
+        each grant, that Redis still names their owners)."""
+        return _HELD.live(self.identity)
+
     # -- waiting for a change (the refresh protocol's waiters use it instead of sleeping) ---------
 
     def changes(self, key: StoreKey) -> int:
@@ -506,6 +511,12 @@ class _HeldLeases:
     def at(self, identity: str, name: str) -> _HeldLease:
         with self._guard:
             return self._by_name.setdefault((identity, name), _HeldLease())
+
+    def live(self, identity: str) -> dict[str, Lease]:
+        """The leases held now in this process on one store's keys, by key name (for instruments)."""
+        with self._guard:
+            found = [(name, held.lease) for (owner, name), held in self._by_name.items() if owner == identity]
+        return {name: lease for name, lease in found if lease is not None}
 
     def _reset_after_fork(self) -> None:
         self._guard = threading.Lock()
