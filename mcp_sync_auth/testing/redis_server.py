@@ -45,6 +45,13 @@ def find_redis_server() -> Optional[str]:
     return shutil.which("redis-server") or shutil.which("valkey-server")
 
 
+_PORT_ATTEMPTS = 5
+
+
+def _bytes(reply: object) -> bytes:
+    return reply if isinstance(reply, bytes) else str(reply).encode()
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -65,6 +72,7 @@ class RedisServer:
         self.password = password
         self.appendonly = appendonly
         self.port = _free_port()
+        self._started_once = False
         self.host = "127.0.0.1"
         self._folder = Path(tempfile.mkdtemp(prefix="mcp-sync-auth-redis-"))
         self._process: Optional[subprocess.Popen[bytes]] = None
@@ -78,6 +86,20 @@ class RedisServer:
     def start(self) -> RedisServer:
         if self.running:
             return self
+        # The port was free when it was picked; another program (a second test run, say) may take
+        # it before redis-server binds it. A first start then moves to a new port; a restart cannot.
+        for attempt in range(_PORT_ATTEMPTS):
+            try:
+                self._start_once()
+                self._started_once = True
+                return self
+            except RedisNotAvailable as exc:
+                if self._started_once or "Address already in use" not in str(exc) or attempt == _PORT_ATTEMPTS - 1:
+                    raise
+                self.port = _free_port()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _start_once(self) -> None:
         arguments = [
             self._binary,
             "--bind",
@@ -106,7 +128,6 @@ class RedisServer:
         finally:
             log.close()
         self._wait_until_ready()
-        return self
 
     def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
@@ -116,7 +137,9 @@ class RedisServer:
             if self._process.poll() is not None:
                 raise RedisNotAvailable(f"redis-server exited with {self._process.returncode}: {self._log_tail()}")
             try:
-                if self.command("PING") == "PONG":
+                # Ours (not another program that happens to listen on this port), and done loading.
+                info = _bytes(self.command("INFO", timeout=0.5))
+                if f"process_id:{self._process.pid}\r\n".encode() in info and b"loading:0\r\n" in info:
                     return
             except (OSError, RedisError):
                 pass  # not listening yet, or still loading its data ("LOADING")

@@ -49,3 +49,20 @@ def test_without_the_binary_the_error_says_what_to_install(monkeypatch):
     monkeypatch.setenv("PATH", os.devnull)
     with pytest.raises(RedisNotAvailable, match="apt-get install redis-server"):
         RedisServer()
+
+
+def test_a_port_taken_before_the_first_start_moves_the_server_to_a_free_one():
+    import socket  # noqa: PLC0415
+
+    server = RedisServer()
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", server.port))
+    squatter.listen()  # another program (a second test run, say) took the port first
+    taken = server.port
+    try:
+        server.start()
+        assert server.port != taken
+        assert f"process_id:{server.pid}".encode() in server.command("INFO", "server")
+    finally:
+        squatter.close()
+        server.close()
