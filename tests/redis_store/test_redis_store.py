@@ -23,6 +23,7 @@ from mcp_sync_auth._chain.keys import ChainRecord, LoginKey
 from mcp_sync_auth._chain.tokens import TokenSet
 from mcp_sync_auth._stores.redis import RedisTokenStore
 from mcp_sync_auth._stores.reservation import reserve
+from mcp_sync_auth.testing import RedisServer
 from mcp_sync_auth.testing.redis_server import _free_port, find_redis_server
 
 from ..helpers import wait_until
@@ -377,3 +378,22 @@ def test_a_rediss_url_speaks_tls_and_refuses_a_server_it_cannot_verify(tmp_path,
     finally:
         server.kill()
         server.wait(30)
+
+
+def test_wait_for_replicas_waits_on_the_writes_own_connection_and_says_when_a_replica_lags(redis_server, caplog):
+    replica = RedisServer().start()
+    try:
+        replica.command("REPLICAOF", "127.0.0.1", str(redis_server.port))
+        wait_until(lambda: b"master_link_status:up" in replica.command("INFO", "replication"), what="the replica")
+        store = RedisTokenStore.from_url(redis_server.url, wait_for_replicas=1, replica_timeout=5.0)
+        store.save(record(1))
+        name = f"mcp-sync-auth:{{{KEY.stem}}}:record"
+        assert replica.command("HGET", name, "generation") == b"1"  # WAIT returned: the replica has it
+        assert "replicas" not in caplog.text
+        replica.kill()
+        lagging = RedisTokenStore.from_url(redis_server.url, wait_for_replicas=1, replica_timeout=0.2)
+        lagging.save(record(2))
+        assert "reached 0 of 1 replicas" in caplog.text
+        assert lagging.load(KEY).generation == 2  # written on the primary all the same
+    finally:
+        replica.close()

@@ -22,6 +22,7 @@ from ..._chain.keys import ChainKey, ChainRecord, RegistrationKey
 from ..._util.faultpoints import ARMED as _FAULTPOINTS
 from ..._util.faultpoints import reach as _faultpoint
 from ..._util.fork import reset_in_child
+from ..._util.logs import warn_limited
 from ...errors import (
     ConfigurationError,
     CorruptTokenCache,
@@ -329,21 +330,22 @@ class RedisTokenStore:
                 _faultpoint("write")
             except OSError as exc:
                 raise store_error(self.location, f"writing {key.describe()}", exc, self._password) from None
-        written, stored = self._run(
-            "WRITE",
-            [self._name(key, "record"), self._name(key, "inflight")],
-            [
-                mode,
-                base,
-                record.generation,
-                doc,
-                "1" if record.is_dead else "0",
-                int(DEAD_TTL * 1000),
-                owner,
-                self._name(key, "changed"),
-            ],
-            f"writing {key.describe()}",
-        )
+        keys = [self._name(key, "record"), self._name(key, "inflight")]
+        args = [
+            mode,
+            base,
+            record.generation,
+            doc,
+            "1" if record.is_dead else "0",
+            int(DEAD_TTL * 1000),
+            owner,
+            self._name(key, "changed"),
+        ]
+        if self.wait_for_replicas:
+            (written, stored), replicas = self._write_and_wait(keys, args, key)
+        else:
+            written, stored = self._run("WRITE", keys, args, f"writing {key.describe()}")
+            replicas = None
         if _FAULTPOINTS and int(written) == 1:
             _faultpoint("during-write")  # here: the commit is in Redis, its writer has not heard back
         if int(written) != 1:
@@ -351,8 +353,32 @@ class RedisTokenStore:
                 f"the Redis store at {self.location} holds generation {int(stored)} of {key.describe()}, "
                 f"so generation {record.generation} was not written over it (a newer set is never replaced)"
             )
-        if self.wait_for_replicas:
-            self._call("waiting for replicas", "wait", self.wait_for_replicas, self._replica_timeout_ms)
+        if replicas is not None and replicas < self.wait_for_replicas:
+            # Written on the primary, where it stays; a failover before a replica has it would lose it.
+            warn_limited(
+                log,
+                self.identity,
+                "replicas",
+                "a commit in the Redis store at %s reached %d of %d replicas within %d ms",
+                self.location,
+                replicas,
+                self.wait_for_replicas,
+                self._replica_timeout_ms,
+            )
+
+    def _write_and_wait(self, keys: list[str], args: list[Any], key: ChainKey) -> tuple[Any, int]:
+        """The write and ``WAIT`` on one connection (a pipeline): WAIT counts the replicas that have
+        the writes of its own connection."""
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            self._scripts["WRITE"](keys=keys, args=args, client=pipe)
+            pipe.wait(self.wait_for_replicas, self._replica_timeout_ms)
+            written, replicas = pipe.execute()
+        except Exception as exc:
+            if _is_redis_error(exc):
+                raise store_error(self.location, f"writing {key.describe()}", exc, self._password) from None
+            raise
+        return written, int(replicas)
 
     def reserve(self, current: ChainRecord, deadline: Optional[float] = None) -> Reservation:
         """The lease-guarded send: called under the lease just before the grant. Refuses (LockTimeout:
