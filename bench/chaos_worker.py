@@ -335,12 +335,12 @@ def _lease_checker(config: dict[str, Any]) -> Any:
         store = _HELD["store"]
         held = store.held_leases()
         verdict = "none"
-        for name, lease in held.items():  # one chain per process: at most one lease
+        for name, owner in held.items():  # one chain per process: at most one lease
             try:
                 value = direct.get(name)
             except redis.RedisError:
                 return "unknown"
-            verdict = "ours" if value is not None and value.decode() == lease.owner else "lost"
+            verdict = "ours" if value is not None and value.decode() == owner else "lost"
         return verdict
 
     return check

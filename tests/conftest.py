@@ -84,3 +84,20 @@ def spawn():
     for child in multiprocessing.active_children():
         child.kill()
         child.join(10)
+
+
+# System tests: whole runs that wait out real deadlines (chaos runs, fleet fault scenarios, the fleet
+# demo). What they exercise does not depend on the Python version, so tox runs them on 3.11 and 3.13
+# and leaves them out on 3.9, 3.10 and 3.12 (tox.ini), which keeps CI within its time.
+SYSTEM_TESTS = (
+    "tests/refresh/test_chaos_short.py",
+    "tests/fleet/test_chaos_redis_short.py",
+    "tests/fleet/test_fleet_faults.py",
+    "tests/test_demo_fleet.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.nodeid.startswith(SYSTEM_TESTS):
+            item.add_marker(pytest.mark.system)

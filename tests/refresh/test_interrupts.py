@@ -13,6 +13,7 @@ import pytest
 
 from mcp_sync_auth import FileTokenStore, RefreshChainRevoked
 from mcp_sync_auth._refresh import shield
+from mcp_sync_auth._refresh.manager import _flights
 from mcp_sync_auth.testing import Fault, StrictAuthServer
 
 from ..conftest import TTL
@@ -28,10 +29,6 @@ TRIALS = 200
 def slow_server(clock):
     with StrictAuthServer(access_token_ttl=TTL, clock=clock, fault_delay=GRANT_DELAY) as strict:
         yield strict
-
-
-def _helper():
-    return next((t for t in threading.enumerate() if t.name == "mcp-sync-auth-refresh"), None)
 
 
 def _config(server, store_dir, **extra):
@@ -81,8 +78,8 @@ def test_a_ctrl_c_that_the_kernel_hands_to_another_thread_still_ends_a_wait_for_
     interrupted = threading.Event()
 
     def interrupt_the_helper():
-        wait_until(lambda: _helper() is not None, what="the refresh's helper thread")
-        signal.pthread_kill(_helper().ident, signal.SIGINT)  # not the main thread
+        wait_until(lambda: _flights.in_flight((auth.store.identity, auth.key)), what="the refresh under way")
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)  # to this thread: not the main one
         if not interrupted.wait(10):  # a guard, not a synchronisation: a shield that sat it out
             holder.stdin.write("release\n")  # lets the refresh through, which the audit catches
             holder.stdin.flush()

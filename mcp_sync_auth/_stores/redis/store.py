@@ -244,10 +244,10 @@ class RedisTokenStore:
     def _lease_of(self, key: StoreKey) -> Optional[Lease]:
         return _HELD.at(self.identity, self._name(key, "lease")).lease
 
-    def held_leases(self) -> dict[str, Lease]:
-        """The leases this process holds on this store now, by key name (the chaos run checks, before
-        each grant, that Redis still names their owners)."""
-        return _HELD.live(self.identity)
+    def held_leases(self) -> dict[str, str]:
+        """The owner token of each lease this process holds on this store now, by key name (the chaos
+        run checks, before each grant, that Redis still names that owner)."""
+        return {name: lease.owner for name, lease in _HELD.live(self.identity).items()}
 
     # -- waiting for a change (the refresh protocol's waiters use it instead of sleeping) ---------
 
