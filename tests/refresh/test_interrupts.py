@@ -110,7 +110,9 @@ def test_sigint_at_random_moments_of_a_slow_grant_never_costs_the_chain(slow_ser
     worker.join(60)
     assert worker.exitcode == 0
     assert report["problems"] == [] and report["hung"] == 0
-    assert report["interrupted"] == TRIALS  # every trial's signal landed somewhere
+    assert report["delivered"] == TRIALS  # every trial's signal landed somewhere
+    # Where it raised KeyboardInterrupt (all but those Python itself swallowed in a finalizer).
+    assert report["interrupted"] + report["finished"] == TRIALS and report["interrupted"] > 0
     # The waiter got the rotated set or, when the interrupt came before any grant, RefreshInterrupted.
     assert set(report["waiter"]) <= {"ok", "RefreshInterrupted"} and sum(report["waiter"].values()) == TRIALS
     audit = slow_server.audit
