@@ -118,3 +118,15 @@ def expire_or_revoke(path, server, clock):
     if path == "expiry":
         return lambda: clock.advance(TTL_FOR_CYCLES + 1)
     return server.revoke_access_tokens
+
+
+def one_call(config, clock, results):
+    """In a process of its own: one access token (refreshed if due), then one MCP call with it; the
+    outcome ("ok", or the error's class name) and the access token."""
+    auth = make_auth(config, clock)
+    try:
+        token = auth.access_token()
+        outcome = echo_call(requests.Session(), config["mcp_url"], auth)
+    except MCPAuthError as exc:
+        token, outcome = None, type(exc).__name__
+    results.put((outcome, token))

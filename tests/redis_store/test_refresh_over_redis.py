@@ -2,6 +2,7 @@
 naive Redis stores that lose the chain where ours keeps it, and a Redis that goes away."""
 
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -10,9 +11,11 @@ from mcp_sync_auth.testing import Fault, StrictAuthServer
 
 from ..conftest import TTL
 from ..refresh.test_refresh_concurrency import drive_processes
-from ..workers import expire_or_revoke, make_auth
+from ..workers import expire_or_revoke, make_auth, one_call
+from .reporting import ATTEMPTS
 
 NAIVE = "tests.redis_store.naive:"
+REPORTING = "tests.redis_store.reporting:"
 
 
 @pytest.fixture
@@ -101,3 +104,45 @@ def test_with_redis_down_a_valid_token_keeps_working_and_nothing_is_sent(server,
     redis_server.restart()
     assert auth.access_token() != first
     assert server.audit.grants["refresh_token"] == 1 and server.audit.reuse_detections == 0
+
+
+
+@pytest.mark.parametrize("store_class", ["UnmarkedReporting", "Reporting"])
+def test_a_failed_commit_keeps_the_spent_token_from_everyone_else(spawn, server, redis_server, clock, store_class):
+    # Process A refreshes, and its commit fails on a Redis that is up (out of memory); its lease is
+    # then released normally. B, in another process, finds the lease free and the store holding the
+    # spent generation. The in-flight mark keeps B waiting until A stores its set.
+    config = _config(server, redis_server, lock_timeout=60.0)
+    _logged_in(server, config, clock)
+    holder = make_auth(config, clock)
+    spent = holder.access_token()
+    names = f"mcp-sync-auth:{{{holder.key.stem}}}"
+    clock.advance(TTL + 1)
+    server.hold_token_requests()
+    with ThreadPoolExecutor(1) as pool:
+        refreshed = pool.submit(holder.access_token)
+        server.wait_for_held_token_requests(1, timeout=30)
+        redis_server.command("CONFIG", "SET", "maxmemory", "1")  # every write is refused now: OOM
+        server.release_token_requests()
+        fresh = refreshed.result(timeout=60)
+    assert fresh != spent and server.audit.refresh_ok == 1
+    assert redis_server.command("HGET", f"{names}:record", "generation") == b"1"  # the spent one
+    redis_server.command("CONFIG", "SET", "maxmemory", "0")
+
+    results = spawn.Queue()
+    waiter = spawn.Process(target=one_call, args=(dict(config, store_class=REPORTING + store_class), clock, results))
+    waiter.start()
+    first_attempt = redis_server.command("BLPOP", ATTEMPTS, 60, timeout=70)
+    assert first_attempt is not None, "the other process never tried the lease"
+    assert holder.access_token() == fresh  # A stores its set now that Redis takes writes again
+    outcome, token = results.get(timeout=120)
+    waiter.join(30)
+    audit = server.audit
+    if store_class == "UnmarkedReporting":  # no mark: B took the free lease, presented the spent token
+        assert first_attempt[1] == b"taken"
+        assert outcome == "RefreshChainRevoked" and audit.reuse_detections == 1
+    else:  # refused while A's grant was unstored, then woken by A's write: B adopts A's set
+        assert first_attempt[1] == b"refused"
+        assert (outcome, token) == ("ok", fresh)
+        assert audit.grants["refresh_token"] == 1 and audit.reuse_detections == 0 and audit.revocations == 0
+        assert redis_server.command("EXISTS", f"{names}:inflight") == 0

@@ -90,7 +90,10 @@ elseif stored >= new then
 end
 redis.call('HSET', KEYS[1], 'generation', ARGV[3], 'doc', ARGV[4], 'dead', ARGV[5])
 if ARGV[5] == '1' then redis.call('PEXPIRE', KEYS[1], ARGV[6]) else redis.call('PERSIST', KEYS[1]) end
-if redis.call('HGET', KEYS[2], 'owner') == ARGV[7] then redis.call('DEL', KEYS[2]) end
+-- The mark goes with its own commit, and with any write past the generation it spent: that token
+-- is no longer the chain's, so its answer can cost nobody anything (a failed commit stored later).
+local marked = redis.call('HMGET', KEYS[2], 'owner', 'generation')
+if marked[1] == ARGV[7] or (marked[2] and tonumber(marked[2]) < new) then redis.call('DEL', KEYS[2]) end
 redis.call('PUBLISH', ARGV[8], ARGV[3])
 return {1, new}
 """
