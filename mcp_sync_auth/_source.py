@@ -250,7 +250,7 @@ class ChainSource:
                 return self._login_after(exc, None)
         if not self.may_obtain():
             raise self.login_required("no tokens are stored")
-        return self.login()
+        return self.login(automatic=True)
 
     def after_rejection(self, rejected: Optional[str], challenge: ChallengeReader) -> tuple[TokenSet, bool]:
         """The server refused ``rejected`` (a 401): a token to send the request again with, and whether a
@@ -267,8 +267,8 @@ class ChainSource:
         if not self.may_obtain():
             raise self.login_required("the server asks for authorization")
         if lost is not None:
-            return self._login_after(lost, challenge()), True
-        return self.login(challenge()), True
+            return self._login_after(lost, challenge(), rejected), True
+        return self.login(challenge(), automatic=True, rejected=rejected), True
 
     def step_up(self, challenge: BearerChallenge) -> TokenSet:
         """The server wants more scope (a 403 with ``insufficient_scope``): log in for the union of the
@@ -280,17 +280,31 @@ class ChainSource:
             raise login_needed(InsufficientScope, why, self.login_hint(), scopes=wanted)
         return self.login(challenge, held_scopes=self._held_scopes())
 
-    def _login_after(self, lost: AuthorizationRequired, challenge: Optional[BearerChallenge]) -> TokenSet:
+    def _login_after(
+        self, lost: AuthorizationRequired, challenge: Optional[BearerChallenge], rejected: Optional[str] = None
+    ) -> TokenSet:
         """Log in again after the chain was lost. If the login cannot even start (no metadata: a client
         configured by hand), the loss is the clearer error to show."""
         try:
-            return self.login(challenge)
+            return self.login(challenge, automatic=True, rejected=rejected)
         except DiscoveryError as exc:
             raise lost from exc
 
-    def login(self, challenge: Optional[BearerChallenge] = None, held_scopes: Sequence[str] = ()) -> TokenSet:
+    def login(
+        self,
+        challenge: Optional[BearerChallenge] = None,
+        held_scopes: Sequence[str] = (),
+        *,
+        automatic: bool = False,
+        rejected: Optional[str] = None,
+    ) -> TokenSet:
         """Obtain a new chain now. One login per server and account runs at a time across threads and
-        processes; the others wait and use its result."""
+        processes; the others wait and use its result.
+
+        ``automatic``: the login replaces a chain that is missing, expired without a refresh token
+        (client credentials), or refused (``rejected``); a usable set that another process stored
+        while this one waited for the lock is then taken instead. A login asked for by name always
+        runs."""
         login_key = LoginKey(self.server_url, self.account)
         before = self._chain
 
@@ -304,6 +318,11 @@ class ChainSource:
                         return newer.manager.token()
                     except AuthorizationRequired:
                         pass
+                elif newer is not None and automatic and not held_scopes:
+                    # The same chain: whoever held the lock before us may have replaced its set.
+                    adopted = newer.manager.stored_replacement(rejected)
+                    if adopted is not None:
+                        return adopted
                 plan = self._flow.plan(challenge, fresh=True)
                 registration, tokens = self._flow.obtain_tokens(plan, challenge, held_scopes, generation=0)
                 key = ChainKey(self.server_url, plan.issuer, registration.client_id, self.account)

@@ -42,15 +42,19 @@ def make_store(config):
 
 
 def make_auth(config, clock):
+    """The worker's MCPAuth: a chain stored by hand (``token_endpoint``) by default, or a machine
+    client with ``client_auth`` (its MCPAuth keywords: grant type, secret, ...) found by discovery."""
+    machine = config.get("client_auth")
     return MCPAuth(
         config["mcp_url"],
         store=make_store(config),
         client_id=config["client_id"],
-        token_endpoint=config["token_endpoint"],
+        token_endpoint=None if machine else config["token_endpoint"],
         clock=clock,
         timeout=config.get("timeout", 30.0),
         lock_timeout=config.get("lock_timeout"),
         interactive=False,
+        **(machine or {}),
     )
 
 

@@ -153,6 +153,14 @@ class TokenManager:
             return current
         return self._refresh(rejected=rejected_access_token)
 
+    def stored_replacement(self, rejected: Optional[str] = None) -> Optional[TokenSet]:
+        """A usable set that another thread or process stored meanwhile (not ``rejected``), adopted
+        without any grant; None when there is none, or the stored chain is dead."""
+        try:
+            return self._adopt_without_lock(rejected)
+        except AuthorizationRequired:
+            return None
+
     def save_response(self, token_response: dict[str, object], token_endpoint: Optional[str] = None) -> TokenSet:
         """Store a token endpoint response as this chain's newest set (tokens obtained elsewhere)."""
         tokens = parse_token_response(token_response, now=self._clock(), generation=0)
