@@ -20,6 +20,7 @@ from requests.utils import rewind_body
 
 from ._chain.keys import DEFAULT_ACCOUNT, ChainKey
 from ._chain.tokens import TokenSet
+from ._oauth.assertions import AssertionProvider
 from ._oauth.challenge import BearerChallenge, bearer_challenge
 from ._oauth.discovery import Discovery
 from ._oauth.settings import AuthorizationHandler, ClientSettings, LoginOptions
@@ -62,6 +63,10 @@ class MCPAuthKeywords(TypedDict, total=False):
     scopes: Union[str, Sequence[str], None]
     grant_type: str
     client_name: str
+    private_key: Optional[str]
+    private_key_file: Optional[str]
+    client_assertion_provider: Optional[AssertionProvider]
+    signing_algorithm: Optional[str]
     interactive: Optional[bool]
     authorization_handler: Optional[AuthorizationHandler]
     headless: bool
@@ -80,6 +85,10 @@ _CLIENT_FIELDS = {
     "scopes": "scopes",
     "grant_type": "grant_type",
     "client_name": "client_name",
+    "private_key": "private_key",
+    "private_key_file": "private_key_file",
+    "client_assertion_provider": "client_assertion_provider",
+    "signing_algorithm": "signing_algorithm",
 }
 _LOGIN_FIELDS = {
     "interactive": "interactive",

@@ -21,6 +21,7 @@ from .._chain.tokens import TokenSet
 from .._util.sessions import SessionSource
 from .._util.timeouts import Timeouts
 from ..errors import AuthorizationFailed, AuthorizationRequired, ConfigurationError, RegistrationFailed, login_needed
+from .assertions import ClientAssertions
 from .browser import Browser
 from .challenge import BearerChallenge
 from .client_auth import choose_auth_method
@@ -35,6 +36,7 @@ from .pkce import build_authorization_request, code_from_redirect
 from .probe import not_a_resource, probe
 from .registration import METADATA_DOCUMENT, PRE_REGISTERED, ClientRegistration, Registrar
 from .settings import AuthorizationHandler, ClientSettings, LoginOptions
+from .signing import SigningKey
 from .token_client import TokenEndpointClient
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,8 @@ class AuthorizationFlow:
         self._browser = browser if browser is not None else Browser()
         # What the last login asked for: the held scopes on step-up when the server does not echo them.
         self.last_requested_scopes: tuple[str, ...] = ()
+        # Loaded now, so that a missing file or a wrong key type is said when the auth is made.
+        self._assertions = client_assertions(settings, clock)
 
     # -- discovery -------------------------------------------------------------------------------
 
@@ -120,7 +124,10 @@ class AuthorizationFlow:
         settings = self.settings
         if settings.client_id:
             method = choose_auth_method(
-                bool(settings.client_secret), server.token_endpoint_auth_methods_supported, settings.auth_method
+                bool(settings.client_secret),
+                server.token_endpoint_auth_methods_supported,
+                settings.auth_method,
+                has_key=settings.has_private_key,
             )
             return ClientRegistration(
                 issuer=server.issuer,
@@ -161,7 +168,9 @@ class AuthorizationFlow:
                 issuer=issuer,
                 client_id=client_id,
                 client_secret=settings.client_secret,
-                auth_method=choose_auth_method(bool(settings.client_secret), registered=settings.auth_method),
+                auth_method=choose_auth_method(
+                    bool(settings.client_secret), registered=settings.auth_method, has_key=settings.has_private_key
+                ),
                 redirect_uris=(),
                 source=PRE_REGISTERED,
             )
@@ -204,6 +213,8 @@ class AuthorizationFlow:
             registration.client_id,
             client_secret=registration.client_secret,
             auth_method=registration.auth_method,
+            assertions=self._assertions if registration.auth_method == "private_key_jwt" else None,
+            audience=registration.issuer,
             resource=self.resource,
             session=self._session,
             timeout=self._timeout,
@@ -218,8 +229,10 @@ class AuthorizationFlow:
         self.last_requested_scopes = tuple(scopes)
         if self.settings.grant_type == "client_credentials":
             registration = self.registration(plan, self.settings.redirect_uri or "", scopes)
-            if not registration.client_secret:
-                raise ConfigurationError("the client credentials grant needs client_id and client_secret")
+            if registration.auth_method == "none":
+                raise ConfigurationError(
+                    "the client credentials grant needs client_id and client_secret (or a private key)"
+                )
             client = self.token_client(plan.server.token_endpoint, registration)
             return registration, client.client_credentials(scopes=scopes or None, generation=generation)
         return self._authorization_code(plan, scopes, generation)
@@ -308,6 +321,29 @@ class AuthorizationFlow:
         if stored is not None and stored.redirect_uris:
             return stored.redirect_uris[0]
         return f"http://127.0.0.1:{_free_port()}{CALLBACK_PATH}"
+
+
+def client_assertions(settings: ClientSettings, clock: Callable[[], float]) -> Optional[ClientAssertions]:
+    """The assertions of a ``private_key_jwt`` client, from the key (or provider) it was given."""
+    if not settings.has_private_key:
+        return None
+    assert settings.client_id is not None  # ClientSettings checks it
+    if settings.client_assertion_provider is not None:
+        return ClientAssertions(settings.client_id, provider=settings.client_assertion_provider, clock=clock)
+    pem = settings.private_key
+    what = "the private key"
+    if settings.private_key_file is not None:
+        what = f"the private key in {settings.private_key_file}"
+        try:
+            with open(settings.private_key_file, "rb") as file:
+                pem_bytes = file.read(64 * 1024)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read {what}: {exc.strerror or type(exc).__name__}") from None
+        key = SigningKey.from_pem(pem_bytes, settings.signing_algorithm, what=what)
+    else:
+        assert pem is not None
+        key = SigningKey.from_pem(pem, settings.signing_algorithm, what=what)
+    return ClientAssertions(settings.client_id, key=key, clock=clock)
 
 
 def paste_handler(url: str) -> str:

@@ -8,6 +8,7 @@ from typing import Callable, Optional, Sequence, Union
 
 from .._util.timeouts import positive_seconds
 from ..errors import ConfigurationError
+from .assertions import AssertionProvider
 from .client_auth import AUTH_METHODS
 
 AuthorizationHandler = Callable[[str], str]
@@ -34,6 +35,11 @@ class ClientSettings:
     client ID metadata document, used where the server supports it. ``redirect_uri``: the registered
     callback. ``scopes``: what to ask for when the server's challenge names none. ``grant_type``:
     ``authorization_code`` (a person logs in) or ``client_credentials`` (no person).
+
+    ``private_key`` (PEM text), ``private_key_file`` (a PEM file) or ``client_assertion_provider``
+    (a callable given the audience that returns a signed assertion): authenticate with
+    ``private_key_jwt`` (RFC 7523) instead of a secret. ``signing_algorithm``: ES256, RS256, PS256
+    or EdDSA (default: the key type's own).
     """
 
     client_id: Optional[str] = None
@@ -46,16 +52,31 @@ class ClientSettings:
     scopes: Union[tuple[str, ...], str, Sequence[str], None] = None
     grant_type: str = "authorization_code"
     client_name: str = "mcp-sync-auth"
+    private_key: Optional[str] = dataclasses.field(default=None, repr=False)
+    private_key_file: Optional[str] = None
+    client_assertion_provider: Optional[AssertionProvider] = dataclasses.field(default=None, repr=False)
+    signing_algorithm: Optional[str] = None
 
     def __post_init__(self) -> None:
         # Given as "a b" or ["a", "b"], kept as a tuple: hashable, and one shape for every reader.
         object.__setattr__(self, "scopes", _scope_tuple(self.scopes))
         if self.grant_type not in GRANT_TYPES:
             raise ConfigurationError(f"unsupported grant_type {self.grant_type!r}")
-        if self.grant_type == "client_credentials" and not (self.client_id and self.client_secret):
-            raise ConfigurationError("the client credentials grant needs client_id and client_secret")
+        keys = [self.private_key, self.private_key_file, self.client_assertion_provider]
+        if sum(source is not None for source in keys) > 1:
+            raise ConfigurationError("give one of private_key, private_key_file and client_assertion_provider")
+        if self.has_private_key and not self.client_id:
+            raise ConfigurationError("private_key_jwt needs the client_id the key is registered for")
+        if self.grant_type == "client_credentials" and not (
+            self.client_id and (self.client_secret or self.has_private_key)
+        ):
+            raise ConfigurationError(
+                "the client credentials grant needs client_id and client_secret (or a private key)"
+            )
         if self.auth_method is not None and self.auth_method not in AUTH_METHODS:
             raise ConfigurationError(f"unsupported token endpoint auth method {self.auth_method!r}")
+        if self.auth_method == "private_key_jwt" and not self.has_private_key:
+            raise ConfigurationError("private_key_jwt needs private_key, private_key_file or client_assertion_provider")
         if self.token_endpoint is not None and not self.client_id:
             raise ConfigurationError("token_endpoint needs a client_id")
 
@@ -65,6 +86,11 @@ class ClientSettings:
         scopes = self.scopes
         assert scopes is None or isinstance(scopes, tuple)
         return scopes
+
+    @property
+    def has_private_key(self) -> bool:
+        """Whether the client authenticates with a key (private_key_jwt) it was given."""
+        return any(s is not None for s in (self.private_key, self.private_key_file, self.client_assertion_provider))
 
     @property
     def configured_by_hand(self) -> bool:

@@ -26,6 +26,7 @@ from .._util.timeouts import TimeoutLike, Timeouts
 from .._util.untrusted import json_object, read_at_most
 from .._util.urls import require_secure
 from ..errors import ConfigurationError, TokenEndpointError
+from .assertions import CLIENT_ASSERTION_TYPE, ClientAssertions
 from .client_auth import AUTH_METHODS, choose_auth_method
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ class TokenEndpointClient:
         *,
         client_secret: Optional[str] = None,
         auth_method: Optional[str] = None,
+        assertions: Optional[ClientAssertions] = None,
+        audience: Optional[str] = None,
         resource: Optional[str] = None,
         session: Optional[requests.Session] = None,
         timeout: TimeoutLike = 30.0,
@@ -52,12 +55,18 @@ class TokenEndpointClient:
         self.client_id = client_id
         self._client_secret = client_secret
         if auth_method is None:
-            auth_method = choose_auth_method(bool(client_secret))
+            auth_method = choose_auth_method(bool(client_secret), has_key=assertions is not None)
         if auth_method not in AUTH_METHODS:
             raise ConfigurationError(f"unsupported token endpoint auth method {auth_method!r}")
-        if auth_method != "none" and not client_secret:
+        if auth_method == "private_key_jwt":
+            if assertions is None:
+                raise ConfigurationError("private_key_jwt needs a private key (or an assertion provider)")
+        elif auth_method != "none" and not client_secret:
             raise ConfigurationError(f"{auth_method} needs a client_secret")
         self.auth_method = auth_method
+        self._assertions = assertions
+        # RFC 7523 (as its revision requires): the audience is the authorization server's issuer.
+        self._audience = audience or self.token_endpoint
         self.resource = resource
         self._sessions = SessionSource(session)
         self._timeout = Timeouts.of(timeout)
@@ -69,13 +78,14 @@ class TokenEndpointClient:
     def refresh(self, tokens: TokenSet, generation: int) -> TokenSet:
         """Spend ``tokens.refresh_token`` once. Raises TokenEndpointError; never retries."""
         assert tokens.refresh_token, "refresh() needs a refresh token"
+        credentials = self._body_credentials()
         body = self._oauthlib_client().prepare_refresh_body(
             refresh_token=tokens.refresh_token,
             scope=None,
             client_id=self.client_id,  # the base client's refresh body does not add it by itself
-            **{**self._body_credentials(), **self._resource()},
+            **{**credentials, **self._resource()},
         )
-        secrets = (tokens.refresh_token, tokens.access_token)
+        secrets = (tokens.refresh_token, tokens.access_token, credentials.get("client_assertion"))
         log.debug(
             "refresh grant: presenting refresh token <%s> to %s",
             fingerprint(tokens.refresh_token),
@@ -86,13 +96,14 @@ class TokenEndpointClient:
 
     def exchange_code(self, code: str, *, redirect_uri: str, code_verifier: str, generation: int) -> TokenSet:
         """Redeem an authorization code (with its PKCE verifier) for a new chain."""
+        credentials = self._body_credentials()
         body = self._oauthlib_client().prepare_request_body(
             code=code,
             redirect_uri=redirect_uri,
             code_verifier=code_verifier,
-            **{**self._body_credentials(), **self._resource()},
+            **{**credentials, **self._resource()},
         )
-        answer = self._post(body, (code, code_verifier))
+        answer = self._post(body, (code, code_verifier, credentials.get("client_assertion")))
         return parse_token_response(answer, now=self._clock(), generation=generation)
 
     def client_credentials(self, *, scopes: Optional[Sequence[str]], generation: int) -> TokenSet:
@@ -100,8 +111,9 @@ class TokenEndpointClient:
         extra: dict[str, Any] = dict(self._resource())
         if scopes:
             extra["scope"] = " ".join(scopes)
-        body = BackendApplicationClient(self.client_id).prepare_request_body(**self._body_credentials(), **extra)
-        answer = self._post(body, ())
+        credentials = self._body_credentials()
+        body = BackendApplicationClient(self.client_id).prepare_request_body(**credentials, **extra)
+        answer = self._post(body, (credentials.get("client_assertion"),))
         return parse_token_response(answer, now=self._clock(), generation=generation)
 
     # -- request ---------------------------------------------------------------------------------
@@ -117,6 +129,14 @@ class TokenEndpointClient:
         object; HTTP Basic clients send both in the header instead)."""
         if self.auth_method == "client_secret_post":
             return {"client_secret": self._client_secret, "include_client_id": True}
+        if self.auth_method == "private_key_jwt":
+            assert self._assertions is not None
+            # A fresh assertion (its own jti) for every request: the server refuses a replayed one.
+            return {
+                "client_assertion_type": CLIENT_ASSERTION_TYPE,
+                "client_assertion": self._assertions(self._audience),
+                "include_client_id": False,
+            }
         return {"include_client_id": self.auth_method == "none"}
 
     def _headers(self) -> dict[str, str]:
