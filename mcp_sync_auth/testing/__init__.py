@@ -10,6 +10,11 @@ or drive the whole authorization surface over HTTP: metadata discovery, ``POST /
 ``GET /authorize`` (PKCE S256, ``resource``, automatic consent) and ``POST /token``.
 ``login(server)`` does that with the real authorization code flow and returns a logged-in ``MCPAuth``
 (``auto_consent_handler`` stands in for the browser).
+
+RFC 7523 too: clients may authenticate with ``private_key_jwt`` (``register_client(...,
+token_endpoint_auth_method="private_key_jwt", public_key=pem)``), and workloads get tokens with the
+JWT bearer grant (:data:`JWT_BEARER_GRANT`) from an issuer the server trusts
+(``server.trust_workload_issuer(WorkloadIssuer())``). Those need the ``jwt`` extra (PyJWT).
 """
 
 from __future__ import annotations
@@ -17,17 +22,22 @@ from __future__ import annotations
 from .audit import Audit, AuditEvent, EventKind, fingerprint
 from .consent import auto_consent_handler, login
 from .faults import Fault
+from .jwt_keys import ALGORITHMS as JWT_ALGORITHMS
 from .mcp import LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS
-from .models import ChainSummary, ClientInfo
+from .models import CLIENT_ASSERTION_TYPE, JWT_BEARER_GRANT, ChainSummary, ClientInfo
 from .options import ISS_MODES
 from .overrides import REMOVE
 from .pkce import s256_challenge
 from .redis_server import RedisNotAvailable, RedisServer
 from .server import StrictAuthServer
 from .token_endpoint import MALFORMED_BODY
+from .workload import WorkloadIssuer
 
 __all__ = [
+    "CLIENT_ASSERTION_TYPE",
     "ISS_MODES",
+    "JWT_ALGORITHMS",
+    "JWT_BEARER_GRANT",
     "LATEST_PROTOCOL_VERSION",
     "MALFORMED_BODY",
     "REMOVE",
@@ -41,6 +51,7 @@ __all__ = [
     "RedisNotAvailable",
     "RedisServer",
     "StrictAuthServer",
+    "WorkloadIssuer",
     "auto_consent_handler",
     "fingerprint",
     "login",

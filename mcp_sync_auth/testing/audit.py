@@ -47,6 +47,7 @@ class EventKind:
     ACCESS_TOKENS_EXPIRED = "access_tokens_expired"
     MCP_OK = "mcp_ok"
     MCP_UNAUTHORIZED = "mcp_unauthorized"
+    ASSERTION_REPLAYED = "assertion_replayed"
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,10 @@ class Audit:
     ``last_authorization_params`` is the query of the latest ``GET /authorize``
     (first value of each name). ``code_reuse_detections`` counts presentations
     of an authorization code that was already presented. ``metadata_requests``
-    counts requests per well-known path, served or not.
+    counts requests per well-known path, served or not. ``assertion_replays`` counts JWT
+    assertions refused because their ``jti`` was already used: client assertions
+    (``private_key_jwt``) and JWT bearer grants alike (each leaves an ``assertion_replayed`` event
+    saying which).
     """
 
     token_requests: int
@@ -109,6 +113,7 @@ class Audit:
     last_authorization_params: Dict[str, str]
     code_reuse_detections: int
     metadata_requests: Dict[str, int]
+    assertion_replays: int
     presented_refresh_tokens: Tuple[str, ...] = field(repr=False)
     events: Tuple[AuditEvent, ...]
 
@@ -150,6 +155,7 @@ class AuditRecorder:
         self.last_authorization_params: Dict[str, str] = {}
         self.code_reuse_detections = 0
         self.metadata_requests: Dict[str, int] = {}
+        self.assertion_replays = 0
         self.presented_refresh_tokens: List[str] = []
         self.events: Deque[AuditEvent] = collections.deque(maxlen=MAX_EVENTS)
 
@@ -233,6 +239,7 @@ class AuditRecorder:
             last_authorization_params=dict(self.last_authorization_params),
             code_reuse_detections=self.code_reuse_detections,
             metadata_requests=dict(self.metadata_requests),
+            assertion_replays=self.assertion_replays,
             presented_refresh_tokens=tuple(self.presented_refresh_tokens),
             events=tuple(self.events),
         )

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import OAuthError
+from .jwt_keys import PublicKey, load_public_key
 from .models import GRANT_TYPES, TOKEN_ENDPOINT_AUTH_METHODS
 from .redirect_uris import is_loopback, redirect_uri_problem
 from .scopes import parse_scope
@@ -47,6 +48,8 @@ class ClientMetadata:
     scope: Optional[str] = None
     client_name: Optional[str] = None
     application_type: Optional[str] = None
+    public_key: Optional[PublicKey] = None
+    """The key of a ``private_key_jwt`` client (``jwks`` in a registration request)."""
 
 
 def _unique(values: Sequence[str]) -> Tuple[str, ...]:
@@ -78,6 +81,10 @@ def check_client_metadata(
         raise ClientMetadataError(INVALID_METADATA, "refresh_token needs the authorization_code grant")
     if "client_credentials" in grants and method == "none":
         raise ClientMetadataError(INVALID_METADATA, "client_credentials needs a confidential client")
+    if method == "private_key_jwt" and metadata.public_key is None:
+        raise ClientMetadataError(INVALID_METADATA, "private_key_jwt needs the client's public key (jwks)")
+    if method != "private_key_jwt" and metadata.public_key is not None:
+        raise ClientMetadataError(INVALID_METADATA, "a public key (jwks) is used only by private_key_jwt clients")
     if metadata.application_type is not None and metadata.application_type not in APPLICATION_TYPES:
         raise ClientMetadataError(INVALID_METADATA, "application_type must be native or web")
     _check_redirect_uris(metadata, require_redirect_uris)
@@ -121,8 +128,25 @@ def _strings(document: Mapping[str, Any], name: str, error: str = INVALID_METADA
     return value
 
 
+def _public_key(document: Mapping[str, Any]) -> Optional[PublicKey]:
+    """``jwks`` (a JWK Set of one key); ``jwks_uri`` is refused: this server fetches nothing."""
+    if document.get("jwks_uri") is not None:
+        raise ClientMetadataError(INVALID_METADATA, "jwks_uri is not supported: send the public key in jwks")
+    jwks = document.get("jwks")
+    if jwks is None:
+        return None
+    if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list):
+        raise ClientMetadataError(INVALID_METADATA, "jwks must be a JWK Set (an object with a keys array)")
+    try:
+        return load_public_key(jwks)
+    except ValueError as exc:
+        raise ClientMetadataError(INVALID_METADATA, f"jwks: {exc}") from None
+
+
 def client_metadata_from_json(document: Mapping[str, Any]) -> ClientMetadata:
-    """Read a registration request, applying the RFC 7591 §2 defaults; unknown fields are ignored."""
+    """Read a registration request, applying the RFC 7591 §2 defaults; unknown fields are ignored.
+
+    A ``jwks`` needs the ``jwt`` extra to be read (MissingExtra without it)."""
     redirect_uris = _strings(document, "redirect_uris", INVALID_REDIRECT_URI)
     if redirect_uris is not None and not redirect_uris:
         raise ClientMetadataError(INVALID_REDIRECT_URI, "redirect_uris must not be empty")
@@ -140,4 +164,5 @@ def client_metadata_from_json(document: Mapping[str, Any]) -> ClientMetadata:
         scope=_string(document, "scope"),
         client_name=_string(document, "client_name"),
         application_type=_string(document, "application_type"),
+        public_key=_public_key(document),
     )

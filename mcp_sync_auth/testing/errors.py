@@ -11,7 +11,8 @@ class OAuthError(Exception):
     ``audited`` is set by :class:`~mcp_sync_auth.testing.state.AuthState` when it
     has already counted the failure, so the endpoint does not count it twice.
     ``basic_challenge`` asks the endpoint to add ``WWW-Authenticate: Basic``
-    (RFC 6749 §5.2, client tried HTTP Basic authentication).
+    (RFC 6749 §5.2, client tried HTTP Basic authentication). ``server_error`` is the server's own
+    fault (a missing optional dependency) and answers 500.
     """
 
     def __init__(self, error: str, description: str, *, basic_challenge: bool = False) -> None:
@@ -23,4 +24,4 @@ class OAuthError(Exception):
 
     @property
     def status(self) -> int:
-        return 401 if self.error == "invalid_client" else 400
+        return {"invalid_client": 401, "server_error": 500}.get(self.error, 400)

@@ -1,16 +1,19 @@
-"""The grants behind ``POST /token``: authorization_code, refresh_token and client_credentials.
+"""The grants behind ``POST /token``: authorization_code, refresh_token, client_credentials and the
+JWT bearer grant (RFC 7523 §2.1).
 
-Each handler gets an authenticated client and the form parameters; the state does the work
+Each handler gets the authenticated client and the form parameters; the state does the work
 under its lock. A client may use only the grant types it registered (``unauthorized_client``).
+Only the JWT bearer grant may come with no client at all (a workload has no client_id).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, Mapping
+from typing import Callable, Collection, Dict, Mapping, Optional
 
+from .assertions import GRANT_ASSERTION, read_jwt, verify_assertion
 from .errors import OAuthError
-from .models import ClientInfo, TokenGrant
+from .models import JWT_BEARER_GRANT, ClientInfo, TokenGrant
 from .scopes import grantable_scope
 from .state import AuthState
 
@@ -19,10 +22,19 @@ __all__ = ["GrantHandler", "GrantRequest", "Grants"]
 
 @dataclass(frozen=True)
 class GrantRequest:
-    """An authenticated token request handed to a grant handler."""
+    """An authenticated token request handed to a grant handler.
 
-    client: ClientInfo
+    ``client`` is None only for a grant that allows requests without client authentication."""
+
+    client: Optional[ClientInfo]
     params: Mapping[str, str]
+
+    @property
+    def authenticated(self) -> ClientInfo:
+        """The client, for grants that always have one."""
+        if self.client is None:
+            raise OAuthError("invalid_client", "client authentication required")
+        return self.client
 
 
 GrantHandler = Callable[[GrantRequest], TokenGrant]
@@ -36,24 +48,38 @@ def _require_grant_type(client: ClientInfo, grant_type: str) -> None:
 class Grants:
     """The grant table for a token endpoint that serves one protected resource."""
 
-    def __init__(self, state: AuthState, *, resource_url: str) -> None:
+    def __init__(self, state: AuthState, *, resource_url: str, audiences: Collection[str]) -> None:
         self._state = state
         self._resource_url = resource_url
+        self._audiences = tuple(audiences)
 
     def table(self) -> Dict[str, GrantHandler]:
         return {
             "authorization_code": self.authorization_code,
             "refresh_token": self.refresh_token,
             "client_credentials": self.client_credentials,
+            JWT_BEARER_GRANT: self.jwt_bearer,
         }
 
+    def _resource(self, params: Mapping[str, str]) -> str:
+        """The audience of a grant with no earlier request to bind it: ``resource`` or the default."""
+        resource = params.get("resource")
+        if resource is None:
+            if self._state.require_resource:
+                raise OAuthError("invalid_target", "the resource parameter is required")
+            return self._resource_url
+        if resource != self._resource_url:
+            raise OAuthError("invalid_target", "unknown resource")
+        return resource
+
     def authorization_code(self, request: GrantRequest) -> TokenGrant:
-        _require_grant_type(request.client, "authorization_code")
+        client = request.authenticated
+        _require_grant_type(client, "authorization_code")
         code = request.params.get("code")
         if code is None:
             raise OAuthError("invalid_request", "missing code")
         return self._state.exchange_code(
-            client=request.client,
+            client=client,
             code=code,
             redirect_uri=request.params.get("redirect_uri"),
             code_verifier=request.params.get("code_verifier"),
@@ -61,29 +87,54 @@ class Grants:
         )
 
     def refresh_token(self, request: GrantRequest) -> TokenGrant:
-        _require_grant_type(request.client, "refresh_token")
+        client = request.authenticated
+        _require_grant_type(client, "refresh_token")
         refresh_token = request.params.get("refresh_token")
         if refresh_token is None:
             raise OAuthError("invalid_request", "missing refresh_token")
         return self._state.refresh(
-            client_id=request.client.client_id,
+            client_id=client.client_id,
             refresh_token=refresh_token,
             resource=request.params.get("resource"),
             scope=request.params.get("scope"),
         )
 
     def client_credentials(self, request: GrantRequest) -> TokenGrant:
-        client = request.client
+        client = request.authenticated
         if not client.confidential:
             raise OAuthError("unauthorized_client", "client_credentials needs a confidential client")
         _require_grant_type(client, "client_credentials")
-        resource = request.params.get("resource")
-        if resource is None:
-            if self._state.require_resource:
-                raise OAuthError("invalid_target", "the resource parameter is required")
-            resource = self._resource_url
-        elif resource != self._resource_url:
-            raise OAuthError("invalid_target", "unknown resource")
+        resource = self._resource(request.params)
         options = self._state.options
         scope = grantable_scope(request.params.get("scope"), client.scope, options.scopes_supported)
         return self._state.client_credentials(client=client, resource=resource, scope=scope)
+
+    def jwt_bearer(self, request: GrantRequest) -> TokenGrant:
+        """RFC 7523 §2.1: an access token for a JWT from a trusted workload issuer (RFC 7523 §3)."""
+        client = request.client
+        if client is not None:
+            _require_grant_type(client, JWT_BEARER_GRANT)
+        token = request.params.get("assertion")
+        if token is None:
+            raise OAuthError("invalid_request", "missing assertion")
+        resource = self._resource(request.params)
+        registered = client.scope if client is not None else None
+        scope = grantable_scope(request.params.get("scope"), registered, self._state.options.scopes_supported)
+        jwt = read_jwt(token, GRANT_ASSERTION)
+        issuer = jwt.claim("iss")
+        key = self._state.workload_issuer_key(issuer) if issuer is not None else None
+        if issuer is None or key is None:
+            raise OAuthError("invalid_grant", "the assertion's issuer is not trusted")
+        verified = verify_assertion(
+            jwt,
+            key,
+            rules=GRANT_ASSERTION,
+            issuer=issuer,
+            audiences=self._audiences,
+            now=self._state.now(),
+            whose="the trusted issuer's",
+        )
+        client_id = client.client_id if client is not None else None
+        if not self._state.spend_assertion(JWT_BEARER_GRANT, client_id, verified):
+            raise OAuthError("invalid_grant", "the assertion was already used (jti replay)")
+        return self._state.jwt_bearer(client_id=client_id, assertion=verified, resource=resource, scope=scope)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Dict
 
 from .http_types import Request, Response, json_response
+from .jwt_keys import ALGORITHMS
 from .models import GRANT_TYPES, TOKEN_ENDPOINT_AUTH_METHODS
 from .options import ServerOptions
 from .overrides import apply_overrides
@@ -58,6 +59,7 @@ class MetadataEndpoints:
                 "response_modes_supported": ["query"],
                 "grant_types_supported": list(GRANT_TYPES),
                 "token_endpoint_auth_methods_supported": list(TOKEN_ENDPOINT_AUTH_METHODS),
+                "token_endpoint_auth_signing_alg_values_supported": list(ALGORITHMS),
                 "code_challenge_methods_supported": [S256],
                 "authorization_response_iss_parameter_supported": True,
                 "client_id_metadata_document_supported": False,

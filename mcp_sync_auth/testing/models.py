@@ -6,8 +6,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
+from .jwt_keys import PublicKey
+
 __all__ = [
+    "CLIENT_ASSERTION_TYPE",
     "GRANT_TYPES",
+    "JWT_BEARER_GRANT",
     "TOKEN_ENDPOINT_AUTH_METHODS",
     "AccessCheck",
     "AccessTokenRecord",
@@ -19,8 +23,14 @@ __all__ = [
     "TokenGrant",
 ]
 
-TOKEN_ENDPOINT_AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post")
-GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+"""``client_assertion_type`` of a JWT client assertion (RFC 7523 §2.2, ``private_key_jwt``)."""
+
+JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+"""``grant_type`` of the JWT bearer authorization grant (RFC 7523 §2.1)."""
+
+TOKEN_ENDPOINT_AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post", "private_key_jwt")
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials", JWT_BEARER_GRANT)
 
 
 @dataclass(frozen=True)
@@ -29,6 +39,7 @@ class ClientInfo:
 
     ``dynamic`` is True for clients registered over ``POST /register``;
     ``client_id_issued_at`` is a Unix time from the server's clock.
+    ``public_key`` verifies the client assertions of a ``private_key_jwt`` client (which has no secret).
     """
 
     client_id: str
@@ -42,6 +53,7 @@ class ClientInfo:
     application_type: Optional[str] = None
     client_id_issued_at: int = 0
     dynamic: bool = False
+    public_key: Optional[PublicKey] = field(default=None, repr=False)
 
     @property
     def confidential(self) -> bool:
@@ -59,7 +71,8 @@ class RefreshTokenRecord:
 @dataclass
 class AccessTokenRecord:
     token: str
-    client_id: str
+    client_id: Optional[str]
+    """None for a token granted to a request that authenticated no client (a workload's JWT bearer grant)."""
     chain_id: Optional[int]
     resource: str
     scope: Tuple[str, ...]

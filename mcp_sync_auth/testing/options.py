@@ -32,6 +32,8 @@ class ServerOptions:
     authorization_code_ttl: float = 60.0
     prm_overrides: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
     as_metadata_overrides: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+    anonymous_jwt_bearer: bool = True
+    """The JWT bearer grant without client authentication (a workload has no client_id)."""
 
     def __post_init__(self) -> None:
         # Normalise through object.__setattr__: the dataclass is frozen.
@@ -42,7 +44,15 @@ class ServerOptions:
         if not math.isfinite(ttl) or ttl <= 0:
             raise ValueError("authorization_code_ttl must be a positive number")
         object.__setattr__(self, "authorization_code_ttl", ttl)
-        for name in ("serve_metadata", "root_metadata", "allow_registration", "auto_consent", "issue_refresh_tokens"):
+        flags = (
+            "serve_metadata",
+            "root_metadata",
+            "allow_registration",
+            "auto_consent",
+            "issue_refresh_tokens",
+            "anonymous_jwt_bearer",
+        )
+        for name in flags:
             object.__setattr__(self, name, bool(getattr(self, name)))
         object.__setattr__(self, "prm_overrides", freeze_overrides(self.prm_overrides))
         object.__setattr__(self, "as_metadata_overrides", freeze_overrides(self.as_metadata_overrides))

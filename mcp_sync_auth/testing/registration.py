@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Dict
 
+from ..errors import MissingExtra
 from .client_metadata import INVALID_METADATA, ClientMetadataError, client_metadata_from_json
 from .http_types import NO_STORE, Request, Response, json_response
 from .models import ClientInfo
@@ -24,6 +25,8 @@ def registration_response(client: ClientInfo) -> Dict[str, Any]:
     body["grant_types"] = list(client.grant_types)
     body["response_types"] = list(client.response_types)
     body["token_endpoint_auth_method"] = client.token_endpoint_auth_method
+    if client.public_key is not None:
+        body["jwks"] = client.public_key.jwks()
     for name in ("client_name", "scope", "application_type"):
         value = getattr(client, name)
         if value is not None:
@@ -58,4 +61,7 @@ class RegistrationEndpoint:
             self._state.record_registration_failure(exc.error, exc.description)
             payload = {"error": exc.error, "error_description": exc.description}
             return json_response(400, payload, NO_STORE)
+        except MissingExtra as exc:  # a jwks, and no PyJWT on this side to read it
+            self._state.record_registration_failure("server_error", str(exc))
+            return json_response(500, {"error": "server_error", "error_description": str(exc)}, NO_STORE)
         return json_response(201, registration_response(client), NO_STORE)

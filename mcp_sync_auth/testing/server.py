@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from types import TracebackType
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Type
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
 
 from .audit import Audit
 from .authorize import WRONG_ISSUER_SUFFIX, AuthorizationEndpoint
@@ -13,6 +13,7 @@ from .client_metadata import ClientMetadata
 from .faults import Fault
 from .handler import StrictHTTPServer
 from .http_types import RouteTable
+from .jwt_keys import KeySource, load_public_key
 from .mcp import McpEndpoint
 from .mcp_controls import McpControls
 from .metadata import MetadataEndpoints, ServerUrls
@@ -22,6 +23,7 @@ from .overrides import freeze_overrides
 from .registration import RegistrationEndpoint
 from .state import AuthState
 from .token_endpoint import TokenEndpoint
+from .workload import WorkloadIssuer
 
 PRM_WELL_KNOWN = "/.well-known/oauth-protected-resource"
 AS_WELL_KNOWN = "/.well-known/oauth-authorization-server"
@@ -44,13 +46,18 @@ class StrictAuthServer:
     Endpoints: RFC 9728 metadata at ``/.well-known/oauth-protected-resource/mcp``, RFC 8414
     metadata at ``/.well-known/oauth-authorization-server``, ``POST /register`` (RFC 7591),
     ``GET /authorize`` (code + PKCE S256 + resource, automatic consent), ``POST /token``
-    (authorization_code, refresh_token, client_credentials) and ``/mcp``.
+    (authorization_code, refresh_token, client_credentials and the RFC 7523 JWT bearer grant; clients
+    authenticate with a secret or with ``private_key_jwt``) and ``/mcp``.
 
     Knobs (constructor keywords, also settable at run time): ``scopes_supported``,
     ``serve_metadata``, ``root_metadata`` (the same protected resource metadata at the root
     well-known URL too), ``allow_registration``, ``auto_consent``, ``iss_mode``,
-    ``issue_refresh_tokens``, ``authorization_code_ttl``, ``prm_overrides`` and
-    ``as_metadata_overrides`` (documents only; map a field to :data:`REMOVE` to delete it).
+    ``issue_refresh_tokens``, ``authorization_code_ttl``, ``prm_overrides``,
+    ``as_metadata_overrides`` (documents only; map a field to :data:`REMOVE` to delete it) and
+    ``anonymous_jwt_bearer`` (the JWT bearer grant without client authentication, default True).
+
+    JWT assertions (RFC 7523) need the ``jwt`` extra (PyJWT): without it the server still runs, and
+    a request that presents one is answered ``500 server_error`` naming the extra.
     """
 
     def __init__(
@@ -78,6 +85,7 @@ class StrictAuthServer:
         require_session: bool = False,
         tools_page_size: Optional[int] = None,
         required_scopes: Optional[Mapping[str, Sequence[str]]] = None,
+        anonymous_jwt_bearer: bool = True,
     ) -> None:
         options = ServerOptions(
             scopes_supported=_scope_tuple(scopes_supported),
@@ -90,6 +98,7 @@ class StrictAuthServer:
             authorization_code_ttl=authorization_code_ttl,
             prm_overrides=freeze_overrides(prm_overrides),
             as_metadata_overrides=freeze_overrides(as_metadata_overrides),
+            anonymous_jwt_bearer=anonymous_jwt_bearer,
         )
         self._state = AuthState(
             clock=clock,
@@ -173,7 +182,12 @@ class StrictAuthServer:
 
     def _build_routes(self) -> RouteTable:
         """path -> method -> endpoint."""
-        token = TokenEndpoint(self._state, fault_delay=self._fault_delay, resource_url=self.mcp_url)
+        token = TokenEndpoint(
+            self._state,
+            fault_delay=self._fault_delay,
+            resource_url=self.mcp_url,
+            audiences=self.assertion_audiences,
+        )
         mcp = McpEndpoint(
             self._state,
             resource_url=self.mcp_url,
@@ -230,6 +244,12 @@ class StrictAuthServer:
     @property
     def token_endpoint(self) -> str:
         return self.base_url + "/token"
+
+    @property
+    def assertion_audiences(self) -> Tuple[str, ...]:
+        """The ``aud`` values a JWT assertion may name (RFC 7523 §3): the issuer, the issuer with a
+        trailing slash, and the token endpoint URL."""
+        return (self.issuer, self.issuer + "/", self.token_endpoint)
 
     @property
     def mcp_url(self) -> str:
@@ -374,6 +394,16 @@ class StrictAuthServer:
     def as_metadata_overrides(self, value: Optional[Mapping[str, Any]]) -> None:
         self._state.update_options(as_metadata_overrides=freeze_overrides(value))
 
+    @property
+    def anonymous_jwt_bearer(self) -> bool:
+        """True: the JWT bearer grant may come with no client authentication at all (a workload has
+        no client_id). A client that does authenticate must be registered for the grant either way."""
+        return self._state.options.anonymous_jwt_bearer
+
+    @anonymous_jwt_bearer.setter
+    def anonymous_jwt_bearer(self, value: bool) -> None:
+        self._state.update_options(anonymous_jwt_bearer=value)
+
     # --------------------------------------------------------------- clients
 
     def register_client(
@@ -387,6 +417,7 @@ class StrictAuthServer:
         scope: Optional[str] = None,
         client_name: Optional[str] = None,
         application_type: Optional[str] = None,
+        public_key: Optional[KeySource] = None,
     ) -> str:
         """Register a client as a test fixture (not over HTTP); returns its id (generated when not given).
 
@@ -394,6 +425,11 @@ class StrictAuthServer:
         ``grant_types`` defaults to authorization_code + refresh_token, plus client_credentials
         for confidential clients. The same rules as ``POST /register`` apply (ValueError), except
         that ``redirect_uris`` may be empty (such a client cannot use ``/authorize``).
+
+        A ``private_key_jwt`` client has no secret and needs ``public_key``: PEM text or bytes, a JWK,
+        a JWK Set of one key, or a cryptography public key (EC P-256, RSA of 2048 bits or more,
+        Ed25519/Ed448). It authenticates with client assertions signed by the matching private key
+        (ES256; RS256 or PS256; EdDSA). Needs the ``jwt`` extra (MissingExtra without it).
         """
         if isinstance(redirect_uris, str):
             raise TypeError("redirect_uris must be a sequence of strings, not a string")
@@ -402,6 +438,7 @@ class StrictAuthServer:
             if token_endpoint_auth_method != "none":
                 grant_types.append("client_credentials")
         grants = tuple(dict.fromkeys(grant_types))
+        key = load_public_key(public_key) if public_key is not None else None
         metadata = ClientMetadata(
             token_endpoint_auth_method=token_endpoint_auth_method,
             redirect_uris=tuple(dict.fromkeys(redirect_uris)),
@@ -410,8 +447,32 @@ class StrictAuthServer:
             scope=scope,
             client_name=client_name,
             application_type=application_type,
+            public_key=key,
         )
         return self._state.register_client(metadata, client_id=client_id, client_secret=client_secret).client_id
+
+    def trust_workload_issuer(
+        self,
+        issuer: Union[WorkloadIssuer, str, Tuple[str, KeySource]],
+        public_key: Optional[KeySource] = None,
+    ) -> None:
+        """Accept JWT bearer grants (RFC 7523 §2.1) from ``issuer``: a :class:`WorkloadIssuer`, or an
+        ``iss`` value with its ``public_key`` (given here or as an ``(iss, key)`` pair; any form
+        :meth:`register_client` takes). Trusting an issuer again replaces its key. Needs the ``jwt``
+        extra (MissingExtra without it)."""
+        if isinstance(issuer, WorkloadIssuer):
+            if public_key is not None:
+                raise TypeError("a WorkloadIssuer brings its own key")
+            name, source = issuer.issuer, issuer.public_key
+        elif isinstance(issuer, tuple):
+            if public_key is not None or len(issuer) != 2:
+                raise TypeError("pass (iss, public_key) or iss and public_key, not both")
+            name, source = issuer
+        else:
+            if public_key is None:
+                raise TypeError("an issuer given by name needs its public_key")
+            name, source = issuer, public_key
+        self._state.trust_workload_issuer(name, load_public_key(source))
 
     def get_client(self, client_id: str) -> ClientInfo:
         info = self._state.get_client(client_id)

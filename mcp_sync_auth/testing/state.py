@@ -15,11 +15,14 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Set, Tuple
 
+from .assertions import ReplayCache, VerifiedAssertion
 from .audit import MISSING_GRANT_TYPE, Audit, AuditRecorder, EventKind, fingerprint
 from .client_metadata import ClientMetadata, check_client_metadata
 from .errors import OAuthError
 from .faults import Fault, FaultQueue
+from .jwt_keys import PublicKey
 from .models import (
+    JWT_BEARER_GRANT,
     AccessCheck,
     AccessTokenRecord,
     AuthorizationCodeRecord,
@@ -40,6 +43,8 @@ GrantFunction = Callable[[float], Tuple[TokenGrant, str]]
 """now -> (grant, audit detail); runs under the lock."""
 
 _MARKER = re.compile(r"[A-Za-z0-9._~-]*")
+SECRETLESS = ("none", "private_key_jwt")
+"""Client authentication methods without a client secret."""
 
 
 def _check_ttl(ttl: float) -> float:
@@ -83,6 +88,8 @@ class AuthState:
         self._held = 0
         self._faults = FaultQueue()
         self._audit = AuditRecorder()
+        self._workload_issuers: Dict[str, PublicKey] = {}
+        self._replays = ReplayCache()
 
     # ------------------------------------------------------------------ config
 
@@ -145,9 +152,9 @@ class AuthState:
         and are counted in the audit; the test helper's are not.
         """
         method = metadata.token_endpoint_auth_method
-        if method == "none":
+        if method in SECRETLESS:
             if client_secret is not None:
-                raise ValueError("a client with token_endpoint_auth_method 'none' has no secret")
+                raise ValueError(f"a client with token_endpoint_auth_method {method!r} has no secret")
         elif client_secret is not None and not client_secret:
             raise ValueError("client_secret must not be empty")
         if client_id is not None and not client_id:
@@ -158,7 +165,7 @@ class AuthState:
                 client_id = "client-" + secrets.token_hex(8)
             if client_id in self._clients:
                 raise ValueError(f"client {client_id!r} is already registered")
-            if method != "none" and client_secret is None:
+            if method not in SECRETLESS and client_secret is None:
                 client_secret = self._new_token()
             now = self._clock()
             info = ClientInfo(
@@ -173,6 +180,7 @@ class AuthState:
                 application_type=metadata.application_type,
                 client_id_issued_at=int(now),
                 dynamic=dynamic,
+                public_key=metadata.public_key,
             )
             self._clients[client_id] = info
             if dynamic:
@@ -207,7 +215,12 @@ class AuthState:
         return grant
 
     def _issue_unchained_access(
-        self, client_id: str, resource: str, scope: Tuple[str, ...], now: float, chain_id: Optional[int] = None
+        self,
+        client_id: Optional[str],
+        resource: str,
+        scope: Tuple[str, ...],
+        now: float,
+        chain_id: Optional[int] = None,
     ) -> TokenGrant:
         token = self._new_token()
         ttl = self._ttl
@@ -356,7 +369,7 @@ class AuthState:
             self._changed.notify_all()
         error.audited = True
 
-    def _run_grant(self, grant_type: str, client_id: str, label: str, grant: GrantFunction) -> TokenGrant:
+    def _run_grant(self, grant_type: str, client_id: Optional[str], label: str, grant: GrantFunction) -> TokenGrant:
         """Run ``grant`` under the lock and audit its outcome; ``label`` names what was presented."""
         with self._lock:
             now = self._clock()
@@ -473,6 +486,19 @@ class AuthState:
 
         return self._run_grant("client_credentials", client.client_id, "", grant)
 
+    def jwt_bearer(
+        self, *, client_id: Optional[str], assertion: VerifiedAssertion, resource: str, scope: Tuple[str, ...]
+    ) -> TokenGrant:
+        """The JWT bearer grant (RFC 7523 §2.1): an access token for a verified (and spent) assertion,
+        no refresh token, no chain. ``client_id`` is None when the request authenticated no client."""
+
+        def grant(now: float) -> Tuple[TokenGrant, str]:
+            result = self._issue_unchained_access(client_id, resource, scope, now)
+            detail = f"iss={assertion.issuer} sub={assertion.subject} jti={fingerprint(assertion.jti)}"
+            return result, f"{detail} scope={result.scope}"
+
+        return self._run_grant(JWT_BEARER_GRANT, client_id, "", grant)
+
     def _refresh_locked(
         self, now: float, client_id: str, refresh_token: str, resource: Optional[str], scope: Optional[str]
     ) -> TokenGrant:
@@ -520,6 +546,38 @@ class AuthState:
         detail = f"chain={chain.chain_id} reason={reason}"
         self._audit.event(now, EventKind.CHAIN_REVOKED, chain.client_id, detail)
         return True
+
+    # -------------------------------------------------------------- assertions
+
+    def now(self) -> float:
+        """The server's clock."""
+        return self._clock()
+
+    def trust_workload_issuer(self, issuer: str, key: PublicKey) -> None:
+        """Accept JWT bearer grants whose ``iss`` is ``issuer``, signed with ``key`` (replaces a key)."""
+        if not isinstance(issuer, str) or not issuer:
+            raise ValueError("a workload issuer must be a non-empty string")
+        with self._lock:
+            self._workload_issuers[issuer] = key
+
+    def workload_issuer_key(self, issuer: str) -> Optional[PublicKey]:
+        with self._lock:
+            return self._workload_issuers.get(issuer)
+
+    def spend_assertion(self, use: str, client_id: Optional[str], assertion: VerifiedAssertion) -> bool:
+        """Remember a verified assertion's ``jti``; False (audited) if it was used already.
+
+        ``use`` ("client_assertion" or the grant type) keeps the two uses apart."""
+        with self._lock:
+            now = self._clock()
+            key = (use, assertion.issuer, assertion.jti)
+            if self._replays.spend(key, assertion.keep_until(), now):
+                return True
+            self._audit.assertion_replays += 1
+            detail = f"{use}: iss={assertion.issuer} jti={fingerprint(assertion.jti)}"
+            self._audit.event(now, EventKind.ASSERTION_REPLAYED, client_id, detail)
+            self._changed.notify_all()
+            return False
 
     # ------------------------------------------------------------ test levers
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Collection, Dict, Mapping, Optional, Tuple
 
+from ..errors import MissingExtra
 from .client_auth import authenticate_client, claimed_client_id
 from .errors import OAuthError
 from .faults import Fault
 from .forms import TOKEN_MULTI_ERRORS, Pairs, form_pairs, single_value, to_params
 from .grants import GrantHandler, GrantRequest, Grants
 from .http_types import NO_STORE, Request, Response, html_response, json_response
+from .models import JWT_BEARER_GRANT
 from .state import AuthState
 
 __all__ = ["MALFORMED_BODY", "GrantHandler", "GrantRequest", "TokenEndpoint"]
@@ -28,12 +30,19 @@ def error_response(error: OAuthError) -> Response:
 
 
 class TokenEndpoint:
-    """The token endpoint. Grants live in a table: add one with :meth:`add_grant`."""
+    """The token endpoint. Grants live in a table: add one with :meth:`add_grant`.
 
-    def __init__(self, state: AuthState, *, fault_delay: float, resource_url: str) -> None:
+    ``audiences`` are the ``aud`` values a JWT assertion (client assertion or JWT bearer grant) may
+    name: the issuer (with and without a trailing slash) and the token endpoint URL.
+    """
+
+    def __init__(self, state: AuthState, *, fault_delay: float, resource_url: str, audiences: Collection[str]) -> None:
         self._state = state
         self._fault_delay = fault_delay
-        self._grants: Dict[str, GrantHandler] = Grants(state, resource_url=resource_url).table()
+        self._audiences = tuple(audiences)
+        self._grants: Dict[str, GrantHandler] = Grants(
+            state, resource_url=resource_url, audiences=self._audiences
+        ).table()
 
     def add_grant(self, grant_type: str, handler: GrantHandler) -> None:
         self._grants[grant_type] = handler
@@ -73,11 +82,21 @@ class TokenEndpoint:
             handler = self._grants.get(grant_type)
             if handler is None:
                 raise OAuthError("unsupported_grant_type", "grant_type is not supported")
-            client = authenticate_client(request, params, self._state)
+            anonymous = grant_type == JWT_BEARER_GRANT and self._state.options.anonymous_jwt_bearer
+            client = authenticate_client(
+                request, params, self._state, audiences=self._audiences, allow_anonymous=anonymous
+            )
             grant = handler(GrantRequest(client, params))
+        except MissingExtra as exc:  # a JWT to verify, and no PyJWT on this side
+            return self._failed(request, grant_type, pairs, params, OAuthError("server_error", str(exc)))
         except OAuthError as exc:
-            if not exc.audited:
-                claimed = claimed_client_id(request, params or dict(pairs))
-                self._state.record_grant_failure(grant_type, claimed, exc)
-            return error_response(exc)
+            return self._failed(request, grant_type, pairs, params, exc)
         return json_response(200, grant.to_response(), NO_STORE)
+
+    def _failed(
+        self, request: Request, grant_type: Optional[str], pairs: Pairs, params: Mapping[str, str], exc: OAuthError
+    ) -> Response:
+        if not exc.audited:
+            claimed = claimed_client_id(request, params or dict(pairs))
+            self._state.record_grant_failure(grant_type, claimed, exc)
+        return error_response(exc)
