@@ -66,11 +66,12 @@ def test_text_that_is_no_usable_private_key_is_refused(text, said):
 
 def test_a_key_file_is_read_when_the_auth_is_made(tmp_path):
     missing = tmp_path / "nowhere.pem"
-    with pytest.raises(ConfigurationError, match="cannot read the private key in .*nowhere.pem"):
-        MCPAuth("https://mcp.example/mcp", client_id="c", private_key_file=str(missing), grant_type="client_credentials")
+    machine = {"client_id": "c", "grant_type": "client_credentials"}
+    with pytest.raises(ConfigurationError, match=r"cannot read the private key in .*nowhere\.pem"):
+        MCPAuth("https://mcp.example/mcp", private_key_file=str(missing), **machine)
     path = tmp_path / "key.pem"
     path.write_text(private_pem(make_key("ed25519")))
-    auth = MCPAuth("https://mcp.example/mcp", client_id="c", private_key_file=str(path), grant_type="client_credentials")
+    auth = MCPAuth("https://mcp.example/mcp", private_key_file=str(path), **machine)
     assert "BEGIN" not in repr(auth)
 
 
