@@ -55,6 +55,7 @@ from .errors import (
     TokenStoreError,
     ToolError,
     UnsealedRecord,
+    WorkloadTokenError,
 )
 
 # A library stays quiet unless its user configures logging: without a handler of our own, Python's
@@ -116,5 +117,6 @@ __all__ = [
     "ToolError",
     "Unreadable",
     "UnsealedRecord",
+    "WorkloadTokenError",
     "__version__",
 ]

@@ -140,6 +140,8 @@ class ChainSource:
     def login_hint(self) -> str:
         if self.client.grant_type == "client_credentials":
             return "Check the client credentials."
+        if self.client.grant_type == "jwt_bearer":
+            return "Check the workload token and the client it is presented for."
         return f"Log in again: run `mcp-sync-auth login {self.server_url}` (or MCPAuth.save_token() with new tokens)."
 
     def login_required(self, why: str) -> AuthorizationRequired:
@@ -226,7 +228,7 @@ class ChainSource:
 
     def may_obtain(self) -> bool:
         """Whether a missing or lost chain may be replaced without asking (a login, or client credentials)."""
-        return self.interactive or self.client.grant_type == "client_credentials"
+        return self.interactive or self.client.machine_grant
 
     def token(self) -> TokenSet:
         """A valid token set, refreshed or obtained first if it must be."""

@@ -24,6 +24,7 @@ from ._oauth.assertions import AssertionProvider
 from ._oauth.challenge import BearerChallenge, bearer_challenge
 from ._oauth.discovery import Discovery
 from ._oauth.settings import AuthorizationHandler, ClientSettings, LoginOptions
+from ._oauth.workload import WorkloadTokenProvider
 from ._refresh.manager import Clock
 from ._source import ChainSource
 from ._stores.protocol import TokenStore
@@ -67,6 +68,9 @@ class MCPAuthKeywords(TypedDict, total=False):
     private_key_file: Optional[str]
     client_assertion_provider: Optional[AssertionProvider]
     signing_algorithm: Optional[str]
+    workload_token_file: Optional[str]
+    workload_token_env: Optional[str]
+    workload_token_provider: Optional[WorkloadTokenProvider]
     interactive: Optional[bool]
     authorization_handler: Optional[AuthorizationHandler]
     headless: bool
@@ -89,6 +93,9 @@ _CLIENT_FIELDS = {
     "private_key_file": "private_key_file",
     "client_assertion_provider": "client_assertion_provider",
     "signing_algorithm": "signing_algorithm",
+    "workload_token_file": "workload_token_file",
+    "workload_token_env": "workload_token_env",
+    "workload_token_provider": "workload_token_provider",
 }
 _LOGIN_FIELDS = {
     "interactive": "interactive",

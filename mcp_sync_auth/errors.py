@@ -41,6 +41,11 @@ class MissingExtra(ConfigurationError):
         self.extra = extra
 
 
+class WorkloadTokenError(ConfigurationError):
+    """The workload's token (for the JWT bearer grant) cannot be read, is not a JWT, or has expired.
+    Nothing was sent; the message says where the token was looked for, never what it holds."""
+
+
 class InsecureTransportError(ConfigurationError):
     """A URL that must be HTTPS is not, and its host is not a loopback address."""
 

@@ -20,7 +20,14 @@ import requests
 from .._chain.tokens import TokenSet
 from .._util.sessions import SessionSource
 from .._util.timeouts import Timeouts
-from ..errors import AuthorizationFailed, AuthorizationRequired, ConfigurationError, RegistrationFailed, login_needed
+from ..errors import (
+    AuthorizationFailed,
+    AuthorizationRequired,
+    ConfigurationError,
+    RegistrationFailed,
+    TokenEndpointError,
+    login_needed,
+)
 from .assertions import ClientAssertions
 from .browser import Browser
 from .challenge import BearerChallenge
@@ -34,10 +41,11 @@ from .discovery import (
 from .loopback import CALLBACK_PATH, LoopbackReceiver
 from .pkce import build_authorization_request, code_from_redirect
 from .probe import not_a_resource, probe
-from .registration import METADATA_DOCUMENT, PRE_REGISTERED, ClientRegistration, Registrar
+from .registration import METADATA_DOCUMENT, PRE_REGISTERED, WORKLOAD, ClientRegistration, Registrar
 from .settings import AuthorizationHandler, ClientSettings, LoginOptions
 from .signing import SigningKey
 from .token_client import TokenEndpointClient
+from .workload import WorkloadToken
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +97,7 @@ class AuthorizationFlow:
         self.last_requested_scopes: tuple[str, ...] = ()
         # Loaded now, so that a missing file or a wrong key type is said when the auth is made.
         self._assertions = client_assertions(settings, clock)
+        self._workload = workload_token(settings, clock)
 
     # -- discovery -------------------------------------------------------------------------------
 
@@ -235,7 +244,35 @@ class AuthorizationFlow:
                 )
             client = self.token_client(plan.server.token_endpoint, registration)
             return registration, client.client_credentials(scopes=scopes or None, generation=generation)
+        if self.settings.grant_type == "jwt_bearer":
+            return self._jwt_bearer(plan, scopes, generation)
         return self._authorization_code(plan, scopes, generation)
+
+    def _jwt_bearer(self, plan: Plan, scopes: Sequence[str], generation: int) -> tuple[ClientRegistration, TokenSet]:
+        """The workload's token for tokens: read afresh, sent once. A refusal is the answer (no
+        retry, and no other grant)."""
+        assert self._workload is not None
+        server = plan.server
+        if self.settings.client_id:
+            registration = self.registration(plan, "", None)
+        else:
+            registration = ClientRegistration(server.issuer, WORKLOAD, None, "none", (), WORKLOAD)
+        client = self.token_client(server.token_endpoint, registration)
+        assertion = self._workload.read(server.token_endpoint)
+        try:
+            tokens = client.jwt_bearer(
+                assertion, scopes=scopes or None, generation=generation, send_client_id=registration.source != WORKLOAD
+            )
+        except TokenEndpointError as exc:
+            if exc.error_code not in ("invalid_grant", "invalid_client", "unauthorized_client"):
+                raise
+            raise TokenEndpointError(
+                f"{exc}. {self._workload.describe()} was refused: check that its audience is what the server "
+                f"expects (its issuer {server.issuer} or its token endpoint), and its issuer and subject",
+                status_code=exc.status_code,
+                error_code=exc.error_code,
+            ) from None
+        return registration, tokens
 
     def _authorization_code(
         self, plan: Plan, scopes: Sequence[str], generation: int
@@ -344,6 +381,18 @@ def client_assertions(settings: ClientSettings, clock: Callable[[], float]) -> O
         assert pem is not None
         key = SigningKey.from_pem(pem, settings.signing_algorithm, what=what)
     return ClientAssertions(settings.client_id, key=key, clock=clock)
+
+
+def workload_token(settings: ClientSettings, clock: Callable[[], float]) -> Optional[WorkloadToken]:
+    """Where a ``jwt_bearer`` client's workload token comes from."""
+    if settings.grant_type != "jwt_bearer":
+        return None
+    return WorkloadToken(
+        file=settings.workload_token_file,
+        env=settings.workload_token_env,
+        provider=settings.workload_token_provider,
+        clock=clock,
+    )
 
 
 def paste_handler(url: str) -> str:

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 PRE_REGISTERED = "pre-registered"
 METADATA_DOCUMENT = "metadata-document"
+# A workload presenting its own token with no client at all (the JWT bearer grant without client_id).
+WORKLOAD = "workload"
 DYNAMIC = "dynamic"
 MAX_RESPONSE_BYTES = 64 * 1024
 

@@ -10,11 +10,12 @@ from .._util.timeouts import positive_seconds
 from ..errors import ConfigurationError
 from .assertions import AssertionProvider
 from .client_auth import AUTH_METHODS
+from .workload import WorkloadTokenProvider
 
 AuthorizationHandler = Callable[[str], str]
 """Given the authorization URL, return the URL the browser was redirected to (with code and state)."""
 
-GRANT_TYPES = ("authorization_code", "client_credentials")
+GRANT_TYPES = ("authorization_code", "client_credentials", "jwt_bearer")
 
 
 def _scope_tuple(scopes: Union[str, Sequence[str], None]) -> Optional[tuple[str, ...]]:
@@ -34,7 +35,10 @@ class ClientSettings:
     without discovery, for tokens stored with ``MCPAuth.save_token()``. ``client_metadata_url``: a
     client ID metadata document, used where the server supports it. ``redirect_uri``: the registered
     callback. ``scopes``: what to ask for when the server's challenge names none. ``grant_type``:
-    ``authorization_code`` (a person logs in) or ``client_credentials`` (no person).
+    ``authorization_code`` (a person logs in), ``client_credentials`` (no person) or ``jwt_bearer``
+    (a workload's own token, RFC 7523 §2.1: from ``workload_token_file``, re-read for each grant,
+    ``workload_token_env``, a variable's name, or ``workload_token_provider``, a callable given the
+    token endpoint URL; ``client_id`` is then optional).
 
     ``private_key`` (PEM text), ``private_key_file`` (a PEM file) or ``client_assertion_provider``
     (a callable given the audience that returns a signed assertion): authenticate with
@@ -56,6 +60,9 @@ class ClientSettings:
     private_key_file: Optional[str] = None
     client_assertion_provider: Optional[AssertionProvider] = dataclasses.field(default=None, repr=False)
     signing_algorithm: Optional[str] = None
+    workload_token_file: Optional[str] = None
+    workload_token_env: Optional[str] = None
+    workload_token_provider: Optional[WorkloadTokenProvider] = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         # Given as "a b" or ["a", "b"], kept as a tuple: hashable, and one shape for every reader.
@@ -73,6 +80,14 @@ class ClientSettings:
             raise ConfigurationError(
                 "the client credentials grant needs client_id and client_secret (or a private key)"
             )
+        workload = [self.workload_token_file, self.workload_token_env, self.workload_token_provider]
+        given = sum(source is not None for source in workload)
+        if self.grant_type == "jwt_bearer" and given != 1:
+            raise ConfigurationError(
+                "the jwt_bearer grant needs one of workload_token_file, workload_token_env and workload_token_provider"
+            )
+        if self.grant_type != "jwt_bearer" and given:
+            raise ConfigurationError("a workload token is used by grant_type='jwt_bearer' only")
         if self.auth_method is not None and self.auth_method not in AUTH_METHODS:
             raise ConfigurationError(f"unsupported token endpoint auth method {self.auth_method!r}")
         if self.auth_method == "private_key_jwt" and not self.has_private_key:
@@ -100,6 +115,12 @@ class ClientSettings:
     @property
     def needs_person(self) -> bool:
         return self.grant_type == "authorization_code"
+
+    @property
+    def machine_grant(self) -> bool:
+        """The grant runs without a person (client credentials, a workload token): it may replace a
+        lost chain by itself, as a refresh would."""
+        return not self.needs_person
 
 
 @dataclasses.dataclass(frozen=True)

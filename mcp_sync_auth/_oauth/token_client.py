@@ -14,7 +14,7 @@ import base64
 import logging
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import requests
 from oauthlib.oauth2 import BackendApplicationClient, WebApplicationClient
@@ -28,6 +28,7 @@ from .._util.urls import require_secure
 from ..errors import ConfigurationError, TokenEndpointError
 from .assertions import CLIENT_ASSERTION_TYPE, ClientAssertions
 from .client_auth import AUTH_METHODS, choose_auth_method
+from .workload import JWT_BEARER_GRANT
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,21 @@ class TokenEndpointClient:
         credentials = self._body_credentials()
         body = BackendApplicationClient(self.client_id).prepare_request_body(**credentials, **extra)
         answer = self._post(body, (credentials.get("client_assertion"),))
+        return parse_token_response(answer, now=self._clock(), generation=generation)
+
+    def jwt_bearer(
+        self, assertion: str, *, scopes: Optional[Sequence[str]], generation: int, send_client_id: bool = True
+    ) -> TokenSet:
+        """The JWT bearer grant (RFC 7523 §2.1): ``assertion`` (a workload's token, or an identity
+        assertion) for tokens. ``send_client_id`` False: a workload with no client at all."""
+        credentials = self._body_credentials()
+        form: dict[str, Any] = {"grant_type": JWT_BEARER_GRANT, "assertion": assertion, **self._resource()}
+        if scopes:
+            form["scope"] = " ".join(scopes)
+        if credentials.pop("include_client_id") and send_client_id:
+            form["client_id"] = self.client_id
+        form.update(credentials)
+        answer = self._post(urlencode(form), (assertion, credentials.get("client_assertion")))
         return parse_token_response(answer, now=self._clock(), generation=generation)
 
     # -- request ---------------------------------------------------------------------------------
