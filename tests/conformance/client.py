@@ -59,20 +59,30 @@ def arguments_for(tool: dict[str, Any]) -> dict[str, Any]:
     return arguments
 
 
+def client_options(scenario: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """Who the client is in this scenario, from the context the suite gives."""
+    options: dict[str, Any] = {"client_id": settings.get("client_id")}
+    if scenario == "auth/wif-jwt-bearer":
+        token = settings["valid_jwt"]  # a workload token minted for the run's authorization server
+        return {**options, "grant_type": "jwt_bearer", "workload_token_provider": lambda audience: token}
+    if scenario.startswith("auth/client-credentials"):
+        options["grant_type"] = "client_credentials"
+    if settings.get("private_key_pem"):
+        options["private_key"] = settings["private_key_pem"]
+        options["signing_algorithm"] = settings.get("signing_algorithm")
+    else:
+        options["client_secret"] = settings.get("client_secret")
+    return options
+
+
 def run(server_url: str) -> int:
     scenario = os.environ.get("MCP_CONFORMANCE_SCENARIO", "")
     version: Optional[str] = os.environ.get("MCP_CONFORMANCE_PROTOCOL_VERSION") or None
-    settings = context()
-    client_id = settings.get("client_id")
-    client_secret = settings.get("client_secret")
-    grant_type = "client_credentials" if scenario.startswith("auth/client-credentials") else "authorization_code"
     with tempfile.TemporaryDirectory(prefix="mcp-conformance-") as folder:
         auth = MCPAuth(
             server_url,
             store=FileTokenStore(os.path.join(folder, "tokens")),
-            client_id=client_id,
-            client_secret=client_secret,
-            grant_type=grant_type,
+            **client_options(scenario, context()),
             client_metadata_url=CLIENT_METADATA_URL,
             redirect_uri=REDIRECT_URI,
             authorization_handler=follow_authorization_redirect,

@@ -53,7 +53,11 @@ DEFAULT_EXPECTED_FAILURES = HERE / "expected-failures.txt"
 # Spec versions we run scenarios at (each scenario at every one of these it is tagged with).
 RUN_VERSIONS: Tuple[str, ...] = ("2025-03-26", "2025-11-25", "2026-07-28")
 # Extension scenarios (tag "extension", no spec version) that we run anyway.
-EXTRA_SCENARIOS: Tuple[str, ...] = ("auth/client-credentials-basic",)
+EXTRA_SCENARIOS: Tuple[str, ...] = (
+    "auth/client-credentials-basic",
+    "auth/client-credentials-jwt",
+    "auth/wif-jwt-bearer",
+)
 MIN_NODE_MAJOR = 22
 DEFAULT_TIMEOUT_MS = 60000
 # Extra seconds we give the harness beyond the client timeout before killing it ourselves.
