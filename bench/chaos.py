@@ -40,26 +40,30 @@ Exit status 0 when no violation was found.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import logging
-import os
 import random
-import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any, Optional
 
-import mcp_sync_auth
 from mcp_sync_auth import CorruptTokenCache, FileTokenStore, MCPAuth
 from mcp_sync_auth._util.redact import fingerprint
 from mcp_sync_auth.testing import Fault, StrictAuthServer
 
+from .chaos_driver import (
+    EXPIRY_KINDS,
+    FAULTPOINT_VARIABLE,
+    ChaosDriver,
+    chain_alive,
+    expire,
+    is_resolved,
+    replay_kept,
+    run_in_folder,
+)
 from .chaos_replay import (
     DISK_FULL_CAUSE,
     INTERRUPT_CAUSE,
@@ -70,7 +74,7 @@ from .chaos_replay import (
     Replay,
     fault_cause,
 )
-from .chaos_worker import Counters, FileClock, machine
+from .chaos_worker import FileClock, machine
 
 __all__ = [
     "DISK_FULL_CAUSE",
@@ -87,7 +91,6 @@ __all__ = [
     "run",
 ]
 
-WORKER = Path(__file__).resolve().with_name("chaos_worker.py")
 POINTS = ("before-grant", "after-grant-before-write", "during-write")  # where a worker kills itself
 DISK_FULL, INTERRUPT = "reserve", "interrupt-during-grant"
 WORKER_FAULTS = (*POINTS, DISK_FULL, INTERRUPT)
@@ -98,7 +101,6 @@ _FORCED_CHANCE = {DISK_FULL: 0.5}
 # only when that process leads a grant, so two workers carry it.
 _FORCED = (*WORKER_FAULTS, INTERRUPT)
 FAULTS = (Fault.HTTP_500_BEFORE, Fault.RESET_BEFORE, Fault.SLOW_AFTER, Fault.RESET_AFTER)
-EXPIRY_KINDS = ("expired", "refresh-window", "revoked")
 
 
 
@@ -127,55 +129,32 @@ class ChaosConfig:
         return cls(**{"expiries": 60, "fault_chance": 0.25, "random_kill_interval": 1.0, **overrides})
 
 
-class Chaos:
+class Chaos(ChaosDriver):
     """One run: the server, the worker supervisors, the killer, the relogin, the expiry driver."""
 
+    forced_plan = _FORCED
+    forced_chance = _FORCED_CHANCE
+    worker_faults = WORKER_FAULTS
+
     def __init__(self, config: ChaosConfig, directory: Path, progress: bool = False) -> None:
-        self.config = config
-        self.progress = progress
-        self.directory = directory
-        self.rng = random.Random(config.seed)
-        self.guard = threading.Lock()
-        self.changed = threading.Condition(self.guard)
-        self.events: list[dict[str, Any]] = []  # worker and driver events, appended in arrival order
-        self.procs: dict[int, Optional[subprocess.Popen[bytes]]] = {}
-        self.killed_by_driver: dict[int, str] = {}  # slot -> "", "driver" or "final"
-        self.started: set[int] = set()
-        self.forced_points_hit: set[str] = set()
-        self.running = True
-        self.stop = threading.Event()
+        super().__init__(config, directory, progress)
+        self.config: ChaosConfig = config
         self.relogin_wanted = threading.Event()
         self.chains = 0
-        self.counters: list[Counters] = []
         self.store_dir = directory / "tokens"
         self.clock = FileClock.create(str(directory / "clock"))
-        self.read_fd, self.write_fd = os.pipe()
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
-    def note(self, event: str, **fields: Any) -> None:
-        with self.changed:
-            self.events.append({"t": time.monotonic(), "ev": event, "slot": -1, "pid": os.getpid(), **fields})
-            self.changed.notify_all()
-
-    def read_events(self) -> None:
-        pending = b""
-        while True:
-            chunk = os.read(self.read_fd, 1 << 16)
-            if not chunk:
-                return
-            *lines, pending = (pending + chunk).split(b"\n")
-            parsed = [json.loads(line) for line in lines if line]
-            with self.changed:
-                self.events.extend(parsed)
-                for event in parsed:
-                    if event["ev"] == "start":
-                        self.started.add(event["slot"])
-                    if event["ev"] == "disk-full":
-                        self.forced_points_hit.add(DISK_FULL)
-                    if self._chain_may_be_dead(event):
-                        self.relogin_wanted.set()
-                self.changed.notify_all()
+    def take(self, parsed: list[dict[str, Any]]) -> None:
+        self.events.extend(parsed)
+        for event in parsed:
+            if event["ev"] == "start":
+                self.started.add(event["slot"])
+            if event["ev"] == "disk-full":
+                self.points_hit.add(DISK_FULL)
+            if self._chain_may_be_dead(event):
+                self.relogin_wanted.set()
 
     @staticmethod
     def _chain_may_be_dead(event: dict[str, Any]) -> bool:
@@ -200,105 +179,36 @@ class Chaos:
             self.note("anomaly", what=f"corrupt store: {exc}")
             return None
 
-    def chain_alive(self, record: Any) -> bool:
-        if record is None or record.is_dead or record.tokens is None or not record.tokens.refresh_token:
-            return False
-        try:
-            return bool(self.server.is_chain_alive(record.tokens.refresh_token))
-        except KeyError:
-            return False
-
     def relogin_loop(self) -> None:
         # Checks on every hint from the workers, and twice a second anyway (a chain revoked by the
         # late grant of a killed process is only noticed by the next caller).
         while not self.stop.is_set():
             self.relogin_wanted.wait(0.5)
             self.relogin_wanted.clear()
-            if not self.stop.is_set() and not self.chain_alive(self.stored()):
+            if not self.stop.is_set() and not chain_alive(self.server, self.stored()):
                 self.login()
 
     # -- workers -------------------------------------------------------------------------------
 
-    def plan(self, slot: int) -> str:
-        """The fault point (``name:p``) of a worker's next incarnation, or ''."""
-        forced = _FORCED[slot] if slot < len(_FORCED) else None
-        if forced is not None and forced not in self.forced_points_hit:
-            # Armed until the point was met once: every point is hit, whatever the seed.
-            return f"{forced}:{_FORCED_CHANCE.get(forced, 1)}"
-        if self.rng.random() < self.config.armed_share:
-            return f"{self.rng.choice(WORKER_FAULTS)}:{self.config.point_chance}"
-        return ""
+    def worker_env(self, slot: int, base: dict[str, str]) -> dict[str, str]:
+        return {k: v for k, v in base.items() if k != FAULTPOINT_VARIABLE}
 
-    def supervise(self, slot: int) -> None:
-        env = dict(os.environ)
-        package_root = str(Path(mcp_sync_auth.__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
-        incarnation = 0
-        while self.running:
-            with self.guard:
-                faultpoint = self.plan(slot)
-            env.pop("MCP_SYNC_AUTH_FAULTPOINT", None)
-            if faultpoint:
-                env["MCP_SYNC_AUTH_FAULTPOINT"] = faultpoint
-            counters_file = self.directory / f"counters-{slot}-{incarnation}"
-            counters = Counters(str(counters_file), self.config.threads, create=True)
-            worker_config = {
-                "slot": slot,
-                "incarnation": incarnation,
-                "mcp_url": self.server.mcp_url,
-                "token_endpoint": self.server.token_endpoint,
-                "client_id": self.client_id,
-                "store_dir": str(self.store_dir),
-                "clock_file": str(self.directory / "clock"),
-                "counters_file": str(counters_file),
-                "event_fd": self.write_fd,
-                "threads": self.config.threads,
-                "pace": self.config.pace,
-                "timeout": self.config.client_timeout,
-                "unsafe": self.config.unsafe,
-            }
-            with open(self.directory / f"stderr-{slot}-{incarnation}", "wb") as stderr:
-                process = subprocess.Popen(
-                    [sys.executable, str(WORKER), json.dumps(worker_config)],
-                    env=env,
-                    pass_fds=(self.write_fd,),
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=stderr,
-                )
-            with self.guard:
-                self.counters.append(counters)
-                self.procs[slot] = process
-                self.killed_by_driver[slot] = ""
-                if not self.running:  # the run ended while this one was starting
-                    self.killed_by_driver[slot] = "final"
-                    process.send_signal(signal.SIGKILL)
-            returncode = process.wait()
-            with self.guard:
-                self.procs[slot] = None
-                by = self.killed_by_driver[slot] or _exit_cause(returncode)
-                if by in ("self", "interrupt"):
-                    self.forced_points_hit.add(faultpoint.partition(":")[0])
-            point = faultpoint.partition(":")[0]
-            self.note("exit", of=process.pid, slot=slot, incarnation=incarnation, rc=returncode, by=by, point=point)
-            if by == "crash":
-                tail = (self.directory / f"stderr-{slot}-{incarnation}").read_bytes()[-2000:]
-                self.note("anomaly", what=f"worker {slot} exited with {returncode}: {tail.decode(errors='replace')}")
-            incarnation += 1
-
-    def kill(self, slot: int, why: str) -> None:
-        with self.guard:
-            process = self.procs.get(slot)
-            if process is None or process.poll() is not None:
-                return
-            self.killed_by_driver[slot] = why
-            if why == "driver":
-                # Noted before the signal: whatever the process logs after this moment may be lost,
-                # and a grant another process starts after it is not "in flight at once" with its own.
-                self.events.append(
-                    {"t": time.monotonic(), "ev": "random-kill", "slot": -1, "pid": 0, "of": process.pid}
-                )
-            process.send_signal(signal.SIGKILL)
+    def worker_config(self, slot: int, incarnation: int, tag: str) -> dict[str, Any]:
+        return {
+            "slot": slot,
+            "incarnation": incarnation,
+            "mcp_url": self.server.mcp_url,
+            "token_endpoint": self.server.token_endpoint,
+            "client_id": self.client_id,
+            "store_dir": str(self.store_dir),
+            "clock_file": str(self.directory / "clock"),
+            "counters_file": str(self.directory / f"counters-{tag}"),
+            "event_fd": self.write_fd,
+            "threads": self.config.threads,
+            "pace": self.config.pace,
+            "timeout": self.config.client_timeout,
+            "unsafe": self.config.unsafe,
+        }
 
     def killer(self) -> None:
         while not self.stop.wait(self.rng.expovariate(1.0 / self.config.random_kill_interval)):
@@ -306,26 +216,9 @@ class Chaos:
 
     # -- expiry events -------------------------------------------------------------------------
 
-    def expire(self, kind: str) -> None:
-        if kind == "expired":
-            self.clock.advance(self.config.ttl + 1)
-        elif kind == "refresh-window":
-            self.clock.advance(self.config.ttl * 0.85)  # inside the skew (a quarter of the lifetime)
-        else:
-            self.server.revoke_access_tokens()
-
-    def resolved(self, generation: int) -> bool:
-        record = self.stored()
-        return (
-            record is not None
-            and record.generation > generation
-            and self.chain_alive(record)
-            and record.tokens.is_fresh(self.clock(), 60.0)
-        )
-
     def wait_resolved(self, generation: int) -> bool:
         deadline = time.monotonic() + self.config.expiry_timeout
-        while not self.resolved(generation):
+        while not is_resolved(self.stored(), generation, clock=self.clock, server=self.server):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
@@ -346,7 +239,7 @@ class Chaos:
             if fault is not None:
                 self.server.inject_fault(fault)
             began = time.monotonic()
-            self.expire(kind)
+            expire(kind, clock=self.clock, server=self.server, ttl=self.config.ttl)
             resolved = self.wait_resolved(generation)
             self.note("resolved" if resolved else "stuck", index=index, seconds=time.monotonic() - began)
             if self.progress and (index + 1) % 100 == 0:
@@ -374,41 +267,17 @@ class Chaos:
                 timeout=config.client_timeout,
             )
             self.login()
-            threads = [threading.Thread(target=self.read_events, daemon=True)]
-            threads += [
-                threading.Thread(target=self.supervise, args=(s,), daemon=True) for s in range(config.processes)
-            ]
-            for thread in threads:
-                thread.start()
-            with self.changed:
-                ready = self.changed.wait_for(lambda: len(self.started) == config.processes, timeout=120)
-            if not ready:
-                raise RuntimeError("the worker processes did not start in time")
-            helpers = [threading.Thread(target=f, daemon=True) for f in (self.killer, self.relogin_loop)]
-            for thread in helpers:
-                thread.start()
-            try:
-                self.drive()
-            finally:
-                self.stop.set()
-                for thread in helpers:
-                    thread.join(30)
-                with self.guard:
-                    self.running = False
-                for slot in range(config.processes):
-                    self.kill(slot, "final")
-                for thread in threads[1:]:
-                    thread.join(60)
-            os.close(self.write_fd)
-            threads[0].join(60)
-            os.close(self.read_fd)
+            self.run_workers(
+                config.processes,
+                start_timeout=120,
+                helpers=[self.killer, self.relogin_loop],
+                helper_timeout=30,
+                drive=self.drive,
+            )
             audit = server.audit
             chain_summaries = [c for c in server.chains() if c.client_id == self.client_id]
         final = self.stored()
         leftovers = len(list(self.store_dir.glob(".*.tmp")))
-        events = sorted(self.events, key=lambda e: e["t"])
-        with open(self.directory / "events.jsonl", "w") as log:  # kept with --keep, for a second look
-            log.writelines(json.dumps(event) + "\n" for event in events)
         outcome = {
             "server": {
                 "token_requests": audit.token_requests,
@@ -424,22 +293,8 @@ class Chaos:
             "calls_ok": sum(c.total() for c in self.counters),
             "final_store_ok": final is not None and not final.is_dead,
             "leftover_temp_files": leftovers,
-            "seconds": time.monotonic() - began,
         }
-        measured_on = {**machine_before, "load_at_end": machine()["load_1_5_15"]}
-        # With the event log, all the verdict needs: `--replay DIR` computes it again from these two files.
-        kept = {"config": dataclasses.asdict(config), "machine": measured_on, **outcome}
-        (self.directory / "outcome.json").write_text(json.dumps(kept))
-        report = analyse(config, events, **outcome)
-        report["machine"] = measured_on
-        return report
-
-
-def _exit_cause(returncode: int) -> str:
-    """How a worker the driver did not kill ended: at a kill point, by a SIGINT, or by a crash."""
-    if returncode == -signal.SIGKILL:
-        return "self"
-    return "interrupt" if returncode == -signal.SIGINT else "crash"
+        return self.keep(outcome, began=began, machine_before=machine_before, analyse=analyse)
 
 
 # --- analysis -------------------------------------------------------------------------------------
@@ -521,23 +376,16 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def run(config: ChaosConfig, directory: Optional[Path] = None, progress: bool = False) -> dict[str, Any]:
-    with contextlib.ExitStack() as stack:
-        if directory is None:
-            directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="chaos-")))
-        return Chaos(config, directory, progress).run()
+    return run_in_folder(lambda folder: Chaos(config, folder, progress), directory, prefix="chaos-")
 
 
 def replay_folder(folder: Path) -> dict[str, Any]:
     """The report of a kept run, from its ``events.jsonl`` and ``outcome.json``."""
-    outcome = json.loads((folder / "outcome.json").read_text())
-    raw, measured_on = outcome.pop("config"), outcome.pop("machine", None)
-    config = ChaosConfig(**{**raw, "dwell": tuple(raw["dwell"])})
-    with open(folder / "events.jsonl") as log:
-        events = [json.loads(line) for line in log]
-    report = analyse(config, events, **outcome)
-    if measured_on:
-        report["machine"] = measured_on
-    return report
+    return replay_kept(folder, _judge_kept)
+
+
+def _judge_kept(raw: dict[str, Any], events: list[dict[str, Any]], outcome: dict[str, Any]) -> dict[str, Any]:
+    return analyse(ChaosConfig(**{**raw, "dwell": tuple(raw["dwell"])}), events, **outcome)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -27,17 +27,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
+import functools
 import os
-import random
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import redis
 
@@ -46,17 +44,16 @@ from mcp_sync_auth import MCPAuth, RedisTokenStore, Timeouts
 from mcp_sync_auth._util.redact import fingerprint
 from mcp_sync_auth.testing import Fault, RedisServer, StrictAuthServer
 
+from .chaos_driver import EXPIRY_KINDS, ChaosDriver, chain_alive, expire, is_resolved, replay_kept, run_in_folder
 from .chaos_redis_replay import RedisReplay
 from .chaos_worker import Counters, FileClock, machine
 from .forwarder import Forwarder
 
-WORKER = Path(__file__).resolve().with_name("chaos_worker.py")
 KILL_POINTS = ("before-grant", "after-grant-before-write", "during-write")
 WORKER_FAULTS = (*KILL_POINTS, "reserve", "write", "interrupt-during-grant")
 # A full disk or a failed write lets the incarnation go on: not certain, or nothing else would happen.
 _FORCED_CHANCE = {"reserve": 0.5, "write": 0.5}
 FAULTS = tuple(Fault)
-EXPIRY_KINDS = ("expired", "refresh-window", "revoked")
 MONKEY = ("random-kill", "freeze-short", "freeze-long", "link-cut", "link-freeze", "redis-restart")
 
 
@@ -127,36 +124,24 @@ class Lane:
     max_generation: int = 0
 
 
-class RedisChaos:
+class RedisChaos(ChaosDriver):
+    forced_chance = _FORCED_CHANCE
+    worker_faults = WORKER_FAULTS
+    cell_files = ("counters", "busy")
+    thaw_final_kills = True
+
     def __init__(self, config: RedisChaosConfig, directory: Path, progress: bool = False) -> None:
-        self.config = config
-        self.directory = directory
-        self.progress = progress
-        self.rng = random.Random(config.seed)
-        self.guard = threading.Lock()
-        self.changed = threading.Condition(self.guard)
-        self.events: list[dict[str, Any]] = []
-        self.procs: dict[int, Optional[subprocess.Popen[bytes]]] = {}
-        self.killed_by_driver: dict[int, str] = {}
-        self.plans: dict[int, str] = {}
-        self.started: set[int] = set()
-        self.points_hit: set[str] = set()
+        super().__init__(config, directory, progress)
+        self.config: RedisChaosConfig = config
+        self.forced_plan = WORKER_FAULTS if config.forced else ()
         self.in_grant: dict[int, int] = {}  # pid -> slot, between its reserve and the end of its grant
         self.frozen: dict[int, float] = {}  # pid -> when it was last thawed or frozen (for the hang check)
-        self.running = True
-        self.stop = threading.Event()
         self.next_expiry = 0
         self.forced_faults: list[Fault] = list(FAULTS) if config.forced else []  # one of each, first
         self.redis_busy = False
         self.busy: list[tuple[int, Counters]] = []
-        self.read_fd, self.write_fd = os.pipe()
 
     # -- bookkeeping ---------------------------------------------------------------------------
-
-    def note(self, event: str, **fields: Any) -> None:
-        with self.changed:
-            self.events.append({"t": time.monotonic(), "ev": event, "slot": -1, "pid": os.getpid(), **fields})
-            self.changed.notify_all()
 
     def lane_of(self, slot: int) -> int:
         return slot // (self.config.hosts * self.config.per_host)
@@ -164,35 +149,29 @@ class RedisChaos:
     def host_of(self, slot: int) -> int:
         return (slot // self.config.per_host) % self.config.hosts
 
-    def read_events(self) -> None:
-        pending = b""
-        while True:
-            chunk = os.read(self.read_fd, 1 << 16)
-            if not chunk:
-                return
-            *lines, pending = (pending + chunk).split(b"\n")
-            parsed = [json.loads(line) for line in lines if line]
-            with self.changed:
-                for event in parsed:
-                    slot = event["slot"]
-                    event["lane"], event["host"] = self.lane_of(slot), self.host_of(slot)
-                    self.events.append(event)
-                    kind, pid = event["ev"], event["pid"]
-                    if kind == "start":
-                        self.started.add(slot)
-                    elif kind == "disk-full":
-                        self.points_hit.add("reserve")
-                    elif kind == "write-failed" and self.plans.get(slot, "").startswith("write"):
-                        self.points_hit.add("write")
-                    elif kind == "reserved":
-                        self.in_grant[pid] = slot
-                    elif kind in ("saved", "grant-error", "write-failed"):
-                        self.in_grant.pop(pid, None)
-                    if (kind == "grant-error" and event.get("code") == "invalid_grant") or (
-                        kind == "fail" and event.get("kind") in ("RefreshChainRevoked", "AuthorizationRequired")
-                    ):
-                        self.lanes[event["lane"]].relogin_wanted.set()
-                self.changed.notify_all()
+    def where(self, slot: int) -> dict[str, Any]:
+        return {"lane": self.lane_of(slot), "host": self.host_of(slot)}
+
+    def take(self, parsed: list[dict[str, Any]]) -> None:
+        for event in parsed:
+            slot = event["slot"]
+            event.update(self.where(slot))
+            self.events.append(event)
+            kind, pid = event["ev"], event["pid"]
+            if kind == "start":
+                self.started.add(slot)
+            elif kind == "disk-full":
+                self.points_hit.add("reserve")
+            elif kind == "write-failed" and self.plans.get(slot, "").startswith("write"):
+                self.points_hit.add("write")
+            elif kind == "reserved":
+                self.in_grant[pid] = slot
+            elif kind in ("saved", "grant-error", "write-failed"):
+                self.in_grant.pop(pid, None)
+            if (kind == "grant-error" and event.get("code") == "invalid_grant") or (
+                kind == "fail" and event.get("kind") in ("RefreshChainRevoked", "AuthorizationRequired")
+            ):
+                self.lanes[event["lane"]].relogin_wanted.set()
 
     # -- chains --------------------------------------------------------------------------------
 
@@ -213,14 +192,6 @@ class RedisChaos:
         except mcp_sync_auth.TokenStoreError:
             return None
 
-    def chain_alive(self, lane: Lane, record: Any) -> bool:
-        if record is None or record.is_dead or record.tokens is None or not record.tokens.refresh_token:
-            return False
-        try:
-            return bool(lane.server.is_chain_alive(record.tokens.refresh_token))
-        except KeyError:
-            return False
-
     def relogin_loop(self, lane: Lane) -> None:
         while not self.stop.is_set():
             lane.relogin_wanted.wait(0.5)
@@ -230,7 +201,7 @@ class RedisChaos:
             record = self.stored(lane)
             if record is None and self.redis_busy:
                 continue
-            if not self.chain_alive(lane, record):
+            if not chain_alive(lane.server, record):
                 self.login(lane)
 
     def generation_watch(self) -> None:
@@ -251,82 +222,30 @@ class RedisChaos:
 
     # -- workers -------------------------------------------------------------------------------
 
-    def plan(self, slot: int) -> str:
-        if self.config.forced and slot < len(WORKER_FAULTS):
-            forced = WORKER_FAULTS[slot]
-            if forced not in self.points_hit:
-                return f"{forced}:{_FORCED_CHANCE.get(forced, 1)}"
-        if self.rng.random() < self.config.armed_share:
-            return f"{self.rng.choice(WORKER_FAULTS)}:{self.config.point_chance}"
-        return ""
+    def worker_env(self, slot: int, base: dict[str, str]) -> dict[str, str]:
+        return self.hosts[self.host_of(slot)].env(base)
 
-    def supervise(self, slot: int) -> None:
+    def worker_cwd(self, slot: int) -> Optional[str]:
+        return str(self.hosts[self.host_of(slot)].root / "home")
+
+    def worker_config(self, slot: int, incarnation: int, tag: str) -> dict[str, Any]:
         config, lane, host = self.config, self.lanes[self.lane_of(slot)], self.hosts[self.host_of(slot)]
-        base = dict(os.environ)
-        package_root = str(Path(mcp_sync_auth.__file__).resolve().parent.parent)
-        base["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, base.get("PYTHONPATH", "")) if p)
-        incarnation = 0
-        while self.running:
-            with self.guard:
-                faultpoint = self.plan(slot)
-                self.plans[slot] = faultpoint
-            env = host.env(base)
-            if faultpoint:
-                env["MCP_SYNC_AUTH_FAULTPOINT"] = faultpoint
-            tag = f"{slot}-{incarnation}"
-            counters = Counters(str(self.directory / f"counters-{tag}"), config.threads, create=True)
-            busy = Counters(str(self.directory / f"busy-{tag}"), config.threads, create=True)
-            worker_config = {
-                "slot": slot, "incarnation": incarnation, "store": "redis",
-                "mcp_url": lane.server.mcp_url, "token_endpoint": lane.server.token_endpoint,
-                "client_id": lane.client_id, "store_url": host.url, "direct_url": self.redis.url,
-                "lease": config.lease, "timeout": list(config.timeouts), "lock_timeout": config.lock_timeout,
-                "clock_file": str(self.directory / f"clock-{lane.index}"),
-                "counters_file": str(self.directory / f"counters-{tag}"),
-                "busy_file": str(self.directory / f"busy-{tag}"),
-                "event_fd": self.write_fd, "threads": config.threads, "pace": config.pace,
-            }
-            with open(self.directory / f"stderr-{tag}", "wb") as stderr:
-                process = subprocess.Popen(
-                    [sys.executable, str(WORKER), json.dumps(worker_config)], env=env, pass_fds=(self.write_fd,),
-                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, cwd=str(host.root / "home"),
-                )
-            with self.guard:
-                self.counters.append(counters)
-                self.busy.append((process.pid, busy))
-                self.procs[slot] = process
-                self.killed_by_driver[slot] = ""
-                if not self.running:
-                    self.killed_by_driver[slot] = "final"
-                    process.send_signal(signal.SIGKILL)
-            returncode = process.wait()
-            with self.guard:
-                self.procs[slot] = None
-                self.in_grant.pop(process.pid, None)
-                by = self.killed_by_driver[slot] or _exit_cause(returncode)
-                point = faultpoint.partition(":")[0]
-                if by in ("self", "interrupt"):
-                    self.points_hit.add(point)
-            self.note("exit", of=process.pid, slot=slot, lane=lane.index, host=host.index, incarnation=incarnation,
-                      rc=returncode, by=by, point=point)
-            if by == "crash":
-                tail = (self.directory / f"stderr-{tag}").read_bytes()[-2000:]
-                self.note("anomaly", what=f"worker {slot} exited with {returncode}: {tail.decode(errors='replace')}")
-            incarnation += 1
+        return {
+            "slot": slot, "incarnation": incarnation, "store": "redis",
+            "mcp_url": lane.server.mcp_url, "token_endpoint": lane.server.token_endpoint,
+            "client_id": lane.client_id, "store_url": host.url, "direct_url": self.redis.url,
+            "lease": config.lease, "timeout": list(config.timeouts), "lock_timeout": config.lock_timeout,
+            "clock_file": str(self.directory / f"clock-{lane.index}"),
+            "counters_file": str(self.directory / f"counters-{tag}"),
+            "busy_file": str(self.directory / f"busy-{tag}"),
+            "event_fd": self.write_fd, "threads": config.threads, "pace": config.pace,
+        }
 
-    def kill(self, slot: int, why: str) -> None:
-        with self.guard:
-            process = self.procs.get(slot)
-            if process is None or process.poll() is not None:
-                return
-            self.killed_by_driver[slot] = why
-            if why == "driver":
-                self.events.append({"t": time.monotonic(), "ev": "random-kill", "slot": -1, "pid": 0,
-                                    "of": process.pid, "lane": self.lane_of(slot), "host": self.host_of(slot)})
-            process.send_signal(signal.SIGKILL)
-            if why == "final":
-                with contextlib.suppress(OSError):
-                    os.kill(process.pid, signal.SIGCONT)
+    def launched(self, process: subprocess.Popen[bytes], cells: dict[str, Counters]) -> None:
+        self.busy.append((process.pid, cells["busy"]))
+
+    def ended(self, process: subprocess.Popen[bytes]) -> None:
+        self.in_grant.pop(process.pid, None)
 
     # -- the driver's faults -------------------------------------------------------------------
 
@@ -445,19 +364,6 @@ class RedisChaos:
 
     # -- expiry events -------------------------------------------------------------------------
 
-    def expire(self, lane: Lane, kind: str) -> None:
-        if kind == "expired":
-            lane.clock.advance(self.config.ttl + 1)
-        elif kind == "refresh-window":
-            lane.clock.advance(self.config.ttl * 0.85)
-        else:
-            lane.server.revoke_access_tokens()
-
-    def resolved(self, lane: Lane, generation: int) -> bool:
-        record = self.stored(lane)
-        return (record is not None and record.generation > generation and self.chain_alive(lane, record)
-                and record.tokens.is_fresh(lane.clock(), 60.0))
-
     def drive(self, lane: Lane) -> None:
         config = self.config
         local = 0
@@ -480,11 +386,11 @@ class RedisChaos:
             if fault is not None:
                 lane.server.inject_fault(fault)
             began = time.monotonic()
-            self.expire(lane, kind)
+            expire(kind, clock=lane.clock, server=lane.server, ttl=config.ttl)
             deadline = began + config.expiry_timeout
             ok = False
             while time.monotonic() < deadline and not self.stop.is_set():
-                if self.resolved(lane, generation):
+                if is_resolved(self.stored(lane), generation, clock=lane.clock, server=lane.server):
                     ok = True
                     break
                 self.stop.wait(0.05)
@@ -499,7 +405,17 @@ class RedisChaos:
                         self.forced_faults.insert(0, fault)  # not met: the next event gets it
             self.stop.wait(self.rng.uniform(*config.dwell))
 
+    def drive_lanes(self) -> None:
+        drivers = [threading.Thread(target=self.drive, args=(lane,), daemon=True) for lane in self.lanes]
+        for thread in drivers:
+            thread.start()
+        for thread in drivers:
+            thread.join()
+
     # -- the run -------------------------------------------------------------------------------
+
+    def all_started(self) -> None:
+        self.note("all-started")
 
     def run(self) -> dict[str, Any]:
         config = self.config
@@ -514,7 +430,6 @@ class RedisChaos:
             for host in self.hosts:
                 stack.callback(host.forwarder.close)
             self.lanes = [Lane(i) for i in range(config.lanes)]
-            self.counters: list[Counters] = []
             for lane in self.lanes:
                 lane.clock = FileClock.create(str(self.directory / f"clock-{lane.index}"))
                 lane.server = stack.enter_context(
@@ -525,39 +440,10 @@ class RedisChaos:
                                     token_endpoint=lane.server.token_endpoint, clock=lane.clock,
                                     timeout=Timeouts(*config.timeouts), lock_timeout=config.lock_timeout)
                 self.login(lane)
-            slots = config.lanes * config.hosts * config.per_host
-            reader = threading.Thread(target=self.read_events, daemon=True)
-            supervisors = [threading.Thread(target=self.supervise, args=(s,), daemon=True) for s in range(slots)]
-            reader.start()
-            for thread in supervisors:
-                thread.start()
-            with self.changed:
-                ready = self.changed.wait_for(lambda: len(self.started) == slots, timeout=180)
-            if not ready:
-                raise RuntimeError("the worker processes did not start in time")
-            self.note("all-started")
-            helpers = [threading.Thread(target=f, daemon=True) for f in (self.monkey, self.hang_watch,
-                                                                         self.generation_watch)]
-            helpers += [threading.Thread(target=self.relogin_loop, args=(lane,), daemon=True) for lane in self.lanes]
-            drivers = [threading.Thread(target=self.drive, args=(lane,), daemon=True) for lane in self.lanes]
-            for thread in helpers + drivers:
-                thread.start()
-            try:
-                for thread in drivers:
-                    thread.join()
-            finally:
-                self.stop.set()
-                for thread in helpers:
-                    thread.join(60)
-                with self.guard:
-                    self.running = False
-                for slot in range(slots):
-                    self.kill(slot, "final")
-                for thread in supervisors:
-                    thread.join(60)
-            os.close(self.write_fd)
-            reader.join(60)
-            os.close(self.read_fd)
+            helpers: list[Callable[[], None]] = [self.monkey, self.hang_watch, self.generation_watch]
+            helpers += [functools.partial(self.relogin_loop, lane) for lane in self.lanes]
+            self.run_workers(config.lanes * config.hosts * config.per_host, start_timeout=180, helpers=helpers,
+                             helper_timeout=60, drive=self.drive_lanes)
             servers = {}
             for lane in self.lanes:
                 audit = lane.server.audit
@@ -569,35 +455,16 @@ class RedisChaos:
                     "faults": dict(audit.faults),
                     "chains_alive": [c.alive for c in lane.server.chains() if c.client_id == lane.client_id],
                 }
-            final_ok = all(self.chain_alive(lane, self.stored(lane)) or self.stored(lane) is not None
+            final_ok = all(chain_alive(lane.server, self.stored(lane)) or self.stored(lane) is not None
                            for lane in self.lanes)
-        events = sorted(self.events, key=lambda e: e["t"])
-        with open(self.directory / "events.jsonl", "w") as log:
-            log.writelines(json.dumps(event) + "\n" for event in events)
-        outcome = {
-            "servers": servers,
-            "calls_ok": sum(c.total() for c in self.counters),
-            "final_store_ok": final_ok,
-            "seconds": time.monotonic() - began,
-        }
-        measured_on = {**machine_before, "load_at_end": machine()["load_1_5_15"]}
-        kept = {"config": dataclasses.asdict(config), "machine": measured_on, **outcome}
-        (self.directory / "outcome.json").write_text(json.dumps(kept))
-        report = analyse(config, events, **outcome)
-        report["machine"] = measured_on
-        return report
+        outcome = {"servers": servers, "calls_ok": sum(c.total() for c in self.counters), "final_store_ok": final_ok}
+        return self.keep(outcome, began=began, machine_before=machine_before, analyse=analyse)
 
 
 def struct_get(cells: Counters, cell: int) -> int:
     import struct  # noqa: PLC0415 (tiny helper)
 
     return int(struct.unpack_from("q", cells._map, 8 * cell)[0])
-
-
-def _exit_cause(returncode: int) -> str:
-    if returncode == -signal.SIGKILL:
-        return "self"
-    return "interrupt" if returncode == -signal.SIGINT else "crash"
 
 
 def analyse(config: RedisChaosConfig, events: list[dict[str, Any]], **outcome: Any) -> dict[str, Any]:
@@ -608,22 +475,15 @@ def analyse(config: RedisChaosConfig, events: list[dict[str, Any]], **outcome: A
 
 
 def run(config: RedisChaosConfig, directory: Optional[Path] = None, progress: bool = False) -> dict[str, Any]:
-    with contextlib.ExitStack() as stack:
-        if directory is None:
-            directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="chaos-redis-")))
-        return RedisChaos(config, directory, progress).run()
+    return run_in_folder(lambda folder: RedisChaos(config, folder, progress), directory, prefix="chaos-redis-")
 
 
 def replay_folder(folder: Path) -> dict[str, Any]:
-    outcome = json.loads((folder / "outcome.json").read_text())
-    raw, measured_on = outcome.pop("config"), outcome.pop("machine", None)
+    return replay_kept(folder, _judge_kept)
+
+
+def _judge_kept(raw: dict[str, Any], events: list[dict[str, Any]], outcome: dict[str, Any]) -> dict[str, Any]:
     for name in ("timeouts", "monkey_weights", "short_outage", "dwell"):
         raw[name] = tuple(raw[name])
-    config = RedisChaosConfig(**raw)
     outcome["servers"] = {int(k): v for k, v in outcome["servers"].items()}
-    with open(folder / "events.jsonl") as log:
-        events = [json.loads(line) for line in log]
-    report = analyse(config, events, **outcome)
-    if measured_on:
-        report["machine"] = measured_on
-    return report
+    return analyse(RedisChaosConfig(**raw), events, **outcome)

@@ -28,6 +28,8 @@ from typing import Any, Optional
 
 from mcp_sync_auth import Timeouts
 
+from .chaos_replay import EventReplay
+
 WINDOW_1 = "window 1: killed after the server rotated, before the commit"
 WINDOW_2 = "window 2: the answer to a rotation lost, or its holder frozen/cut off past the grant deadline"
 UNEXPLAINED = "UNEXPLAINED"
@@ -55,20 +57,15 @@ class Grant:
     reuse: bool = False
 
 
-class RedisReplay:
+class RedisReplay(EventReplay):
     def __init__(self, *, grant_deadline: float, lease: float) -> None:
+        super().__init__()
         self.deadline = grant_deadline
         self.lease = lease
-        self.t0: Optional[float] = None
-        self.violations: list[str] = []
-        self.anomalies: list[str] = []
         self.chain_of: dict[int, dict[str, int]] = defaultdict(dict)
         self.login_at: dict[tuple[int, int], float] = {}
-        self.refused_at: dict[tuple[int, int], float] = {}
         self.grants: list[Grant] = []
         self.by_fp: dict[tuple[int, str], list[Grant]] = defaultdict(list)
-        self.open: dict[int, Grant] = {}
-        self.awaiting: dict[int, Grant] = {}
         self.reserved_at: dict[int, float] = {}
         self.grant_failures: dict[int, list[tuple[float, str]]] = defaultdict(list)
         self.expiries: dict[int, list[list[Any]]] = defaultdict(list)  # lane -> [start, end, index, fault]
@@ -98,14 +95,6 @@ class RedisReplay:
         self.late_grants = 0
         self.hangs = 0
         self.stuck = 0
-
-    def feed(self, event: dict[str, Any]) -> None:
-        if self.t0 is None:
-            self.t0 = event["t"]
-        handler = getattr(self, "on_" + event["ev"].replace("-", "_"), None)
-        if handler is None:
-            raise ValueError(f"unknown chaos event {event['ev']!r}")
-        handler(event)
 
     def _rel(self, t: float) -> str:
         return f"+{t - (self.t0 or 0.0):.2f} s"
@@ -144,9 +133,6 @@ class RedisReplay:
                 self.injected[expiry[3]] -= 1
                 expiry[3] = None
 
-    def on_anomaly(self, e: dict[str, Any]) -> None:
-        self.anomalies.append(e["what"][:500])
-
     def on_hang(self, e: dict[str, Any]) -> None:
         self.hangs += 1
         self.violations.append(f"hang: a call of pid {e['of']} ran {e['seconds']:.0f} s")
@@ -160,7 +146,7 @@ class RedisReplay:
 
     def on_freeze(self, e: dict[str, Any]) -> None:
         self.frozen[e["of"]].append([e["t"], INF])
-        holding = e["of"] in self.open or e["of"] in self.awaiting or e["of"] in self.reserved_at
+        holding = e["of"] in self.open_grant or e["of"] in self.awaiting_write or e["of"] in self.reserved_at
         self.freezes[("long" if e["long"] else "short") + (", a grant in flight" if holding else "")] += 1
 
     def on_thaw(self, e: dict[str, Any]) -> None:
@@ -194,7 +180,7 @@ class RedisReplay:
             self.interrupted.add(pid)
         elif by == "crash":
             self.violations.append(f"worker pid {pid} crashed (exit {e['rc']})")
-        grant, answered = self.open.pop(pid, None), self.awaiting.pop(pid, None)
+        grant, answered = self.open_grant.pop(pid, None), self.awaiting_write.pop(pid, None)
         if by == "final":
             return  # the run's end: whatever it had in hand stays as it was (answered, open)
         if by == "self":
@@ -234,8 +220,8 @@ class RedisReplay:
         self.store_failures[e["pid"]].append(e["t"])
         if e.get("full"):
             self.write_faults += 1
-        if e.get("at") == "commit" and e["pid"] in self.awaiting:
-            self.awaiting[e["pid"]].commit_failed = True
+        if e.get("at") == "commit" and e["pid"] in self.awaiting_write:
+            self.awaiting_write[e["pid"]].commit_failed = True
 
     def on_interrupted(self, e: dict[str, Any]) -> None:
         self.interrupted.add(e["pid"])
@@ -267,21 +253,22 @@ class RedisReplay:
         grant = Grant(t, pid, lane, chain, fp, reserved, verdict, late)
         self.grants.append(grant)
         self.by_fp[(lane, fp)].append(grant)
-        self.open[pid] = grant
+        self.open_grant[pid] = grant
+
+    def chain_key(self, grant: Grant) -> tuple[int, Optional[int]]:
+        return grant.lane, grant.chain
+
+    def chain_tokens(self, grant: Grant) -> dict[str, int]:
+        return self.chain_of[grant.lane]
 
     def on_grant_ok(self, e: dict[str, Any]) -> None:
-        grant = self.open.pop(e["pid"])
-        grant.fate, grant.new_fp, grant.answered_at = "answered", e["new"], e["t"]
-        if grant.chain is not None:
-            self.chain_of[grant.lane][e["new"]] = grant.chain
-        self.awaiting[e["pid"]] = grant
+        grant = self.open_grant[e["pid"]]
+        super().on_grant_ok(e)
+        grant.answered_at = e["t"]
 
     def on_grant_error(self, e: dict[str, Any]) -> None:
-        grant = self.open.pop(e["pid"])
-        grant.fate, grant.error = "error", e
-        if e.get("code") == "invalid_grant":
-            if grant.chain is not None:
-                self.refused_at.setdefault((grant.lane, grant.chain), e["t"])
+        grant, refused = self.grant_error(e)
+        if refused:
             grant.reuse = "reuse" in e.get("detail", "")
             return
         index = bisect.bisect_right([x[0] for x in self.expiries[grant.lane]], grant.t) - 1
@@ -298,10 +285,10 @@ class RedisReplay:
         self.grant_failures[e["pid"]].append((e["t"], grant.cause))
 
     def on_saved(self, e: dict[str, Any]) -> None:
-        grant = self.awaiting.get(e["pid"])
+        grant = self.awaiting_write.get(e["pid"])
         if grant is not None and e["fp"] == grant.new_fp:
             grant.fate = "persisted"
-            del self.awaiting[e["pid"]]
+            del self.awaiting_write[e["pid"]]
 
     def on_fail(self, e: dict[str, Any]) -> None:
         self.fails.append(e)

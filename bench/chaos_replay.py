@@ -143,23 +143,68 @@ class Attribution:
         return f"{self.kind} at +{self.t - t0:.3f} s (pid {self.pid}, thread {self.cell}): {self.evidence}"
 
 
-class Replay:
-    """Feed it the run's events in time order (``feed``), then ask for the report (``summary``)."""
+class EventReplay:
+    """What both verdicts share (this one and ``bench/chaos_redis_replay.py``'s): each event goes to
+    the ``on_<kind>`` method of its kind (an unknown kind is an error), and the grants in flight.
 
-    def __init__(self, *, expiry_timeout: float) -> None:
-        self.expiry_timeout = expiry_timeout
+    A subclass says where a grant's chain is kept (``chain_key``, ``chain_tokens``)."""
+
+    def __init__(self) -> None:
         self.t0: Optional[float] = None
         self.violations: list[str] = []
         self.anomalies: list[str] = []
-        # chains: fingerprint -> chain number, when the driver stored each, when the server refused each first
+        self.refused_at: dict[Any, float] = {}  # chain key -> when the server first refused it
+        self.open_grant: dict[int, Any] = {}  # pid -> its grant in flight
+        self.awaiting_write: dict[int, Any] = {}  # pid -> its answered grant, not yet written
+
+    def chain_key(self, grant: Any) -> Any:
+        """The key of the grant's chain in ``refused_at``."""
+        raise NotImplementedError
+
+    def chain_tokens(self, grant: Any) -> dict[str, int]:
+        """Refresh token fingerprint -> chain number, for the grant's chain."""
+        raise NotImplementedError
+
+    def feed(self, event: dict[str, Any]) -> None:
+        if self.t0 is None:
+            self.t0 = event["t"]
+        handler = getattr(self, "on_" + event["ev"].replace("-", "_"), None)
+        if handler is None:
+            raise ValueError(f"unknown chaos event {event['ev']!r}")
+        handler(event)
+
+    def on_anomaly(self, event: dict[str, Any]) -> None:
+        self.anomalies.append(event["what"][:500])
+
+    def on_grant_ok(self, event: dict[str, Any]) -> None:
+        grant = self.open_grant.pop(event["pid"])
+        grant.fate, grant.new_fp = "answered", event["new"]
+        if grant.chain is not None:
+            self.chain_tokens(grant)[event["new"]] = grant.chain
+        self.awaiting_write[event["pid"]] = grant
+
+    def grant_error(self, event: dict[str, Any]) -> tuple[Any, bool]:
+        """The grant in flight that failed, and whether the server refused its token (``invalid_grant``)."""
+        grant = self.open_grant.pop(event["pid"])
+        grant.fate, grant.error = "error", event
+        refused = event.get("code") == "invalid_grant"
+        if refused and grant.chain is not None:
+            self.refused_at.setdefault(self.chain_key(grant), event["t"])
+        return grant, refused
+
+
+class Replay(EventReplay):
+    """Feed it the run's events in time order (``feed``), then ask for the report (``summary``)."""
+
+    def __init__(self, *, expiry_timeout: float) -> None:
+        super().__init__()
+        self.expiry_timeout = expiry_timeout
+        # chains: fingerprint -> chain number, when the driver stored each (refused_at: by chain number)
         self.chain_of: dict[str, int] = {}
         self.login_at: dict[int, float] = {}
-        self.refused_at: dict[int, float] = {}
         # grants
         self.presentations: list[Presentation] = []
         self.by_fp: dict[str, list[Presentation]] = defaultdict(list)
-        self.open_grant: dict[int, Presentation] = {}  # pid -> its grant in flight
-        self.awaiting_write: dict[int, Presentation] = {}  # pid -> its answered grant, not yet written
         self.grant_failures: dict[int, list[GrantFailure]] = defaultdict(list)  # pid -> in time order
         # expiry events and what the driver injected into them
         self.expiry_times: list[float] = []
@@ -179,14 +224,6 @@ class Replay:
         self.interrupted: set[int] = set()  # pids a SIGINT ended
         self.fails: list[dict[str, Any]] = []
         self.fails_by_pid: dict[int, list[dict[str, Any]]] = defaultdict(list)
-
-    def feed(self, event: dict[str, Any]) -> None:
-        if self.t0 is None:
-            self.t0 = event["t"]
-        handler = getattr(self, "on_" + event["ev"].replace("-", "_"), None)
-        if handler is None:
-            raise ValueError(f"unknown chaos event {event['ev']!r}")
-        handler(event)
 
     # -- the driver's events -------------------------------------------------------------------
 
@@ -215,9 +252,6 @@ class Replay:
         self.stuck += 1
         self.expiry_ends[event["index"]] = event["t"]
         self.anomalies.append(f"expiry {event['index']} not resolved in {self.expiry_timeout:g} s")
-
-    def on_anomaly(self, event: dict[str, Any]) -> None:
-        self.anomalies.append(event["what"][:500])
 
     def on_random_kill(self, event: dict[str, Any]) -> None:
         self.killed_at[event["of"]] = event["t"]
@@ -275,19 +309,15 @@ class Replay:
         self.by_fp[fp].append(grant)
         self.open_grant[event["pid"]] = grant
 
-    def on_grant_ok(self, event: dict[str, Any]) -> None:
-        grant = self.open_grant.pop(event["pid"])
-        grant.fate, grant.new_fp = "answered", event["new"]
-        if grant.chain is not None:
-            self.chain_of[event["new"]] = grant.chain
-        self.awaiting_write[event["pid"]] = grant
+    def chain_key(self, grant: Presentation) -> Optional[int]:
+        return grant.chain
+
+    def chain_tokens(self, grant: Presentation) -> dict[str, int]:
+        return self.chain_of
 
     def on_grant_error(self, event: dict[str, Any]) -> None:
-        grant = self.open_grant.pop(event["pid"])
-        grant.fate, grant.error = "error", event
-        if event.get("code") == "invalid_grant":
-            if grant.chain is not None:
-                self.refused_at.setdefault(grant.chain, event["t"])
+        grant, refused = self.grant_error(event)
+        if refused:
             return
         failure = self._grant_failure(event)
         grant.cause = failure.cause

@@ -3,10 +3,10 @@ expiry, never triggers reuse detection, and its chain stays alive."""
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 from .contenders import BY_NAME
-from .fleet import FleetResult
+from .fleet import FleetCell, FleetResult
 from .scenarios import GrantsCell, StallResult, ThroughputResult, grants_cell
 
 
@@ -20,19 +20,7 @@ def problems_with_ours(
     for cell in cells:
         if cell.contender != "mcp_sync_auth":
             continue
-        where = f"mcp_sync_auth N={cell.threads} P={cell.processes}"
-        if cell.errors:
-            problems.append(f"{where}: the run failed: {cell.errors[0].strip().splitlines()[-1]}")
-            continue
-        if cell.grants != cell.expiries or cell.refresh_ok != cell.expiries:
-            problems.append(
-                f"{where}: {cell.grants} refresh grants ({cell.refresh_ok} OK) for {cell.expiries} expiries "
-                f"= {cell.grants_per_expiry:.2f} per expiry, not 1.00"
-            )
-        if cell.reuse_detections or not cell.chain_alive:
-            problems.append(f"{where}: {cell.reuse_detections} reuse detections, chain alive: {cell.chain_alive}")
-        if cell.calls_failed:
-            problems.append(f"{where}: {cell.calls_failed} calls failed: {cell.failures}")
+        problems += _cell_problems(f"mcp_sync_auth N={cell.threads} P={cell.processes}", cell)
     if stall is not None:
         where = f"stall run N={stall.threads} P={stall.processes}"
         if stall.errors:
@@ -54,19 +42,25 @@ def problems_with_ours(
                 )
     if fleet is not None:
         for one in fleet.cells:  # over Redis across hosts, and over files beside it: the same rule
-            where = one.where
-            if one.errors:
-                problems.append(f"{where}: the run failed: {one.errors[0].strip().splitlines()[-1]}")
-                continue
-            if one.grants != one.expiries or one.refresh_ok != one.expiries:
-                problems.append(
-                    f"{where}: {one.grants} refresh grants ({one.refresh_ok} OK) for {one.expiries} expiries "
-                    f"= {one.grants_per_expiry:.2f} per expiry, not 1.00"
-                )
-            if one.reuse_detections or not one.chain_alive:
-                problems.append(f"{where}: {one.reuse_detections} reuse detections, chain alive: {one.chain_alive}")
-            if one.calls_failed:
-                problems.append(f"{where}: {one.calls_failed} calls failed: {one.failures}")
+            problems += _cell_problems(one.where, one)
+    return problems
+
+
+def _cell_problems(where: str, cell: Union[GrantsCell, FleetCell]) -> list[str]:
+    """One cell of ours: it ran, one refresh grant per expiry, no reuse detection, the chain alive,
+    no failed call."""
+    if cell.errors:
+        return [f"{where}: the run failed: {cell.errors[0].strip().splitlines()[-1]}"]
+    problems: list[str] = []
+    if cell.grants != cell.expiries or cell.refresh_ok != cell.expiries:
+        problems.append(
+            f"{where}: {cell.grants} refresh grants ({cell.refresh_ok} OK) for {cell.expiries} expiries "
+            f"= {cell.grants_per_expiry:.2f} per expiry, not 1.00"
+        )
+    if cell.reuse_detections or not cell.chain_alive:
+        problems.append(f"{where}: {cell.reuse_detections} reuse detections, chain alive: {cell.chain_alive}")
+    if cell.calls_failed:
+        problems.append(f"{where}: {cell.calls_failed} calls failed: {cell.failures}")
     return problems
 
 

@@ -43,10 +43,12 @@ from .scenarios import (
     NEVER,
     START_TIMEOUT,
     TTL,
+    CellOutcomes,
     Chain,
     _collect,
     _finish,
     chain_for,
+    fill_outcomes,
     run_cycles,
     spawn_context,
     stall_figures,
@@ -137,22 +139,16 @@ def command_counts(redis: Any) -> Counter[str]:
 
 
 @dataclasses.dataclass
-class FleetCell:
+class _FleetSetup:
     store: str  # "redis" or "file"
     hosts: int
     processes: int  # per host
     threads: int  # per process
     expiries: int
-    grants: int = 0
-    refresh_ok: int = 0
-    reuse_detections: int = 0
-    revocations: int = 0
-    chain_alive: bool = False
-    calls_ok: int = 0
-    calls_failed: int = 0
-    failures: dict[str, int] = dataclasses.field(default_factory=dict)
-    errors: list[str] = dataclasses.field(default_factory=list)
-    seconds: float = 0.0
+
+
+@dataclasses.dataclass
+class FleetCell(CellOutcomes, _FleetSetup):
     # the stall, as in section 3 (seconds)
     wait_baseline: dict[str, float] = dataclasses.field(default_factory=dict)
     wait_expiry: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -210,18 +206,7 @@ def _schedule(expiries: int) -> list[bool]:
 
 
 def _fill(cell: FleetCell, chain: Chain, run: Any, schedule: Sequence[bool]) -> None:
-    audit = chain.server.audit
-    cell.grants = audit.grants.get("refresh_token", 0)
-    cell.refresh_ok = audit.refresh_ok
-    cell.reuse_detections = audit.reuse_detections
-    cell.revocations = audit.revocations
-    cell.chain_alive = chain.alive()
-    outcomes: Counter[str] = Counter(outcome for cycle in run.records for _, outcome, _ in cycle)
-    cell.calls_ok = outcomes.pop("ok", 0)
-    cell.calls_failed = sum(outcomes.values())
-    cell.failures = dict(outcomes.most_common())
-    cell.errors = run.errors
-    cell.seconds = run.seconds
+    fill_outcomes(cell, chain, run)
     if not run.errors:
         for key, value in stall_figures(run, schedule).items():
             setattr(cell, key, value)

@@ -205,11 +205,12 @@ def run_cycles(
 
 
 @dataclasses.dataclass
-class GrantsCell:
-    contender: str
-    threads: int
-    processes: int
-    expiries: int
+class CellOutcomes:
+    """What a cell's run came to: the server's counts and how the calls went (``fill_outcomes``).
+
+    A cell's class names it before its setup base: a dataclass takes the fields of its last base
+    first, so a cell's fields are its setup's, then these, then its own."""
+
     grants: int = 0
     refresh_ok: int = 0
     reuse_detections: int = 0
@@ -221,6 +222,33 @@ class GrantsCell:
     errors: list[str] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
 
+
+def fill_outcomes(cell: CellOutcomes, chain: Chain, run: CyclesRun) -> None:
+    """Fill in the server's counts (read while the chain's server runs) and the calls' outcomes."""
+    audit = chain.server.audit
+    cell.grants = audit.grants.get("refresh_token", 0)
+    cell.refresh_ok = audit.refresh_ok
+    cell.reuse_detections = audit.reuse_detections
+    cell.revocations = audit.revocations
+    cell.chain_alive = chain.alive()
+    outcomes: Counter[str] = Counter(outcome for cycle in run.records for _, outcome, _ in cycle)
+    cell.calls_ok = outcomes.pop("ok", 0)
+    cell.calls_failed = sum(outcomes.values())
+    cell.failures = dict(outcomes.most_common())
+    cell.errors = run.errors
+    cell.seconds = run.seconds
+
+
+@dataclasses.dataclass
+class _GrantsSetup:
+    contender: str
+    threads: int
+    processes: int
+    expiries: int
+
+
+@dataclasses.dataclass
+class GrantsCell(CellOutcomes, _GrantsSetup):
     @property
     def grants_per_expiry(self) -> float:
         return self.grants / self.expiries if self.expiries else math.nan
@@ -236,18 +264,7 @@ def grants_cell(contender: Contender, *, threads: int, processes: int, expiries:
     cell = GrantsCell(contender.name, threads, processes, expiries)
     with chain_for(contender, threads=threads, ttl=TTL, clock=clock) as chain:
         run = run_cycles(contender, chain, clock, processes=processes, schedule=[False] + [True] * expiries)
-        audit = chain.server.audit
-        cell.grants = audit.grants.get("refresh_token", 0)
-        cell.refresh_ok = audit.refresh_ok
-        cell.reuse_detections = audit.reuse_detections
-        cell.revocations = audit.revocations
-        cell.chain_alive = chain.alive()
-    outcomes: Counter[str] = Counter(outcome for cycle in run.records for _, outcome, _ in cycle)
-    cell.calls_ok = outcomes.pop("ok", 0)
-    cell.calls_failed = sum(outcomes.values())
-    cell.failures = dict(outcomes.most_common())
-    cell.errors = run.errors
-    cell.seconds = run.seconds
+        fill_outcomes(cell, chain, run)
     return cell
 
 

@@ -14,7 +14,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, List, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Tuple, TypeVar
 
 import requests
 
@@ -40,6 +40,7 @@ __all__ = ["DemoError", "run_load"]
 
 REPORT_TIMEOUT = 60.0
 Say = Callable[[str], None]
+T = TypeVar("T")
 
 
 class DemoError(RuntimeError):
@@ -129,29 +130,70 @@ def run_load(options: DemoOptions, workdir: Path, say: Say) -> Dict[str, SideRes
             OURS: _Side(OURS, our_server, ours.refresh_token),
         }
         configs = _naive_configs(options, naive) + _our_configs(options, our_server, store_dir)
-        barrier, reports, processes = start_workers(configs)
-        say(f"started {len(processes)} worker processes (spawn)")
-        finished = False
-        try:
-            for cycle in range(1, options.cycles + 1):
-                _wait_for_expiry(expiry, cycle, options.cycles, say)
-                barrier.wait(BARRIER_TIMEOUT)  # every process released at once
-                barrier.wait(BARRIER_TIMEOUT)  # every call of the cycle made
-                by_side = _collect(reports, options.processes)
-                expiry = time.time() + lifetime + EXPIRY_MARGIN
-                for name in SIDES:
-                    say(_record_cycle(sides[name], by_side[name]))
-            calls = options.cycles * options.processes * options.threads * options.calls
-            results = {name: sides[name].result(calls, ttl) for name in SIDES}
-            barrier.wait(BARRIER_TIMEOUT)  # audit read: the workers may close their sessions now
-            finished = True
-        except threading.BrokenBarrierError:
-            raise DemoError(_why_broken(reports)) from None
-        finally:
-            if not finished:
-                barrier.abort()  # wake every worker still waiting, so that it ends
-            _stop(processes)
-    return results
+        calls = options.cycles * options.processes * options.threads * options.calls
+
+        def wait_for_expiry(expiry: float, cycle: int) -> None:
+            _wait_for_expiry(expiry, cycle, options.cycles, say)
+
+        def record_cycle(by_side: Dict[str, List[CycleReport]]) -> None:
+            for name in SIDES:
+                say(_record_cycle(sides[name], by_side[name]))
+
+        def results() -> Dict[str, SideResult]:
+            return {name: sides[name].result(calls, ttl) for name in SIDES}
+
+        return run_cycles(
+            configs,
+            sides=SIDES,
+            cycles=options.cycles,
+            expiry=expiry,
+            lifetime=lifetime,
+            started=f"started {len(configs)} worker processes (spawn)",
+            say=say,
+            wait_for_expiry=wait_for_expiry,
+            record_cycle=record_cycle,
+            results=results,
+        )
+
+
+def run_cycles(
+    configs: List[WorkerConfig],
+    *,
+    sides: Tuple[str, ...],
+    cycles: int,
+    expiry: float,
+    lifetime: float,
+    started: str,
+    say: Say,
+    wait_for_expiry: Callable[[float, int], None],
+    record_cycle: Callable[[Dict[str, List[CycleReport]]], None],
+    results: Callable[[], T],
+) -> T:
+    """Start one worker per config (then say ``started``) and take them through ``cycles`` real
+    expiries: wait for the tokens to expire (at ``expiry``, then ``lifetime`` after each cycle),
+    release every process at once, and ``record_cycle`` the cycle's reports by side. ``results()``
+    is read before the workers may close their sessions."""
+    barrier, reports, processes = start_workers(configs)
+    say(started)
+    finished = False
+    try:
+        for cycle in range(1, cycles + 1):
+            wait_for_expiry(expiry, cycle)
+            barrier.wait(BARRIER_TIMEOUT)  # every process released at once
+            barrier.wait(BARRIER_TIMEOUT)  # every call of the cycle made
+            by_side = _collect(reports, len(configs) // len(sides), sides)
+            expiry = time.time() + lifetime + EXPIRY_MARGIN
+            record_cycle(by_side)
+        outcome = results()
+        barrier.wait(BARRIER_TIMEOUT)  # audit read: the workers may close their sessions now
+        finished = True
+    except threading.BrokenBarrierError:
+        raise DemoError(_why_broken(reports)) from None
+    finally:
+        if not finished:
+            barrier.abort()  # wake every worker still waiting, so that it ends
+        _stop(processes)
+    return outcome
 
 
 def _naive_configs(options: DemoOptions, naive: _Login) -> List[WorkerConfig]:

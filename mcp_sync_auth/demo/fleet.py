@@ -22,7 +22,6 @@ import json
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, TextIO, Tuple
@@ -34,12 +33,11 @@ from .._stores.redis.client import redis_module
 from ..errors import ConfigurationError, MissingExtra, TokenStoreError
 from ..testing import StrictAuthServer
 from ..testing.redis_server import RedisNotAvailable, RedisServer, find_redis_server
-from .coordinator import DemoError, Say, _collect, _log_in, _Side, _stop, _why_broken, start_workers
+from .coordinator import DemoError, Say, _log_in, _Side, run_cycles
 from .options import DemoOptions, FleetOptions
 from .protocol import NAIVE, OURS, CycleReport, WorkerConfig, loopback_session
 from .report import SideResult, is_clean
 from .timing import EXPIRY_MARGIN, client_lifetime
-from .workers import BARRIER_TIMEOUT
 
 if TYPE_CHECKING:
     pass
@@ -258,36 +256,35 @@ def _run_phase(
     """Start the phase's workers, take them through ``cycles`` real expiries (a cross-process
     barrier starts each one's calls on every host at once), and count what the server saw."""
     demo = options.demo
-    lifetime = client_lifetime(demo.token_ttl)
-    barrier, reports, processes = start_workers(configs)
-    say(f"   started {len(processes)} worker processes (spawn): {options.hosts} hosts x {demo.processes}")
     grants: List[int] = []
     reuse: List[int] = []
-    finished = False
-    try:
-        for cycle in range(1, cycles + 1):
-            left = max(expiry - time.time(), 0.0)
-            say(f"   expiry {cycle}/{cycles}: waiting {left:.1f} s for the tokens to expire, then all hosts at once")
-            time.sleep(left)  # a real token lifetime: the point of the cycle, not a way to line threads up
-            barrier.wait(BARRIER_TIMEOUT)  # every process of every host released at once
-            barrier.wait(BARRIER_TIMEOUT)  # every call of the cycle made
-            cycle_reports = _collect(reports, len(configs), (side.name,))[side.name]
-            expiry = time.time() + lifetime + EXPIRY_MARGIN
-            ok, failed, before = side.add(cycle_reports)
-            grants.append(side.audit.grants.get("refresh_token", 0) - before.grants.get("refresh_token", 0))
-            reuse.append(side.audit.reuse_detections - before.reuse_detections)
-            say(_cycle_line(side, ok, failed, grants[-1], reuse[-1]))
-            say(_per_host_line(cycle_reports, options))
-        calls = cycles * len(configs) * demo.threads * demo.calls
-        result = side.result(calls, demo.token_ttl)
-        barrier.wait(BARRIER_TIMEOUT)  # audit read: the workers may close their sessions now
-        finished = True
-    except threading.BrokenBarrierError:
-        raise DemoError(_why_broken(reports)) from None
-    finally:
-        if not finished:
-            barrier.abort()  # wake every worker still waiting, so that it ends
-        _stop(processes)
+    calls = cycles * len(configs) * demo.threads * demo.calls
+
+    def wait_for_expiry(expiry: float, cycle: int) -> None:
+        left = max(expiry - time.time(), 0.0)
+        say(f"   expiry {cycle}/{cycles}: waiting {left:.1f} s for the tokens to expire, then all hosts at once")
+        time.sleep(left)  # a real token lifetime: the point of the cycle, not a way to line threads up
+
+    def record_cycle(by_side: Dict[str, List[CycleReport]]) -> None:
+        cycle_reports = by_side[side.name]
+        ok, failed, before = side.add(cycle_reports)
+        grants.append(side.audit.grants.get("refresh_token", 0) - before.grants.get("refresh_token", 0))
+        reuse.append(side.audit.reuse_detections - before.reuse_detections)
+        say(_cycle_line(side, ok, failed, grants[-1], reuse[-1]))
+        say(_per_host_line(cycle_reports, options))
+
+    result = run_cycles(
+        configs,
+        sides=(side.name,),
+        cycles=cycles,
+        expiry=expiry,
+        lifetime=client_lifetime(demo.token_ttl),
+        started=f"   started {len(configs)} worker processes (spawn): {options.hosts} hosts x {demo.processes}",
+        say=say,
+        wait_for_expiry=wait_for_expiry,
+        record_cycle=record_cycle,
+        results=lambda: side.result(calls, demo.token_ttl),
+    )
     return FleetPhase(result, grants, reuse)
 
 
