@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from mcp_sync_auth import MCPAuth
-from mcp_sync_auth.testing import StrictAuthServer
+from mcp_sync_auth.testing import StrictAuthServer, WorkloadIssuer
 
 from .login_helpers import browser
+from .machine.keys import make_key, private_pem, public_pem
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_URL = "https://mcp.example.com/mcp"
@@ -35,10 +36,20 @@ def readme_server(tmp_path_factory):
     home = tmp_path_factory.mktemp("readme-home")
     with StrictAuthServer() as server:
         server.register_client("worker-pool", "worker-secret", "client_secret_basic")
+        # The machine identities of "No person at the keyboard": a client with a key, and a workload
+        # whose token (as a projected service-account token would be) lies in a file.
+        key = make_key("ec")
+        (home / "key.pem").write_text(private_pem(key))
+        server.register_client("tool-runner", token_endpoint_auth_method="private_key_jwt", public_key=public_pem(key))
+        workload = WorkloadIssuer("https://kubernetes.default.svc")
+        server.trust_workload_issuer(workload)
+        (home / "token").write_text(workload.mint("system:serviceaccount:tools:runner", audience=server.token_endpoint))
         env = {
             **os.environ,
             "MCP_SYNC_AUTH_HOME": str(home),
             "MCP_CLIENT_SECRET": "worker-secret",
+            "MCP_CLIENT_KEY_FILE": str(home / "key.pem"),
+            "WORKLOAD_TOKEN_FILE": str(home / "token"),
             "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
             "PYTHONPATH": str(ROOT),
         }

@@ -12,11 +12,13 @@ import importlib
 import os
 import sys
 import time
-from typing import Collection, Optional, Sequence, cast
+from typing import Any, Collection, Optional, Sequence, cast
 
 from .. import demo
 from .._chain.keys import ChainKey, ChainRecord, RegistrationKey
 from .._oauth.login import AuthorizationHandler
+from .._oauth.settings import GRANT_TYPES
+from .._oauth.signing import ALGORITHMS
 from .._stores.inventory import Unreadable, settle, take_inventory
 from .._stores.protocol import ChainStore, TokenStore
 from .._stores.selection import STORE_ENVIRONMENT_VARIABLE, describe_store, store_from_spec
@@ -183,6 +185,18 @@ def _load_handler(spec: Optional[str]) -> Optional[AuthorizationHandler]:
     return cast(AuthorizationHandler, handler)
 
 
+def _machine_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The client options of a machine identity, only those given (each has its own checks)."""
+    given = {
+        "grant_type": getattr(args, "grant_type", None),
+        "private_key_file": getattr(args, "private_key", None),
+        "signing_algorithm": getattr(args, "signing_algorithm", None),
+        "workload_token_file": getattr(args, "workload_token_file", None),
+        "workload_token_env": getattr(args, "workload_token_env", None),
+    }
+    return {name: value for name, value in given.items() if value is not None}
+
+
 def _auth_from(args: argparse.Namespace, *, interactive: bool) -> MCPAuth:
     return MCPAuth(
         args.url,
@@ -190,6 +204,7 @@ def _auth_from(args: argparse.Namespace, *, interactive: bool) -> MCPAuth:
         client_id=getattr(args, "client_id", None),
         client_secret=getattr(args, "client_secret", None) or os.environ.get("MCP_SYNC_AUTH_CLIENT_SECRET"),
         scopes=getattr(args, "scope", None),
+        **_machine_options(args),
         interactive=interactive,
         headless=getattr(args, "headless", False),
         authorization_handler=_load_handler(getattr(args, "authorization_handler", None)),
@@ -253,6 +268,30 @@ def _add_login_option(parser: argparse.ArgumentParser, *, login_flag: bool = Tru
     add_lock_timeout(parser)
 
 
+def _add_client_options(parser: argparse.ArgumentParser) -> None:
+    """Who the client is: discovery decides unless these say (a client registered by hand, a
+    machine identity with a key or a workload token)."""
+    group = parser.add_argument_group("client")
+    group.add_argument("--client-id", help="a client registered by hand (else discovery decides)")
+    group.add_argument("--client-secret", help="its secret (or $MCP_SYNC_AUTH_CLIENT_SECRET)")
+    group.add_argument("--scope", help="scopes to ask for, space-separated")
+    group.add_argument(
+        "--grant-type",
+        choices=GRANT_TYPES,
+        help="authorization_code (a person logs in; the default), client_credentials or jwt_bearer (no person)",
+    )
+    group.add_argument(
+        "--private-key", metavar="PEM_FILE", help="authenticate with private_key_jwt, signed by this key"
+    )
+    group.add_argument("--signing-algorithm", choices=ALGORITHMS, help="for --private-key (default: the key type's)")
+    group.add_argument(
+        "--workload-token-file", metavar="PATH", help="jwt_bearer: the workload's token, read again for each grant"
+    )
+    group.add_argument(
+        "--workload-token-env", metavar="VARIABLE", help="jwt_bearer: the workload's token in a variable"
+    )
+
+
 def _add_store_option(parser: argparse.ArgumentParser, *, command: bool = True) -> None:
     """``--store STORE``, before the command or after it (``status --store memory:``); given after,
     it wins. After the command its default is no value at all, so it never hides the one before."""
@@ -279,14 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
     login = commands.add_parser("login", help="log in to an MCP server (browser, or --headless)")
     login.add_argument("url", type=server_url)
     login.add_argument("--headless", action="store_true", help="print the URL and read back the redirect")
-    login.add_argument("--client-id", help="a client registered by hand (else discovery decides)")
-    login.add_argument("--client-secret", help="its secret (or $MCP_SYNC_AUTH_CLIENT_SECRET)")
-    login.add_argument("--scope", help="scopes to ask for, space-separated")
+    _add_client_options(login)
     _add_login_option(login, login_flag=False)
     _add_store_option(login)
     login.set_defaults(run=cmd_login)
     token = commands.add_parser("token", help="print a valid access token (refreshed if needed)")
     token.add_argument("url", type=server_url)
+    _add_client_options(token)
     _add_login_option(token)
     _add_store_option(token)
     token.set_defaults(run=cmd_token)
@@ -297,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     logout.set_defaults(run=cmd_logout)
     tools = commands.add_parser("tools", help="list the MCP server's tools as JSON")
     tools.add_argument("url", type=server_url)
+    _add_client_options(tools)
     _add_login_option(tools)
     _add_store_option(tools)
     tools.set_defaults(run=cmd_tools)
@@ -308,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--arg", action=cli_tools.ToolArgument, metavar="KEY=VALUE", help="an argument (JSON if it parses, else text)"
     )
     given.add_argument("--json", type=cli_tools.json_object, metavar="OBJECT", help="all arguments as a JSON object")
+    _add_client_options(call)
     _add_login_option(call)
     _add_store_option(call)
     call.set_defaults(run=cmd_call)
