@@ -16,6 +16,7 @@ from ._chain.tokens import TokenSet
 from ._mcp.client import MCPClient
 from ._oauth.challenge import BearerChallenge
 from ._oauth.discovery import AuthorizationServerMetadata, Discovery, ProtectedResourceMetadata
+from ._oauth.identity_assertion import IdentityProviderSettings
 from ._oauth.settings import AuthorizationHandler, ClientSettings, LoginOptions
 from ._stores.file import FileTokenStore
 from ._stores.inventory import InspectableStore, Inventory, Unreadable
@@ -79,6 +80,7 @@ __all__ = [
     "Discovery",
     "DiscoveryError",
     "FileTokenStore",
+    "IdentityProviderSettings",
     "InsecureTransportError",
     "InspectableStore",
     "InsufficientScope",

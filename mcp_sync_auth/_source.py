@@ -142,6 +142,8 @@ class ChainSource:
             return "Check the client credentials."
         if self.client.grant_type == "jwt_bearer":
             return "Check the workload token and the client it is presented for."
+        if self.client.grant_type == "id_jag":
+            return "Check the ID token and the identity provider's settings, and that the person may use this server."
         return f"Log in again: run `mcp-sync-auth login {self.server_url}` (or MCPAuth.save_token() with new tokens)."
 
     def login_required(self, why: str) -> AuthorizationRequired:

@@ -23,6 +23,7 @@ from ._chain.tokens import TokenSet
 from ._oauth.assertions import AssertionProvider
 from ._oauth.challenge import BearerChallenge, bearer_challenge
 from ._oauth.discovery import Discovery
+from ._oauth.identity_assertion import IdentityProviderSettings
 from ._oauth.settings import AuthorizationHandler, ClientSettings, LoginOptions
 from ._oauth.workload import WorkloadTokenProvider
 from ._refresh.manager import Clock
@@ -71,6 +72,7 @@ class MCPAuthKeywords(TypedDict, total=False):
     workload_token_file: Optional[str]
     workload_token_env: Optional[str]
     workload_token_provider: Optional[WorkloadTokenProvider]
+    identity_provider: Optional[IdentityProviderSettings]
     interactive: Optional[bool]
     authorization_handler: Optional[AuthorizationHandler]
     headless: bool
@@ -96,6 +98,7 @@ _CLIENT_FIELDS = {
     "workload_token_file": "workload_token_file",
     "workload_token_env": "workload_token_env",
     "workload_token_provider": "workload_token_provider",
+    "identity_provider": "identity_provider",
 }
 _LOGIN_FIELDS = {
     "interactive": "interactive",

@@ -28,6 +28,7 @@ PUBLIC = [
     "Discovery",
     "DiscoveryError",
     "FileTokenStore",
+    "IdentityProviderSettings",
     "InsecureTransportError",
     "InspectableStore",
     "InsufficientScope",
@@ -66,6 +67,7 @@ PUBLIC = [
     "ToolError",
     "Unreadable",
     "UnsealedRecord",
+    "WorkloadTokenError",
     "__version__",
 ]
 

@@ -38,6 +38,7 @@ from .discovery import (
     ProtectedResourceMetadata,
     protected_resource_metadata_urls,
 )
+from .identity_assertion import IdentityAssertions
 from .loopback import CALLBACK_PATH, LoopbackReceiver
 from .pkce import build_authorization_request, code_from_redirect
 from .probe import not_a_resource, probe
@@ -98,6 +99,11 @@ class AuthorizationFlow:
         # Loaded now, so that a missing file or a wrong key type is said when the auth is made.
         self._assertions = client_assertions(settings, clock)
         self._workload = workload_token(settings, clock)
+        self._identity = (
+            IdentityAssertions(settings.identity_provider, session=session, timeout=timeout, clock=clock)
+            if settings.grant_type == "id_jag" and settings.identity_provider is not None
+            else None
+        )
 
     # -- discovery -------------------------------------------------------------------------------
 
@@ -246,7 +252,20 @@ class AuthorizationFlow:
             return registration, client.client_credentials(scopes=scopes or None, generation=generation)
         if self.settings.grant_type == "jwt_bearer":
             return self._jwt_bearer(plan, scopes, generation)
+        if self.settings.grant_type == "id_jag":
+            return self._id_jag(plan, scopes, generation)
         return self._authorization_code(plan, scopes, generation)
+
+    def _id_jag(self, plan: Plan, scopes: Sequence[str], generation: int) -> tuple[ClientRegistration, TokenSet]:
+        """Leg 1 at the identity provider, leg 2 here: a fresh ID-JAG for every new chain."""
+        assert self._identity is not None
+        server = plan.server
+        registration = self.registration(plan, "", None)
+        if registration.auth_method == "none":
+            raise ConfigurationError("an ID-JAG is presented with the client's own secret or key")
+        assertion = self._identity.exchange(audience=server.issuer, resource=self.resource, scopes=scopes or None)
+        client = self.token_client(server.token_endpoint, registration)
+        return registration, client.jwt_bearer(assertion, scopes=scopes or None, generation=generation)
 
     def _jwt_bearer(self, plan: Plan, scopes: Sequence[str], generation: int) -> tuple[ClientRegistration, TokenSet]:
         """The workload's token for tokens: read afresh, sent once. A refusal is the answer (no

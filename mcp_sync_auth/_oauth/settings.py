@@ -10,12 +10,13 @@ from .._util.timeouts import positive_seconds
 from ..errors import ConfigurationError
 from .assertions import AssertionProvider
 from .client_auth import AUTH_METHODS
+from .identity_assertion import IdentityProviderSettings
 from .workload import WorkloadTokenProvider
 
 AuthorizationHandler = Callable[[str], str]
 """Given the authorization URL, return the URL the browser was redirected to (with code and state)."""
 
-GRANT_TYPES = ("authorization_code", "client_credentials", "jwt_bearer")
+GRANT_TYPES = ("authorization_code", "client_credentials", "jwt_bearer", "id_jag")
 
 
 def _scope_tuple(scopes: Union[str, Sequence[str], None]) -> Optional[tuple[str, ...]]:
@@ -38,7 +39,9 @@ class ClientSettings:
     ``authorization_code`` (a person logs in), ``client_credentials`` (no person) or ``jwt_bearer``
     (a workload's own token, RFC 7523 §2.1: from ``workload_token_file``, re-read for each grant,
     ``workload_token_env``, a variable's name, or ``workload_token_provider``, a callable given the
-    token endpoint URL; ``client_id`` is then optional).
+    token endpoint URL; ``client_id`` is then optional) or ``id_jag`` (enterprise-managed
+    authorization: the ID token from ``identity_provider`` is exchanged there for an ID-JAG, which
+    this client, with its own secret or key, presents at the MCP authorization server).
 
     ``private_key`` (PEM text), ``private_key_file`` (a PEM file) or ``client_assertion_provider``
     (a callable given the audience that returns a signed assertion): authenticate with
@@ -63,6 +66,7 @@ class ClientSettings:
     workload_token_file: Optional[str] = None
     workload_token_env: Optional[str] = None
     workload_token_provider: Optional[WorkloadTokenProvider] = dataclasses.field(default=None, repr=False)
+    identity_provider: Optional[IdentityProviderSettings] = None
 
     def __post_init__(self) -> None:
         # Given as "a b" or ["a", "b"], kept as a tuple: hashable, and one shape for every reader.
@@ -88,6 +92,13 @@ class ClientSettings:
             )
         if self.grant_type != "jwt_bearer" and given:
             raise ConfigurationError("a workload token is used by grant_type='jwt_bearer' only")
+        if self.grant_type == "id_jag" and not (
+            self.identity_provider is not None and self.client_id and (self.client_secret or self.has_private_key)
+        ):
+            raise ConfigurationError(
+                "the id_jag grant needs identity_provider, and client_id with client_secret (or a private key): "
+                "the authorization server authenticates the client that presents the ID-JAG"
+            )
         if self.auth_method is not None and self.auth_method not in AUTH_METHODS:
             raise ConfigurationError(f"unsupported token endpoint auth method {self.auth_method!r}")
         if self.auth_method == "private_key_jwt" and not self.has_private_key:

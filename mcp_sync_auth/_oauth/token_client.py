@@ -33,6 +33,7 @@ from .workload import JWT_BEARER_GRANT
 log = logging.getLogger(__name__)
 
 MAX_RESPONSE_BYTES = 1024 * 1024
+TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 
 
 class TokenEndpointClient:
@@ -131,6 +132,43 @@ class TokenEndpointClient:
         form.update(credentials)
         answer = self._post(urlencode(form), (assertion, credentials.get("client_assertion")))
         return parse_token_response(answer, now=self._clock(), generation=generation)
+
+    def token_exchange(
+        self,
+        subject_token: str,
+        *,
+        subject_token_type: str,
+        requested_token_type: str,
+        audience: str,
+        resource: Optional[str],
+        scopes: Optional[Sequence[str]],
+    ) -> str:
+        """An RFC 8693 token exchange: the issued token, checked to be of the type asked for."""
+        credentials = self._body_credentials()
+        form: dict[str, Any] = {
+            "grant_type": TOKEN_EXCHANGE_GRANT,
+            "subject_token": subject_token,
+            "subject_token_type": subject_token_type,
+            "requested_token_type": requested_token_type,
+            "audience": audience,
+        }
+        if resource is not None:
+            form["resource"] = resource
+        if scopes:
+            form["scope"] = " ".join(scopes)
+        if credentials.pop("include_client_id"):
+            form["client_id"] = self.client_id
+        form.update(credentials)
+        answer = self._post(urlencode(form), (subject_token, credentials.get("client_assertion")))
+        issued = answer.get("access_token")
+        if not isinstance(issued, str) or not issued:
+            raise TokenEndpointError(f"token endpoint {self.token_endpoint} answered the exchange without a token")
+        if answer.get("issued_token_type") != requested_token_type:
+            kind = clean_server_text(str(answer.get("issued_token_type")), (issued, subject_token))
+            raise TokenEndpointError(
+                f"token endpoint {self.token_endpoint} issued a {kind} where {requested_token_type} was asked for"
+            )
+        return issued
 
     # -- request ---------------------------------------------------------------------------------
 
