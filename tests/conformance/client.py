@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import requests
 
-from mcp_sync_auth import FileTokenStore, MCPAuth
+from mcp_sync_auth import FileTokenStore, IdentityProviderSettings, MCPAuth
 from mcp_sync_auth._mcp.client import MCPClient
 
 # The client ID metadata document the suite expects a CIMD client to use.
@@ -65,6 +65,14 @@ def client_options(scenario: str, settings: dict[str, Any]) -> dict[str, Any]:
     if scenario == "auth/wif-jwt-bearer":
         token = settings["valid_jwt"]  # a workload token minted for the run's authorization server
         return {**options, "grant_type": "jwt_bearer", "workload_token_provider": lambda audience: token}
+    if scenario == "auth/enterprise-managed-authorization":
+        id_token = settings["idp_id_token"]  # the person's sign-in at the enterprise IdP
+        identity_provider = IdentityProviderSettings(
+            token_endpoint=settings["idp_token_endpoint"],
+            client_id=settings["idp_client_id"],
+            id_token_provider=lambda: id_token,
+        )
+        options.update(grant_type="id_jag", identity_provider=identity_provider)
     if scenario.startswith("auth/client-credentials"):
         options["grant_type"] = "client_credentials"
     if settings.get("private_key_pem"):

@@ -56,6 +56,7 @@ RUN_VERSIONS: Tuple[str, ...] = ("2025-03-26", "2025-11-25", "2026-07-28")
 EXTRA_SCENARIOS: Tuple[str, ...] = (
     "auth/client-credentials-basic",
     "auth/client-credentials-jwt",
+    "auth/enterprise-managed-authorization",
     "auth/wif-jwt-bearer",
 )
 MIN_NODE_MAJOR = 22
