@@ -21,8 +21,9 @@ from requests.utils import rewind_body
 from ._chain.keys import DEFAULT_ACCOUNT, ChainKey
 from ._chain.tokens import TokenSet
 from ._oauth.assertions import AssertionProvider
-from ._oauth.challenge import BearerChallenge, bearer_challenge
+from ._oauth.challenge import BearerChallenge, bearer_challenge, dpop_error
 from ._oauth.discovery import Discovery
+from ._oauth.dpop import KEYS, NONCES, USE_DPOP_NONCE
 from ._oauth.identity_assertion import IdentityProviderSettings
 from ._oauth.settings import AuthorizationHandler, ClientSettings, LoginOptions
 from ._oauth.workload import WorkloadTokenProvider
@@ -30,7 +31,7 @@ from ._refresh.manager import Clock
 from ._source import ChainSource
 from ._stores.protocol import TokenStore
 from ._stores.selection import store_from_spec
-from ._util.headers import bearer_token
+from ._util.headers import presented_token
 from ._util.logs import warn_limited
 from ._util.timeouts import TimeoutLike, Timeouts, positive_seconds
 from ._util.urls import canonical_resource, origin, require_secure
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 
 _RESENT = "_mcp_sync_auth_resent"
 _LOGINS = "_mcp_sync_auth_logins"
+_NONCED = "_mcp_sync_auth_dpop_nonce_sent"
+NONCE_REFUSED_HINT = "mcp_sync_auth: the server asked for a DPoP nonce again after the one it gave was sent"
 # At most this many authorizations (the first login and step-ups) for one request: a server that
 # keeps asking for scopes we cannot get must not keep a person clicking through consent screens.
 MAX_LOGINS_PER_REQUEST = 3
@@ -73,6 +76,7 @@ class MCPAuthKeywords(TypedDict, total=False):
     workload_token_env: Optional[str]
     workload_token_provider: Optional[WorkloadTokenProvider]
     identity_provider: Optional[IdentityProviderSettings]
+    dpop: Union[bool, str]
     interactive: Optional[bool]
     authorization_handler: Optional[AuthorizationHandler]
     headless: bool
@@ -99,6 +103,7 @@ _CLIENT_FIELDS = {
     "workload_token_env": "workload_token_env",
     "workload_token_provider": "workload_token_provider",
     "identity_provider": "identity_provider",
+    "dpop": "dpop",
 }
 _LOGIN_FIELDS = {
     "interactive": "interactive",
@@ -160,6 +165,7 @@ class MCPAuth(AuthBase):
         client, login = _grouped(client, login, dict(keywords))
         self.store: TokenStore = store if store is not None else store_from_spec(None)
         self.account = account
+        self._clock = clock
         self._origin = origin(self.server_url)
         # session None: each component makes its own, renewed after fork() so that a child never
         # shares pooled connections with its parent.
@@ -227,25 +233,62 @@ class MCPAuth(AuthBase):
             # Nothing stored yet: let the server's 401 say where to log in and which scopes it wants.
             request.headers.pop("Authorization", None)
         else:
-            request.headers["Authorization"] = f"Bearer {tokens.access_token}"
+            self._authorize(request, tokens)
         request.register_hook("response", self._on_response)  # type: ignore[no-untyped-call]
         return request
+
+    def _authorize(self, request: requests.PreparedRequest, tokens: TokenSet) -> None:
+        """``Authorization`` for ``tokens``: Bearer, or DPoP with a fresh proof of the chain's key."""
+        if tokens.token_type.lower() == "dpop":
+            if tokens.dpop_key is None:
+                # Sent as Bearer it would be refused (and is worth nothing to a thief): never send it.
+                raise self._source.login_required("the stored DPoP-bound token has no key with it")
+            assert request.method is not None and request.url is not None
+            proof = KEYS.key(tokens.dpop_key).proof(
+                request.method,
+                request.url,
+                now=self._clock(),
+                access_token=tokens.access_token,
+                nonce=NONCES.get(request.url),
+            )
+            request.headers["Authorization"] = f"DPoP {tokens.access_token}"
+            request.headers["DPoP"] = proof
+        else:
+            request.headers["Authorization"] = f"Bearer {tokens.access_token}"
+            request.headers.pop("DPoP", None)
 
     def _on_response(self, response: requests.Response, **kwargs: Any) -> requests.Response:
         url = response.request.url if response.request is not None else None
         if not url or origin(url) != self._origin:
             return response  # an answer from elsewhere (after a redirect) never earns a token
+        if "DPoP" in response.request.headers:
+            fresh_nonce = NONCES.remember(url, response.headers)
+            if response.status_code == 401 and self._nonce_demanded(response):
+                if fresh_nonce is None or getattr(response.request, _NONCED, False):
+                    # Asked again after we sent its nonce: the token is not the problem, so no
+                    # refresh; the caller gets the server's answer.
+                    response.reason = f"{response.reason or 'Unauthorized'} ({NONCE_REFUSED_HINT})"
+                    return response
+                return self._resend(response, self._source.token(), kwargs, nonce_retry=True)
         if response.status_code == 401:
             return self._after_401(response, **kwargs)
         if response.status_code == 403:
             return self._after_403(response, **kwargs)
         return response
 
+    def _nonce_demanded(self, response: requests.Response) -> bool:
+        """The resource refused the DPoP proof for want of a (new) nonce."""
+        try:
+            return dpop_error(response) == USE_DPOP_NONCE
+        except ChallengeError:
+            return False
+
     def _after_401(self, response: requests.Response, **kwargs: Any) -> requests.Response:
         request = response.request
         if getattr(request, _RESENT, False):
             return response  # the fresh token was refused too: the caller decides, we do not loop
-        fresh, logged_in = self._source.after_rejection(bearer_token(request.headers), lambda: _challenge_of(response))
+        rejected = presented_token(request.headers)
+        fresh, logged_in = self._source.after_rejection(rejected, lambda: _challenge_of(response))
         logins = getattr(request, _LOGINS, 0) + int(logged_in)
         return self._resend(response, fresh, kwargs, logins=logins)
 
@@ -260,7 +303,13 @@ class MCPAuth(AuthBase):
         return self._resend(response, fresh, kwargs, logins=logins + 1)
 
     def _resend(
-        self, response: requests.Response, fresh: TokenSet, kwargs: dict[str, Any], *, logins: int
+        self,
+        response: requests.Response,
+        fresh: TokenSet,
+        kwargs: dict[str, Any],
+        *,
+        logins: Optional[int] = None,
+        nonce_retry: bool = False,
     ) -> requests.Response:
         request = response.request
         if not _can_replay(request):
@@ -276,9 +325,11 @@ class MCPAuth(AuthBase):
             rewind_body(retry)
         extract_cookies_to_jar(retry._cookies, request, response.raw)  # type: ignore[attr-defined,no-untyped-call]
         retry.prepare_cookies(retry._cookies)  # type: ignore[attr-defined]
-        retry.headers["Authorization"] = f"Bearer {fresh.access_token}"
-        setattr(retry, _RESENT, response.status_code == 401 or getattr(request, _RESENT, False))
-        setattr(retry, _LOGINS, logins)
+        self._authorize(retry, fresh)  # a DPoP proof is never sent twice: a new one for the resend
+        resent = getattr(request, _RESENT, False)
+        setattr(retry, _RESENT, resent if nonce_retry else (response.status_code == 401 or resent))
+        setattr(retry, _NONCED, nonce_retry or getattr(request, _NONCED, False))
+        setattr(retry, _LOGINS, getattr(request, _LOGINS, 0) if logins is None else logins)
         second = response.connection.send(retry, **kwargs)
         second.history.append(response)
         second.request = retry

@@ -27,13 +27,21 @@ class TokenSet:
     obtained_at: float = 0.0
     scope: Optional[str] = None
     generation: int = 0
+    # The chain's DPoP private key (a JWK, JSON text), as secret as the refresh token it is bound to.
+    dpop_key: Optional[str] = None
 
     def __repr__(self) -> str:
         expires = "never" if self.expires_at is None else f"{self.expires_at:.3f}"
+        bound = ", dpop" if self.dpop_key else ""
         return (
             f"TokenSet(generation={self.generation}, access_token=<{fingerprint(self.access_token)}>, "
-            f"refresh_token=<{fingerprint(self.refresh_token)}>, expires_at={expires}, scope={self.scope!r})"
+            f"refresh_token=<{fingerprint(self.refresh_token)}>, expires_at={expires}, scope={self.scope!r}{bound})"
         )
+
+    @property
+    def is_dpop(self) -> bool:
+        """The access token is DPoP-bound: sent as ``Authorization: DPoP``, with a proof."""
+        return self.token_type.lower() == "dpop" and self.dpop_key is not None
 
     __str__ = __repr__
 
@@ -63,6 +71,7 @@ class TokenSet:
             "obtained_at": self.obtained_at,
             "scope": self.scope,
             "generation": self.generation,
+            **({"dpop_key": self.dpop_key} if self.dpop_key else {}),
         }
 
     @classmethod
@@ -77,6 +86,9 @@ class TokenSet:
         obtained_at = data.get("obtained_at", 0.0)
         scope = data.get("scope")
         generation = data.get("generation", 0)
+        dpop_key = data.get("dpop_key")
+        if dpop_key is not None and (not isinstance(dpop_key, str) or not dpop_key):
+            raise ValueError("dpop_key is not a string")
         if not isinstance(token_type, str):
             raise ValueError("token_type is not a string")
         if refresh_token is not None and not isinstance(refresh_token, str):
@@ -97,6 +109,7 @@ class TokenSet:
             obtained_at=float(obtained_at),
             scope=scope,
             generation=generation,
+            dpop_key=dpop_key,
         )
 
 
@@ -106,11 +119,14 @@ def parse_token_response(
     now: float,
     generation: int,
     previous: Optional[TokenSet] = None,
+    dpop_key: Optional[str] = None,
 ) -> TokenSet:
     """Validate a successful token endpoint response (RFC 6749 §5.1) and turn it into a ``TokenSet``.
 
     ``previous`` is the set being refreshed: a server that does not rotate may omit ``refresh_token``
-    (keep the old one), and may omit ``scope`` when it is unchanged (RFC 6749 §5.1).
+    (keep the old one), and may omit ``scope`` when it is unchanged (RFC 6749 §5.1). ``dpop_key``:
+    the request carried a DPoP proof of this key, so a ``DPoP`` token type is expected (RFC 9449 §5);
+    the key goes with the new set.
     Raises :class:`TokenEndpointError` (never with a token in the message) on any wrong shape.
     """
 
@@ -124,8 +140,11 @@ def parse_token_response(
         # It goes into an HTTP header: only visible ASCII can (RFC 6750 §2.1 b64token is narrower still).
         raise bad("'access_token' is too long or holds characters a header cannot carry")
     token_type = body.get("token_type")
-    if not isinstance(token_type, str) or token_type.lower() != "bearer":
-        raise bad("'token_type' must be 'Bearer'")
+    kind = token_type.lower() if isinstance(token_type, str) else None
+    if kind == "dpop" and dpop_key is None:
+        raise bad("'token_type' is 'DPoP', but the request proved no key (a DPoP token cannot be sent as Bearer)")
+    if kind not in ("bearer", "dpop"):
+        raise bad("'token_type' must be 'Bearer' (or 'DPoP' after a DPoP proof)")
     refresh_token = body.get("refresh_token")
     if refresh_token is None:
         refresh_token = previous.refresh_token if previous is not None else None
@@ -149,12 +168,13 @@ def parse_token_response(
         raise bad("'scope' is not a string")
     return TokenSet(
         access_token=access_token,
-        token_type="Bearer",
+        token_type="DPoP" if kind == "dpop" else "Bearer",
         refresh_token=refresh_token,
         expires_at=expires_at,
         obtained_at=now,
         scope=scope,
         generation=generation,
+        dpop_key=dpop_key,
     )
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "Challenge",
     "HeaderSource",
     "bearer_challenge",
+    "dpop_error",
     "parse_www_authenticate",
 ]
 
@@ -50,20 +51,35 @@ def _scopes(value: Optional[str]) -> Optional[tuple[str, ...]]:
 
 
 def bearer_challenge(headers_or_value: HeaderSource) -> Optional[BearerChallenge]:
-    """The first ``Bearer`` challenge of a response (or header mapping, or header value), else None.
+    """The OAuth challenge of a response (or header mapping, or header value), else None: the first
+    ``Bearer`` or ``DPoP`` one (RFC 9449 §7.1 gives DPoP the same parameters) that names its
+    metadata, else the first with scopes or an error, else the first.
 
     A malformed header raises ChallengeError rather than being half-read.
     """
     value = www_authenticate_value(headers_or_value)
     if value is None:
         return None
+    found = [c for c in parse_www_authenticate(value) if c.scheme in ("bearer", "dpop")]
+    if not found:
+        return None
+    # The one that says the most: naming its metadata, else scopes or an error, else the first.
+    chosen = max(found, key=lambda c: ("resource_metadata" in c.params, "scope" in c.params or "error" in c.params))
+    params = chosen.params
+    return BearerChallenge(
+        resource_metadata=params.get("resource_metadata"),
+        scopes=_scopes(params.get("scope")),
+        error=params.get("error"),
+        error_description=params.get("error_description"),
+    )
+
+
+def dpop_error(headers_or_value: HeaderSource) -> Optional[str]:
+    """The ``error`` of a response's ``DPoP`` challenge (``use_dpop_nonce``, say), else None."""
+    value = www_authenticate_value(headers_or_value)
+    if value is None:
+        return None
     for challenge in parse_www_authenticate(value):
-        if challenge.scheme == "bearer":
-            params = challenge.params
-            return BearerChallenge(
-                resource_metadata=params.get("resource_metadata"),
-                scopes=_scopes(params.get("scope")),
-                error=params.get("error"),
-                error_description=params.get("error_description"),
-            )
+        if challenge.scheme == "dpop":
+            return challenge.params.get("error")
     return None

@@ -99,6 +99,7 @@ class AuthorizationServerMetadata:
     legacy: bool = False
     url: Optional[str] = None
     revocation_endpoint: Optional[str] = None
+    dpop_signing_alg_values_supported: Optional[tuple[str, ...]] = None
     document: Mapping[str, Any] = field(default_factory=_empty_document, repr=False, compare=False, hash=False)
 
     @property
@@ -338,6 +339,7 @@ def _parse_authorization_server(
         legacy=legacy,
         url=url,
         revocation_endpoint=_unused(_endpoint, document, "revocation_endpoint", url),
+        dpop_signing_alg_values_supported=_unused(_strings, document, "dpop_signing_alg_values_supported", url),
         document=_frozen(document),
     )
 

@@ -38,6 +38,7 @@ from .discovery import (
     ProtectedResourceMetadata,
     protected_resource_metadata_urls,
 )
+from .dpop import DPoPKey
 from .identity_assertion import IdentityAssertions
 from .loopback import CALLBACK_PATH, LoopbackReceiver
 from .pkce import build_authorization_request, code_from_redirect
@@ -249,7 +250,9 @@ class AuthorizationFlow:
                     "the client credentials grant needs client_id and client_secret (or a private key)"
                 )
             client = self.token_client(plan.server.token_endpoint, registration)
-            return registration, client.client_credentials(scopes=scopes or None, generation=generation)
+            return registration, client.client_credentials(
+                scopes=scopes or None, generation=generation, dpop=self.dpop_key_for(plan.server)
+            )
         if self.settings.grant_type == "jwt_bearer":
             return self._jwt_bearer(plan, scopes, generation)
         if self.settings.grant_type == "id_jag":
@@ -265,7 +268,9 @@ class AuthorizationFlow:
             raise ConfigurationError("an ID-JAG is presented with the client's own secret or key")
         assertion = self._identity.exchange(audience=server.issuer, resource=self.resource, scopes=scopes or None)
         client = self.token_client(server.token_endpoint, registration)
-        return registration, client.jwt_bearer(assertion, scopes=scopes or None, generation=generation)
+        return registration, client.jwt_bearer(
+            assertion, scopes=scopes or None, generation=generation, dpop=self.dpop_key_for(server)
+        )
 
     def _jwt_bearer(self, plan: Plan, scopes: Sequence[str], generation: int) -> tuple[ClientRegistration, TokenSet]:
         """The workload's token for tokens: read afresh, sent once. A refusal is the answer (no
@@ -280,7 +285,11 @@ class AuthorizationFlow:
         assertion = self._workload.read(server.token_endpoint)
         try:
             tokens = client.jwt_bearer(
-                assertion, scopes=scopes or None, generation=generation, send_client_id=registration.source != WORKLOAD
+                assertion,
+                scopes=scopes or None,
+                generation=generation,
+                send_client_id=registration.source != WORKLOAD,
+                dpop=self.dpop_key_for(server),
             )
         except TokenEndpointError as exc:
             if exc.error_code not in ("invalid_grant", "invalid_client", "unauthorized_client"):
@@ -323,9 +332,22 @@ class AuthorizationFlow:
         code = code_from_redirect(request, redirect)
         client = self.token_client(plan.server.token_endpoint, registration)
         tokens = client.exchange_code(
-            code, redirect_uri=request.redirect_uri, code_verifier=request.code_verifier, generation=generation
+            code,
+            redirect_uri=request.redirect_uri,
+            code_verifier=request.code_verifier,
+            generation=generation,
+            dpop=self.dpop_key_for(plan.server),
         )
         return registration, tokens
+
+    def dpop_key_for(self, server: AuthorizationServerMetadata) -> Optional[DPoPKey]:
+        """A new chain's own DPoP key, when this client uses DPoP with this server: always with
+        ``dpop=True``; with ``"auto"``, when the server advertises ES256 for DPoP."""
+        mode = self.settings.dpop
+        offered = server.dpop_signing_alg_values_supported or ()
+        if mode is True or (mode == "auto" and "ES256" in offered):
+            return DPoPKey.generate()
+        return None
 
     def _mode(self) -> str:
         """How the person is reached: the handler, the headless paste, or a browser and the loopback

@@ -47,6 +47,9 @@ class ClientSettings:
     (a callable given the audience that returns a signed assertion): authenticate with
     ``private_key_jwt`` (RFC 7523) instead of a secret. ``signing_algorithm``: ES256, RS256, PS256
     or EdDSA (default: the key type's own).
+
+    ``dpop``: bind new chains to a key of their own (RFC 9449): True, False (the default) or
+    ``"auto"`` (when the authorization server advertises DPoP).
     """
 
     client_id: Optional[str] = None
@@ -67,6 +70,7 @@ class ClientSettings:
     workload_token_env: Optional[str] = None
     workload_token_provider: Optional[WorkloadTokenProvider] = dataclasses.field(default=None, repr=False)
     identity_provider: Optional[IdentityProviderSettings] = None
+    dpop: Union[bool, str] = False
 
     def __post_init__(self) -> None:
         # Given as "a b" or ["a", "b"], kept as a tuple: hashable, and one shape for every reader.
@@ -99,6 +103,8 @@ class ClientSettings:
                 "the id_jag grant needs identity_provider, and client_id with client_secret (or a private key): "
                 "the authorization server authenticates the client that presents the ID-JAG"
             )
+        if self.dpop not in (True, False, "auto"):
+            raise ConfigurationError(f"dpop must be True, False or 'auto', not {self.dpop!r}")
         if self.auth_method is not None and self.auth_method not in AUTH_METHODS:
             raise ConfigurationError(f"unsupported token endpoint auth method {self.auth_method!r}")
         if self.auth_method == "private_key_jwt" and not self.has_private_key:

@@ -7,6 +7,7 @@ made for (and "none" or HMAC never come into it).
 
 from __future__ import annotations
 
+import json
 from typing import Any, Mapping, Optional, Union
 
 from .._util.jwt_extra import jwt_module
@@ -58,6 +59,31 @@ class SigningKey:
         from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415 (the [jwt] extra)
 
         return cls(ec.generate_private_key(ec.SECP256R1()), "ES256")
+
+    @classmethod
+    def from_private_jwk(cls, text: str) -> SigningKey:
+        """An EC P-256 key kept as a private JWK (the DPoP key a chain carries); ValueError if not."""
+        jwt = jwt_module()
+        try:
+            data = json.loads(text)
+            key = jwt.algorithms.ECAlgorithm.from_jwk(data)
+        except Exception:  # PyJWT raises InvalidKeyError and others; never show the key
+            raise ValueError("the stored DPoP key is not an EC private JWK") from None
+        from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415 (the [jwt] extra)
+
+        if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+            raise ValueError("the stored DPoP key is not an EC P-256 private key")
+        return cls(key, "ES256")
+
+    def private_jwk(self) -> str:
+        """The key as a private JWK (JSON text): secret, stored with the chain like its refresh token."""
+        text: str = jwt_module().algorithms.ECAlgorithm.to_jwk(self._key)
+        return text
+
+    def public_jwk(self) -> dict[str, Any]:
+        """The public half as a JWK with only the members RFC 7638 hashes (no ``d``)."""
+        data = json.loads(jwt_module().algorithms.ECAlgorithm.to_jwk(self._key.public_key()))
+        return {name: data[name] for name in ("crv", "kty", "x", "y")}
 
     def sign(self, claims: Mapping[str, Any], headers: Optional[Mapping[str, Any]] = None) -> str:
         """A compact JWS of ``claims``."""

@@ -28,11 +28,14 @@ from .._util.urls import require_secure
 from ..errors import ConfigurationError, TokenEndpointError
 from .assertions import CLIENT_ASSERTION_TYPE, ClientAssertions
 from .client_auth import AUTH_METHODS, choose_auth_method
+from .dpop import KEYS, NONCES, USE_DPOP_NONCE, DPoPKey
 from .workload import JWT_BEARER_GRANT
 
 log = logging.getLogger(__name__)
 
 MAX_RESPONSE_BYTES = 1024 * 1024
+# A request body, and the secrets in it (never to be echoed back in a message).
+_Request = tuple[str, tuple[Optional[str], ...]]
 TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 
 
@@ -78,60 +81,94 @@ class TokenEndpointClient:
         return f"TokenEndpointClient({self.token_endpoint!r}, client_id={self.client_id!r}, {self.auth_method})"
 
     def refresh(self, tokens: TokenSet, generation: int) -> TokenSet:
-        """Spend ``tokens.refresh_token`` once. Raises TokenEndpointError; never retries."""
+        """Spend ``tokens.refresh_token`` once. Raises TokenEndpointError; never retries (but for a
+        server's demand of a DPoP nonce, which it makes before it looks at the token)."""
         assert tokens.refresh_token, "refresh() needs a refresh token"
-        credentials = self._body_credentials()
-        body = self._oauthlib_client().prepare_refresh_body(
-            refresh_token=tokens.refresh_token,
-            scope=None,
-            client_id=self.client_id,  # the base client's refresh body does not add it by itself
-            **{**credentials, **self._resource()},
-        )
-        secrets = (tokens.refresh_token, tokens.access_token, credentials.get("client_assertion"))
+        refresh_token = tokens.refresh_token
+
+        def build() -> _Request:
+            credentials = self._body_credentials()
+            body = self._oauthlib_client().prepare_refresh_body(
+                refresh_token=refresh_token,
+                scope=None,
+                client_id=self.client_id,  # the base client's refresh body does not add it by itself
+                **{**credentials, **self._resource()},
+            )
+            return body, (refresh_token, tokens.access_token, credentials.get("client_assertion"))
+
         log.debug(
             "refresh grant: presenting refresh token <%s> to %s",
             fingerprint(tokens.refresh_token),
             self.token_endpoint,
         )
-        answer = self._post(body, secrets)
-        return parse_token_response(answer, now=self._clock(), generation=generation, previous=tokens)
-
-    def exchange_code(self, code: str, *, redirect_uri: str, code_verifier: str, generation: int) -> TokenSet:
-        """Redeem an authorization code (with its PKCE verifier) for a new chain."""
-        credentials = self._body_credentials()
-        body = self._oauthlib_client().prepare_request_body(
-            code=code,
-            redirect_uri=redirect_uri,
-            code_verifier=code_verifier,
-            **{**credentials, **self._resource()},
+        # A DPoP-bound chain proves its own key; the new set carries the same key.
+        key = KEYS.key(tokens.dpop_key) if tokens.dpop_key else None
+        answer = self._send(build, key)
+        return parse_token_response(
+            answer, now=self._clock(), generation=generation, previous=tokens, dpop_key=tokens.dpop_key
         )
-        answer = self._post(body, (code, code_verifier, credentials.get("client_assertion")))
-        return parse_token_response(answer, now=self._clock(), generation=generation)
 
-    def client_credentials(self, *, scopes: Optional[Sequence[str]], generation: int) -> TokenSet:
+    def exchange_code(
+        self, code: str, *, redirect_uri: str, code_verifier: str, generation: int, dpop: Optional[DPoPKey] = None
+    ) -> TokenSet:
+        """Redeem an authorization code (with its PKCE verifier) for a new chain."""
+
+        def build() -> _Request:
+            credentials = self._body_credentials()
+            body = self._oauthlib_client().prepare_request_body(
+                code=code,
+                redirect_uri=redirect_uri,
+                code_verifier=code_verifier,
+                **{**credentials, **self._resource()},
+            )
+            return body, (code, code_verifier, credentials.get("client_assertion"))
+
+        return self._grant(build, dpop, generation)
+
+    def client_credentials(
+        self, *, scopes: Optional[Sequence[str]], generation: int, dpop: Optional[DPoPKey] = None
+    ) -> TokenSet:
         """The client credentials grant: tokens for the client itself, no person, no refresh token."""
         extra: dict[str, Any] = dict(self._resource())
         if scopes:
             extra["scope"] = " ".join(scopes)
-        credentials = self._body_credentials()
-        body = BackendApplicationClient(self.client_id).prepare_request_body(**credentials, **extra)
-        answer = self._post(body, (credentials.get("client_assertion"),))
-        return parse_token_response(answer, now=self._clock(), generation=generation)
+
+        def build() -> _Request:
+            credentials = self._body_credentials()
+            body = BackendApplicationClient(self.client_id).prepare_request_body(**credentials, **extra)
+            return body, (credentials.get("client_assertion"),)
+
+        return self._grant(build, dpop, generation)
 
     def jwt_bearer(
-        self, assertion: str, *, scopes: Optional[Sequence[str]], generation: int, send_client_id: bool = True
+        self,
+        assertion: str,
+        *,
+        scopes: Optional[Sequence[str]],
+        generation: int,
+        send_client_id: bool = True,
+        dpop: Optional[DPoPKey] = None,
     ) -> TokenSet:
         """The JWT bearer grant (RFC 7523 §2.1): ``assertion`` (a workload's token, or an identity
         assertion) for tokens. ``send_client_id`` False: a workload with no client at all."""
-        credentials = self._body_credentials()
-        form: dict[str, Any] = {"grant_type": JWT_BEARER_GRANT, "assertion": assertion, **self._resource()}
-        if scopes:
-            form["scope"] = " ".join(scopes)
-        if credentials.pop("include_client_id") and send_client_id:
-            form["client_id"] = self.client_id
-        form.update(credentials)
-        answer = self._post(urlencode(form), (assertion, credentials.get("client_assertion")))
-        return parse_token_response(answer, now=self._clock(), generation=generation)
+
+        def build() -> _Request:
+            credentials = self._body_credentials()
+            form: dict[str, Any] = {"grant_type": JWT_BEARER_GRANT, "assertion": assertion, **self._resource()}
+            if scopes:
+                form["scope"] = " ".join(scopes)
+            if credentials.pop("include_client_id") and send_client_id:
+                form["client_id"] = self.client_id
+            form.update(credentials)
+            return urlencode(form), (assertion, credentials.get("client_assertion"))
+
+        return self._grant(build, dpop, generation)
+
+    def _grant(self, build: Callable[[], _Request], dpop: Optional[DPoPKey], generation: int) -> TokenSet:
+        """A grant that starts a chain; with ``dpop``, bound to that key."""
+        answer = self._send(build, dpop)
+        stored_key = dpop.private_jwk() if dpop is not None else None
+        return parse_token_response(answer, now=self._clock(), generation=generation, dpop_key=stored_key)
 
     def token_exchange(
         self,
@@ -144,22 +181,26 @@ class TokenEndpointClient:
         scopes: Optional[Sequence[str]],
     ) -> str:
         """An RFC 8693 token exchange: the issued token, checked to be of the type asked for."""
-        credentials = self._body_credentials()
-        form: dict[str, Any] = {
-            "grant_type": TOKEN_EXCHANGE_GRANT,
-            "subject_token": subject_token,
-            "subject_token_type": subject_token_type,
-            "requested_token_type": requested_token_type,
-            "audience": audience,
-        }
-        if resource is not None:
-            form["resource"] = resource
-        if scopes:
-            form["scope"] = " ".join(scopes)
-        if credentials.pop("include_client_id"):
-            form["client_id"] = self.client_id
-        form.update(credentials)
-        answer = self._post(urlencode(form), (subject_token, credentials.get("client_assertion")))
+
+        def build() -> _Request:
+            credentials = self._body_credentials()
+            form: dict[str, Any] = {
+                "grant_type": TOKEN_EXCHANGE_GRANT,
+                "subject_token": subject_token,
+                "subject_token_type": subject_token_type,
+                "requested_token_type": requested_token_type,
+                "audience": audience,
+            }
+            if resource is not None:
+                form["resource"] = resource
+            if scopes:
+                form["scope"] = " ".join(scopes)
+            if credentials.pop("include_client_id"):
+                form["client_id"] = self.client_id
+            form.update(credentials)
+            return urlencode(form), (subject_token, credentials.get("client_assertion"))
+
+        answer = self._send(build, None)
         issued = answer.get("access_token")
         if not isinstance(issued, str) or not issued:
             raise TokenEndpointError(f"token endpoint {self.token_endpoint} answered the exchange without a token")
@@ -207,7 +248,27 @@ class TokenEndpointClient:
             headers["Authorization"] = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
         return headers
 
-    def _post(self, body: str, secrets: tuple[Optional[str], ...]) -> Mapping[str, Any]:
+    def _send(self, build: Callable[[], _Request], dpop: Optional[DPoPKey]) -> Mapping[str, Any]:
+        """POST the request ``build`` makes. With ``dpop``, each attempt carries a fresh proof; a
+        refusal for want of a nonce (made before the grant is looked at: nothing was spent) is
+        answered once, with a new body (a client assertion is never sent twice) and the nonce."""
+        attempts = 2 if dpop is not None else 1
+        for attempt in range(attempts):
+            body, secrets = build()
+            headers = self._headers()
+            used = None
+            if dpop is not None:
+                used = NONCES.get(self.token_endpoint)
+                headers["DPoP"] = dpop.proof("POST", self.token_endpoint, now=self._clock(), nonce=used)
+            try:
+                return self._post(body, secrets, headers)
+            except TokenEndpointError as exc:
+                fresh = NONCES.get(self.token_endpoint)
+                if exc.error_code != USE_DPOP_NONCE or attempt + 1 >= attempts or fresh in (None, used):
+                    raise
+        raise AssertionError("unreachable")
+
+    def _post(self, body: str, secrets: tuple[Optional[str], ...], headers: dict[str, str]) -> Mapping[str, Any]:
         secrets = (*secrets, self._client_secret)
         # The body must be read before this, so that the grant ends within Timeouts.grant_total.
         read_by = time.monotonic() + self._timeout.grant_total - self._timeout.for_grants[1]
@@ -215,7 +276,7 @@ class TokenEndpointClient:
             response = self._sessions.get().post(
                 self.token_endpoint,
                 data=body,
-                headers=self._headers(),
+                headers=headers,
                 timeout=self._timeout.for_grants,
                 allow_redirects=False,
                 stream=True,
@@ -230,6 +291,7 @@ class TokenEndpointClient:
             raise self._transport_error("the connection failed", exc, ambiguous=not refused) from None
         except requests.exceptions.RequestException as exc:
             raise self._transport_error("the request failed", exc, ambiguous=True) from None
+        NONCES.remember(self.token_endpoint, response.headers)  # any answer may bring the next nonce
         with response:
             try:
                 raw = read_at_most(response, MAX_RESPONSE_BYTES, deadline=read_by)

@@ -8,12 +8,17 @@ from .._chain.keys import ChainKey, ChainRecord, RegistrationKey
 from .._chain.tokens import TokenSet
 from .._util.checks import is_finite_number, is_integer
 
-SCHEMA_VERSION = 1
+# The newest schema this version reads. A record whose chain is DPoP-bound is written as 2, so that
+# an older mcp-sync-auth (which would send its token as Bearer and refresh it without a proof,
+# killing the chain) refuses it and says to upgrade; every other record stays 1, readable by all.
+SCHEMA_VERSION = 2
+SCHEMAS = (1, 2)
 
 
 def record_to_document(record: ChainRecord) -> dict[str, Any]:
+    bound = record.tokens is not None and record.tokens.dpop_key is not None
     return {
-        "schema": SCHEMA_VERSION,
+        "schema": 2 if bound else 1,
         "key": record.key.to_json(),
         "generation": record.generation,
         "tokens": None if record.tokens is None else record.tokens.to_json(),
@@ -55,7 +60,7 @@ def document_to_record(doc: Any) -> ChainRecord:
 
 
 def registration_to_document(key: RegistrationKey, registration: dict[str, Any]) -> dict[str, Any]:
-    return {"schema": SCHEMA_VERSION, "key": key.to_json(), "registration": registration}
+    return {"schema": 1, "key": key.to_json(), "registration": registration}
 
 
 def document_to_registration(key: RegistrationKey, doc: dict[str, Any]) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from .._util.untrusted import loads_shallow
 from ..errors import CorruptTokenCache, LockTimeout, StoreFull, TokenStoreError
 from .document import (
     SCHEMA_VERSION,
+    SCHEMAS,
     document_to_record,
     document_to_registration,
     record_to_document,
@@ -147,7 +148,7 @@ def _parse_document(path: Path, raw: bytes) -> _FileRead:
     if not isinstance(doc, dict):
         return _corrupt_read("it is not a JSON object")
     schema = doc.get("schema")
-    if schema == SCHEMA_VERSION:
+    if is_integer(schema) and schema in SCHEMAS:
         return _FileRead(doc)
     if is_integer(schema) and schema > SCHEMA_VERSION:
         # Written by a newer mcp_sync_auth: nobody here may change it, and logging in would not help.

@@ -310,10 +310,14 @@ def test_bearer_challenge_defaults_and_blank_scope():
     assert bearer_challenge("Bearer abc==") == BearerChallenge()
 
 
-def test_the_first_bearer_challenge_wins_and_other_schemes_are_skipped():
+def test_bearer_and_dpop_challenges_are_read_alike_and_other_schemes_are_skipped():
     value = 'Basic realm="x", DPoP algs="ES256", Bearer scope="one", Bearer scope="two"'
-    assert bearer_challenge(value).scopes == ("one",)
-    assert bearer_challenge('Basic realm="x", DPoP algs="ES256"') is None
+    assert bearer_challenge(value).scopes == ("one",)  # the first that says something
+    dpop = bearer_challenge('Basic realm="x", DPoP algs="ES256", resource_metadata="https://a/.well-known/x"')
+    assert dpop.resource_metadata == "https://a/.well-known/x"  # RFC 9449 §7.1: the same parameters
+    both = 'Bearer scope="one", DPoP resource_metadata="https://a/m", scope="two"'
+    assert bearer_challenge(both).scopes == ("two",)  # naming the metadata wins
+    assert bearer_challenge('Basic realm="x"') is None
 
 
 def test_absent_header_gives_none_and_malformed_header_raises():

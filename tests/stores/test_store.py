@@ -43,7 +43,7 @@ def test_round_trip_and_private_modes(store):
 def test_document_has_schema_generation_and_key(store):
     store.save(record(generation=4))
     doc = json.loads(store.path_for(KEY).read_text())
-    assert doc["schema"] == SCHEMA_VERSION
+    assert doc["schema"] == 1  # every version reads it; only a DPoP-bound chain is written as 2
     assert doc["generation"] == 4
     assert doc["key"]["client_id"] == "client-1"
 
