@@ -73,6 +73,8 @@ def client_options(scenario: str, settings: dict[str, Any]) -> dict[str, Any]:
             id_token_provider=lambda: id_token,
         )
         options.update(grant_type="id_jag", identity_provider=identity_provider)
+    if scenario.startswith("auth/dpop"):
+        options["dpop"] = True
     if scenario.startswith("auth/client-credentials"):
         options["grant_type"] = "client_credentials"
     if settings.get("private_key_pem"):

@@ -56,6 +56,8 @@ RUN_VERSIONS: Tuple[str, ...] = ("2025-03-26", "2025-11-25", "2026-07-28")
 EXTRA_SCENARIOS: Tuple[str, ...] = (
     "auth/client-credentials-basic",
     "auth/client-credentials-jwt",
+    "auth/dpop",
+    "auth/dpop-nonce",
     "auth/enterprise-managed-authorization",
     "auth/wif-jwt-bearer",
 )
