@@ -23,7 +23,14 @@ from .._util.urls import origin
 from .signing import SigningKey
 
 DPOP_TYPE = "dpop+jwt"
+
+
 USE_DPOP_NONCE = "use_dpop_nonce"
+
+
+def _is_nqchar(ch: str) -> bool:
+    """RFC 9449 §8.1: %x21 / %x23-5B / %x5D-7E (visible ASCII but the quote and the backslash)."""
+    return "!" <= ch <= "~" and ch not in ('"', "\\")
 
 
 def _b64(data: bytes) -> str:
@@ -117,8 +124,8 @@ class Nonces:
     def remember(self, url: str, headers: Mapping[str, str]) -> Optional[str]:
         """Keep the nonce a response carries (any status may carry one); the nonce, or None."""
         nonce = headers.get("DPoP-Nonce")
-        if not nonce or len(nonce) > 1024 or not nonce.isprintable():
-            return None
+        if not nonce or len(nonce) > 1024 or not all(_is_nqchar(ch) for ch in nonce):
+            return None  # RFC 9449 §8.1: a nonce is 1*NQCHAR; anything else is not one
         with self._guard:
             self._latest[origin(url)] = nonce
         return nonce
