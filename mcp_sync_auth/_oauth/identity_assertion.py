@@ -15,13 +15,13 @@ from typing import Callable, Optional, Sequence
 
 import requests
 
+from .._util.credential_files import read_credential
 from .._util.timeouts import TimeoutLike
 from ..errors import ConfigurationError, TokenEndpointError
 from .token_client import TOKEN_EXCHANGE_GRANT, TokenEndpointClient
 
 ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"
 ID_JAG_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id-jag"
-MAX_ID_TOKEN_BYTES = 64 * 1024
 
 IdTokenProvider = Callable[[], str]
 """Return the person's current ID token from the identity provider."""
@@ -56,15 +56,9 @@ class IdentityProviderSettings:
                 raise ConfigurationError("the ID token provider returned no token")
             return token.strip()
         assert self.id_token_file is not None
-        try:
-            with open(self.id_token_file, "rb") as file:
-                raw = file.read(MAX_ID_TOKEN_BYTES + 1)
-        except OSError as exc:
-            raise ConfigurationError(
-                f"cannot read the ID token in {self.id_token_file}: {exc.strerror or type(exc).__name__}"
-            ) from None
-        if len(raw) > MAX_ID_TOKEN_BYTES or not raw.strip():
-            raise ConfigurationError(f"the ID token in {self.id_token_file} is empty or too large")
+        raw = read_credential(self.id_token_file, f"the ID token in {self.id_token_file}")
+        if not raw.strip():
+            raise ConfigurationError(f"the ID token in {self.id_token_file} is empty")
         return raw.decode("ascii", errors="replace").strip()
 
 

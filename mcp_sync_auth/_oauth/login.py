@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import requests
 
 from .._chain.tokens import TokenSet
+from .._util.credential_files import read_credential
 from .._util.sessions import SessionSource
 from .._util.timeouts import Timeouts
 from ..errors import (
@@ -412,11 +413,7 @@ def client_assertions(settings: ClientSettings, clock: Callable[[], float]) -> O
     what = "the private key"
     if settings.private_key_file is not None:
         what = f"the private key in {settings.private_key_file}"
-        try:
-            with open(settings.private_key_file, "rb") as file:
-                pem_bytes = file.read(64 * 1024)
-        except OSError as exc:
-            raise ConfigurationError(f"cannot read {what}: {exc.strerror or type(exc).__name__}") from None
+        pem_bytes = read_credential(settings.private_key_file, what)
         key = SigningKey.from_pem(pem_bytes, settings.signing_algorithm, what=what)
     else:
         assert pem is not None
