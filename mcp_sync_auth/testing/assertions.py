@@ -131,9 +131,12 @@ def unverified_claim(token: str, name: str) -> Optional[str]:
 
 
 def unverified_header(token: str, name: str) -> Optional[str]:
-    """A string header parameter of ``token`` read without verifying anything; never raises."""
-    decoded = _decode(token)
-    value = decoded[0].get(name) if decoded else None
+    """A string header parameter of ``token`` (from its first segment, however malformed the rest)
+    read without verifying anything; never raises."""
+    try:
+        value = _segment(token.split(".", 1)[0]).get(name)
+    except (ValueError, binascii.Error):
+        return None
     return value if isinstance(value, str) and value else None
 
 
