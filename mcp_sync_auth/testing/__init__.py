@@ -15,6 +15,10 @@ RFC 7523 too: clients may authenticate with ``private_key_jwt`` (``register_clie
 token_endpoint_auth_method="private_key_jwt", public_key=pem)``), and workloads get tokens with the
 JWT bearer grant (:data:`JWT_BEARER_GRANT`) from an issuer the server trusts
 (``server.trust_workload_issuer(WorkloadIssuer())``). Those need the ``jwt`` extra (PyJWT).
+
+Enterprise-managed authorization (ID-JAG): an :class:`IdentityProvider` issues ID tokens and exchanges
+them (RFC 8693, :data:`TOKEN_EXCHANGE_GRANT`) for ID-JAGs, which a server that trusts it
+(``server.trust_identity_provider(idp)``) takes in the JWT bearer grant from the authenticated client.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from __future__ import annotations
 from .audit import Audit, AuditEvent, EventKind, fingerprint
 from .consent import auto_consent_handler, login
 from .faults import Fault
+from .id_jag import ID_JAG_TOKEN_TYPE, ID_JAG_TYP, ID_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT
+from .identity_provider import IdentityProvider
+from .idp_state import IdentityProviderAudit
 from .jwt_keys import ALGORITHMS as JWT_ALGORITHMS
 from .mcp import LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS
 from .models import CLIENT_ASSERTION_TYPE, JWT_BEARER_GRANT, ChainSummary, ClientInfo
@@ -35,6 +42,9 @@ from .workload import WorkloadIssuer
 
 __all__ = [
     "CLIENT_ASSERTION_TYPE",
+    "ID_JAG_TOKEN_TYPE",
+    "ID_JAG_TYP",
+    "ID_TOKEN_TYPE",
     "ISS_MODES",
     "JWT_ALGORITHMS",
     "JWT_BEARER_GRANT",
@@ -42,12 +52,15 @@ __all__ = [
     "MALFORMED_BODY",
     "REMOVE",
     "SUPPORTED_PROTOCOL_VERSIONS",
+    "TOKEN_EXCHANGE_GRANT",
     "Audit",
     "AuditEvent",
     "ChainSummary",
     "ClientInfo",
     "EventKind",
     "Fault",
+    "IdentityProvider",
+    "IdentityProviderAudit",
     "RedisNotAvailable",
     "RedisServer",
     "StrictAuthServer",

@@ -34,6 +34,7 @@ __all__ = [
     "VerifiedAssertion",
     "read_jwt",
     "unverified_claim",
+    "unverified_header",
     "verify_assertion",
 ]
 
@@ -67,6 +68,8 @@ class AssertionRules:
     """How error descriptions call the JWT."""
     require_iat: bool
     max_lifetime: Optional[float]
+    audience: str = "this authorization server"
+    """How error descriptions call what ``aud`` must name."""
 
 
 CLIENT_ASSERTION = AssertionRules(
@@ -124,6 +127,16 @@ def unverified_claim(token: str, name: str) -> Optional[str]:
     """A string claim of ``token`` read without verifying anything (for auditing); never raises."""
     decoded = _decode(token)
     value = decoded[1].get(name) if decoded else None
+    return value if isinstance(value, str) and value else None
+
+
+def unverified_header(token: str, name: str) -> Optional[str]:
+    """A string header parameter of ``token`` (from its first segment, however malformed the rest)
+    read without verifying anything; never raises."""
+    try:
+        value = _segment(token.split(".", 1)[0]).get(name)
+    except (ValueError, binascii.Error):
+        return None
     return value if isinstance(value, str) and value else None
 
 
@@ -226,7 +239,7 @@ def verify_assertion(
     if subject is None:
         raise OAuthError(rules.error, f"the {rules.name} has no sub")
     if not set(_audiences(claims, rules)) & set(audiences):
-        raise OAuthError(rules.error, f"the {rules.name}'s aud does not name this authorization server")
+        raise OAuthError(rules.error, f"the {rules.name}'s aud does not name {rules.audience}")
     expires_at = _check_times(claims, rules, now)
     jti = jwt.claim("jti")
     if jti is None:

@@ -87,7 +87,8 @@ class Audit:
     counts requests per well-known path, served or not. ``assertion_replays`` counts JWT
     assertions refused because their ``jti`` was already used: client assertions
     (``private_key_jwt``) and JWT bearer grants alike (each leaves an ``assertion_replayed`` event
-    saying which).
+    saying which). ``id_jag_grants`` counts the JWT bearer grants that were ID-JAGs (counted under
+    the JWT bearer grant type in ``grants`` and ``grants_ok`` as well).
     """
 
     token_requests: int
@@ -114,6 +115,7 @@ class Audit:
     code_reuse_detections: int
     metadata_requests: Dict[str, int]
     assertion_replays: int
+    id_jag_grants: int
     presented_refresh_tokens: Tuple[str, ...] = field(repr=False)
     events: Tuple[AuditEvent, ...]
 
@@ -156,6 +158,7 @@ class AuditRecorder:
         self.code_reuse_detections = 0
         self.metadata_requests: Dict[str, int] = {}
         self.assertion_replays = 0
+        self.id_jag_grants = 0
         self.presented_refresh_tokens: List[str] = []
         self.events: Deque[AuditEvent] = collections.deque(maxlen=MAX_EVENTS)
 
@@ -240,6 +243,7 @@ class AuditRecorder:
             code_reuse_detections=self.code_reuse_detections,
             metadata_requests=dict(self.metadata_requests),
             assertion_replays=self.assertion_replays,
+            id_jag_grants=self.id_jag_grants,
             presented_refresh_tokens=tuple(self.presented_refresh_tokens),
             events=tuple(self.events),
         )

@@ -6,16 +6,27 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from typing import Collection, Mapping, Optional, Tuple
+from typing import Collection, Mapping, Optional, Protocol, Tuple
 from urllib.parse import unquote_plus
 
-from .assertions import CLIENT_ASSERTION, read_jwt, unverified_claim, verify_assertion
+from .assertions import CLIENT_ASSERTION, VerifiedAssertion, read_jwt, unverified_claim, verify_assertion
 from .errors import OAuthError
 from .http_types import Request
 from .models import CLIENT_ASSERTION_TYPE, ClientInfo
-from .state import AuthState
 
-__all__ = ["authenticate_client", "claimed_client_id"]
+__all__ = ["ClientDirectory", "authenticate_client", "claimed_client_id"]
+
+
+class ClientDirectory(Protocol):
+    """What client authentication needs of a server's state (the strict server's, the identity
+    provider's): its clients, its clock and its ``jti`` replay cache."""
+
+    def get_client(self, client_id: str) -> Optional[ClientInfo]: ...
+
+    def now(self) -> float: ...
+
+    def spend_assertion(self, use: str, client_id: Optional[str], assertion: VerifiedAssertion) -> bool: ...
+
 
 MALFORMED_BASIC = "malformed HTTP Basic credentials"
 
@@ -71,7 +82,7 @@ def _presents_assertion(params: Mapping[str, str]) -> bool:
     return "client_assertion" in params or "client_assertion_type" in params
 
 
-def _assertion_client(params: Mapping[str, str], state: AuthState, audiences: Collection[str]) -> ClientInfo:
+def _assertion_client(params: Mapping[str, str], state: ClientDirectory, audiences: Collection[str]) -> ClientInfo:
     """The client a JWT client assertion authenticates (RFC 7523 §3), or ``invalid_client``."""
     assertion_type = params.get("client_assertion_type")
     token = params.get("client_assertion")
@@ -112,7 +123,7 @@ def _assertion_client(params: Mapping[str, str], state: AuthState, audiences: Co
 def authenticate_client(
     request: Request,
     params: Mapping[str, str],
-    state: AuthState,
+    state: ClientDirectory,
     *,
     audiences: Collection[str],
     allow_anonymous: bool = False,

@@ -1,5 +1,6 @@
 """The grants behind ``POST /token``: authorization_code, refresh_token, client_credentials and the
-JWT bearer grant (RFC 7523 §2.1).
+JWT bearer grant (RFC 7523 §2.1), which takes a workload's token or an ID-JAG (``typ``
+``oauth-id-jag+jwt``, from a trusted identity provider; its client must authenticate).
 
 Each handler gets the authenticated client and the form parameters; the state does the work
 under its lock. A client may use only the grant types it registered (``unauthorized_client``).
@@ -11,10 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Collection, Dict, Mapping, Optional
 
-from .assertions import GRANT_ASSERTION, read_jwt, verify_assertion
+from .assertions import GRANT_ASSERTION, read_jwt, unverified_header, verify_assertion
 from .errors import OAuthError
+from .id_jag import ID_JAG_ASSERTION, id_jag_terms, is_id_jag_typ
 from .models import JWT_BEARER_GRANT, ClientInfo, TokenGrant
-from .scopes import grantable_scope
+from .scopes import grantable_scope, parse_scope
 from .state import AuthState
 
 __all__ = ["GrantHandler", "GrantRequest", "Grants"]
@@ -48,10 +50,18 @@ def _require_grant_type(client: ClientInfo, grant_type: str) -> None:
 class Grants:
     """The grant table for a token endpoint that serves one protected resource."""
 
-    def __init__(self, state: AuthState, *, resource_url: str, audiences: Collection[str]) -> None:
+    def __init__(
+        self,
+        state: AuthState,
+        *,
+        resource_url: str,
+        audiences: Collection[str],
+        id_jag_audiences: Collection[str] = (),
+    ) -> None:
         self._state = state
         self._resource_url = resource_url
         self._audiences = tuple(audiences)
+        self._id_jag_audiences = tuple(id_jag_audiences)
 
     def table(self) -> Dict[str, GrantHandler]:
         return {
@@ -117,6 +127,8 @@ class Grants:
         token = request.params.get("assertion")
         if token is None:
             raise OAuthError("invalid_request", "missing assertion")
+        if is_id_jag_typ(unverified_header(token, "typ")):
+            return self._id_jag(request, token)
         resource = self._resource(request.params)
         registered = client.scope if client is not None else None
         scope = grantable_scope(request.params.get("scope"), registered, self._state.options.scopes_supported)
@@ -138,3 +150,39 @@ class Grants:
         if not self._state.spend_assertion(JWT_BEARER_GRANT, client_id, verified):
             raise OAuthError("invalid_grant", "the assertion was already used (jti replay)")
         return self._state.jwt_bearer(client_id=client_id, assertion=verified, resource=resource, scope=scope)
+
+    def _id_jag(self, request: GrantRequest, token: str) -> TokenGrant:
+        """An ID-JAG (draft-ietf-oauth-identity-assertion-authz-grant §4.3): from a trusted identity
+        provider, for this authorization server (its issuer, not the token endpoint), bound to the
+        authenticated client and to this server's MCP resource; an access token only."""
+        client = request.client
+        if client is None or not client.confidential:
+            raise OAuthError("invalid_client", "an ID-JAG needs client authentication")
+        jwt = read_jwt(token, ID_JAG_ASSERTION)
+        issuer = jwt.claim("iss")
+        key = self._state.identity_provider_key(issuer) if issuer is not None else None
+        if issuer is None or key is None:
+            raise OAuthError("invalid_grant", "the ID-JAG's issuer is not a trusted identity provider")
+        verified = verify_assertion(
+            jwt,
+            key,
+            rules=ID_JAG_ASSERTION,
+            issuer=issuer,
+            audiences=self._id_jag_audiences,
+            now=self._state.now(),
+            whose="the identity provider's",
+        )
+        terms = id_jag_terms(verified, client_id=client.client_id, resource_url=self._resource_url)
+        resource = request.params.get("resource")
+        if resource is not None and resource != terms.resource:
+            raise OAuthError("invalid_target", "the resource parameter is not the ID-JAG's resource")
+        requested = request.params.get("scope")
+        if requested is not None and terms.scope is not None and not set(parse_scope(requested)) <= set(terms.scope):
+            raise OAuthError("invalid_scope", "the requested scope exceeds the ID-JAG's scope")
+        granted = requested if requested is not None else (" ".join(terms.scope) if terms.scope else None)
+        scope = grantable_scope(granted, client.scope, self._state.options.scopes_supported)
+        if not self._state.spend_assertion(JWT_BEARER_GRANT, client.client_id, verified):
+            raise OAuthError("invalid_grant", "the ID-JAG was already used (jti replay)")
+        return self._state.jwt_bearer(
+            client_id=client.client_id, assertion=verified, resource=terms.resource, scope=scope, id_jag=True
+        )

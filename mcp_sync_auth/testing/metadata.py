@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Dict
 
 from .http_types import Request, Response, json_response
+from .id_jag import ID_JAG_PROFILE
 from .jwt_keys import ALGORITHMS
 from .models import GRANT_TYPES, TOKEN_ENDPOINT_AUTH_METHODS
 from .options import ServerOptions
@@ -65,6 +66,8 @@ class MetadataEndpoints:
                 "client_id_metadata_document_supported": False,
             }
         )
+        if self._state.trusts_identity_providers():
+            document["authorization_grant_profiles_supported"] = [ID_JAG_PROFILE]
         return apply_overrides(document, options.as_metadata_overrides)
 
     def protected_resource(self, request: Request) -> Response:

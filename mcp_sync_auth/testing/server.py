@@ -13,6 +13,7 @@ from .client_metadata import ClientMetadata
 from .faults import Fault
 from .handler import StrictHTTPServer
 from .http_types import RouteTable
+from .identity_provider import IdentityProvider
 from .jwt_keys import KeySource, load_public_key
 from .mcp import McpEndpoint
 from .mcp_controls import McpControls
@@ -47,7 +48,8 @@ class StrictAuthServer:
     metadata at ``/.well-known/oauth-authorization-server``, ``POST /register`` (RFC 7591),
     ``GET /authorize`` (code + PKCE S256 + resource, automatic consent), ``POST /token``
     (authorization_code, refresh_token, client_credentials and the RFC 7523 JWT bearer grant; clients
-    authenticate with a secret or with ``private_key_jwt``) and ``/mcp``.
+    authenticate with a secret or with ``private_key_jwt``; the JWT bearer grant also takes ID-JAGs
+    from a trusted :class:`IdentityProvider`) and ``/mcp``.
 
     Knobs (constructor keywords, also settable at run time): ``scopes_supported``,
     ``serve_metadata``, ``root_metadata`` (the same protected resource metadata at the root
@@ -187,6 +189,7 @@ class StrictAuthServer:
             fault_delay=self._fault_delay,
             resource_url=self.mcp_url,
             audiences=self.assertion_audiences,
+            id_jag_audiences=self.id_jag_audiences,
         )
         mcp = McpEndpoint(
             self._state,
@@ -250,6 +253,12 @@ class StrictAuthServer:
         """The ``aud`` values a JWT assertion may name (RFC 7523 §3): the issuer, the issuer with a
         trailing slash, and the token endpoint URL."""
         return (self.issuer, self.issuer + "/", self.token_endpoint)
+
+    @property
+    def id_jag_audiences(self) -> Tuple[str, ...]:
+        """The ``aud`` values an ID-JAG may name: the issuer, with or without a trailing slash (not the
+        token endpoint: the draft names the issuer)."""
+        return (self.issuer, self.issuer + "/")
 
     @property
     def mcp_url(self) -> str:
@@ -473,6 +482,24 @@ class StrictAuthServer:
                 raise TypeError("an issuer given by name needs its public_key")
             name, source = issuer, public_key
         self._state.trust_workload_issuer(name, load_public_key(source))
+
+    def trust_identity_provider(
+        self, identity_provider: Union[IdentityProvider, str], public_key: Optional[KeySource] = None
+    ) -> None:
+        """Accept ID-JAGs (enterprise-managed authorization) from ``identity_provider``: a started
+        :class:`IdentityProvider`, or an issuer URL with its ``public_key`` (any form
+        :meth:`register_client` takes). The JWT bearer grant then verifies an assertion whose ``typ``
+        is ``oauth-id-jag+jwt`` as an ID-JAG; the AS metadata lists the ID-JAG grant profile.
+        Trusting an issuer again replaces its key. Needs the ``jwt`` extra (MissingExtra without it)."""
+        if isinstance(identity_provider, IdentityProvider):
+            if public_key is not None:
+                raise TypeError("an IdentityProvider brings its own key")
+            name, source = identity_provider.issuer, identity_provider.public_key
+        else:
+            if public_key is None:
+                raise TypeError("an identity provider given by its issuer needs its public_key")
+            name, source = identity_provider, public_key
+        self._state.trust_identity_provider(name, load_public_key(source))
 
     def get_client(self, client_id: str) -> ClientInfo:
         info = self._state.get_client(client_id)

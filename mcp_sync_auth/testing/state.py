@@ -89,6 +89,7 @@ class AuthState:
         self._faults = FaultQueue()
         self._audit = AuditRecorder()
         self._workload_issuers: Dict[str, PublicKey] = {}
+        self._identity_providers: Dict[str, PublicKey] = {}
         self._replays = ReplayCache()
 
     # ------------------------------------------------------------------ config
@@ -487,14 +488,24 @@ class AuthState:
         return self._run_grant("client_credentials", client.client_id, "", grant)
 
     def jwt_bearer(
-        self, *, client_id: Optional[str], assertion: VerifiedAssertion, resource: str, scope: Tuple[str, ...]
+        self,
+        *,
+        client_id: Optional[str],
+        assertion: VerifiedAssertion,
+        resource: str,
+        scope: Tuple[str, ...],
+        id_jag: bool = False,
     ) -> TokenGrant:
         """The JWT bearer grant (RFC 7523 §2.1): an access token for a verified (and spent) assertion,
-        no refresh token, no chain. ``client_id`` is None when the request authenticated no client."""
+        no refresh token, no chain. ``client_id`` is None when the request authenticated no client;
+        ``id_jag`` says the assertion was an ID-JAG (counted in ``audit.id_jag_grants`` too)."""
 
         def grant(now: float) -> Tuple[TokenGrant, str]:
             result = self._issue_unchained_access(client_id, resource, scope, now)
             detail = f"iss={assertion.issuer} sub={assertion.subject} jti={fingerprint(assertion.jti)}"
+            if id_jag:
+                self._audit.id_jag_grants += 1
+                detail = "ID-JAG " + detail
             return result, f"{detail} scope={result.scope}"
 
         return self._run_grant(JWT_BEARER_GRANT, client_id, "", grant)
@@ -563,6 +574,21 @@ class AuthState:
     def workload_issuer_key(self, issuer: str) -> Optional[PublicKey]:
         with self._lock:
             return self._workload_issuers.get(issuer)
+
+    def trust_identity_provider(self, issuer: str, key: PublicKey) -> None:
+        """Accept ID-JAGs whose ``iss`` is ``issuer``, signed with ``key`` (replaces a key)."""
+        if not isinstance(issuer, str) or not issuer:
+            raise ValueError("an identity provider's issuer must be a non-empty string")
+        with self._lock:
+            self._identity_providers[issuer] = key
+
+    def identity_provider_key(self, issuer: str) -> Optional[PublicKey]:
+        with self._lock:
+            return self._identity_providers.get(issuer)
+
+    def trusts_identity_providers(self) -> bool:
+        with self._lock:
+            return bool(self._identity_providers)
 
     def spend_assertion(self, use: str, client_id: Optional[str], assertion: VerifiedAssertion) -> bool:
         """Remember a verified assertion's ``jti``; False (audited) if it was used already.

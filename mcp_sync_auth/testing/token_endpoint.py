@@ -34,14 +34,23 @@ class TokenEndpoint:
 
     ``audiences`` are the ``aud`` values a JWT assertion (client assertion or JWT bearer grant) may
     name: the issuer (with and without a trailing slash) and the token endpoint URL.
+    ``id_jag_audiences`` are those an ID-JAG may name: the issuer only.
     """
 
-    def __init__(self, state: AuthState, *, fault_delay: float, resource_url: str, audiences: Collection[str]) -> None:
+    def __init__(
+        self,
+        state: AuthState,
+        *,
+        fault_delay: float,
+        resource_url: str,
+        audiences: Collection[str],
+        id_jag_audiences: Collection[str] = (),
+    ) -> None:
         self._state = state
         self._fault_delay = fault_delay
         self._audiences = tuple(audiences)
         self._grants: Dict[str, GrantHandler] = Grants(
-            state, resource_url=resource_url, audiences=self._audiences
+            state, resource_url=resource_url, audiences=self._audiences, id_jag_audiences=id_jag_audiences
         ).table()
 
     def add_grant(self, grant_type: str, handler: GrantHandler) -> None:

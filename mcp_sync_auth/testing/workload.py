@@ -8,19 +8,15 @@ extra (PyJWT with cryptography).
 
 from __future__ import annotations
 
-import importlib
 import secrets
 import time
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
 
-from .._util.jwt_extra import jwt_module
-from .overrides import REMOVE
+from .jwt_signer import JwtSigner, with_extra_claims
 
 __all__ = ["WorkloadIssuer"]
 
 DEFAULT_ISSUER = "https://workload-identity.example"
-SIGNING_ALGORITHMS = ("ES256", "none")
-"""``ES256`` signs with the issuer's key; ``none`` makes an unsigned JWT, for tests that it is refused."""
 
 
 class WorkloadIssuer:
@@ -39,11 +35,9 @@ class WorkloadIssuer:
     ) -> None:
         if not isinstance(issuer, str) or not issuer:
             raise ValueError("issuer must be a non-empty string")
-        self._jwt = jwt_module("a WorkloadIssuer")
-        ec = importlib.import_module("cryptography.hazmat.primitives.asymmetric.ec")
-        self._private_key: Any = ec.generate_private_key(ec.SECP256R1())
+        self._signer = JwtSigner("a WorkloadIssuer", "workload-" + secrets.token_hex(4) if key_id is None else key_id)
         self.issuer = issuer
-        self.key_id = key_id if key_id is not None else "workload-" + secrets.token_hex(4)
+        self.key_id = self._signer.key_id
         self._clock = clock
 
     def __repr__(self) -> str:
@@ -52,22 +46,17 @@ class WorkloadIssuer:
     @property
     def public_key(self) -> Any:
         """The cryptography public key."""
-        return self._private_key.public_key()
+        return self._signer.public_key
 
     @property
     def public_key_pem(self) -> str:
         """The public key as PEM (SubjectPublicKeyInfo) text."""
-        serialization = importlib.import_module("cryptography.hazmat.primitives.serialization")
-        pem: bytes = self.public_key.public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        return pem.decode("ascii")
+        return self._signer.public_key_pem
 
     @property
     def public_jwk(self) -> Dict[str, Any]:
         """The public key as a JWK (with ``kid``, ``alg`` and ``use``)."""
-        jwk: Dict[str, Any] = self._jwt.algorithms.ECAlgorithm.to_jwk(self.public_key, as_dict=True)
-        return {**jwk, "kid": self.key_id, "alg": "ES256", "use": "sig"}
+        return self._signer.public_jwk
 
     def mint(
         self,
@@ -83,8 +72,6 @@ class WorkloadIssuer:
         """A JWT for ``subject``: ``iss``, ``sub``, ``aud``, ``iat`` (``now``, else the clock), ``exp``
         (``lifetime`` later) and ``jti`` (random unless given). ``extra_claims`` adds or replaces
         claims; map one to :data:`REMOVE` to leave it out. ``algorithm`` is ES256 or ``none``."""
-        if algorithm not in SIGNING_ALGORITHMS:
-            raise ValueError(f"algorithm must be one of {SIGNING_ALGORITHMS}, not {algorithm!r}")
         issued_at = int(self._clock() if now is None else now)
         claims: Dict[str, Any] = {
             "iss": self.issuer,
@@ -94,11 +81,4 @@ class WorkloadIssuer:
             "exp": issued_at + int(lifetime),
             "jti": jti if jti is not None else secrets.token_urlsafe(16),
         }
-        for name, value in (extra_claims or {}).items():
-            if value is REMOVE:
-                claims.pop(name, None)
-            else:
-                claims[name] = value
-        key = self._private_key if algorithm == "ES256" else None
-        token: str = self._jwt.encode(claims, key, algorithm=algorithm, headers={"kid": self.key_id})
-        return token
+        return self._signer.sign(with_extra_claims(claims, extra_claims), algorithm=algorithm)
