@@ -15,12 +15,18 @@ RFC 7523 too: clients may authenticate with ``private_key_jwt`` (``register_clie
 token_endpoint_auth_method="private_key_jwt", public_key=pem)``), and workloads get tokens with the
 JWT bearer grant (:data:`JWT_BEARER_GRANT`) from an issuer the server trusts
 (``server.trust_workload_issuer(WorkloadIssuer())``). Those need the ``jwt`` extra (PyJWT).
+
+DPoP (RFC 9449) too, with the same extra: ``StrictAuthServer(dpop="optional")`` (or ``"required"``)
+binds tokens to the key of a request's proof, checks proofs at ``/token`` and ``/mcp`` (nonces with
+``dpop_nonce_at_token`` / ``dpop_nonce_at_resource``) and counts them in ``server.audit.dpop``.
 """
 
 from __future__ import annotations
 
 from .audit import Audit, AuditEvent, EventKind, fingerprint
 from .consent import auto_consent_handler, login
+from .dpop import DPOP_ALGORITHMS
+from .dpop_audit import DpopAudit
 from .faults import Fault
 from .jwt_keys import ALGORITHMS as JWT_ALGORITHMS
 from .mcp import LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS
@@ -35,6 +41,7 @@ from .workload import WorkloadIssuer
 
 __all__ = [
     "CLIENT_ASSERTION_TYPE",
+    "DPOP_ALGORITHMS",
     "ISS_MODES",
     "JWT_ALGORITHMS",
     "JWT_BEARER_GRANT",
@@ -46,6 +53,7 @@ __all__ = [
     "AuditEvent",
     "ChainSummary",
     "ClientInfo",
+    "DpopAudit",
     "EventKind",
     "Fault",
     "RedisNotAvailable",
