@@ -19,12 +19,17 @@ JWT bearer grant (:data:`JWT_BEARER_GRANT`) from an issuer the server trusts
 Enterprise-managed authorization (ID-JAG): an :class:`IdentityProvider` issues ID tokens and exchanges
 them (RFC 8693, :data:`TOKEN_EXCHANGE_GRANT`) for ID-JAGs, which a server that trusts it
 (``server.trust_identity_provider(idp)``) takes in the JWT bearer grant from the authenticated client.
+DPoP (RFC 9449) too, with the same extra: ``StrictAuthServer(dpop="optional")`` (or ``"required"``)
+binds tokens to the key of a request's proof, checks proofs at ``/token`` and ``/mcp`` (nonces with
+``dpop_nonce_at_token`` / ``dpop_nonce_at_resource``) and counts them in ``server.audit.dpop``.
 """
 
 from __future__ import annotations
 
 from .audit import Audit, AuditEvent, EventKind, fingerprint
 from .consent import auto_consent_handler, login
+from .dpop import DPOP_ALGORITHMS
+from .dpop_audit import DpopAudit
 from .faults import Fault
 from .id_jag import ID_JAG_TOKEN_TYPE, ID_JAG_TYP, ID_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT
 from .identity_provider import IdentityProvider
@@ -42,6 +47,7 @@ from .workload import WorkloadIssuer
 
 __all__ = [
     "CLIENT_ASSERTION_TYPE",
+    "DPOP_ALGORITHMS",
     "ID_JAG_TOKEN_TYPE",
     "ID_JAG_TYP",
     "ID_TOKEN_TYPE",
@@ -57,6 +63,7 @@ __all__ = [
     "AuditEvent",
     "ChainSummary",
     "ClientInfo",
+    "DpopAudit",
     "EventKind",
     "Fault",
     "IdentityProvider",

@@ -12,6 +12,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Deque, Dict, List, Mapping, Optional, Tuple
 
+from .dpop_audit import DpopAudit, DpopCounters
+
 __all__ = [
     "Audit",
     "AuditEvent",
@@ -48,6 +50,13 @@ class EventKind:
     MCP_OK = "mcp_ok"
     MCP_UNAUTHORIZED = "mcp_unauthorized"
     ASSERTION_REPLAYED = "assertion_replayed"
+    # DPoP (RFC 9449): details name the place ("token", "resource") and thumbprints, never a proof.
+    DPOP_PROOF_ACCEPTED = "dpop_proof_accepted"
+    DPOP_PROOF_REFUSED = "dpop_proof_refused"
+    DPOP_REPLAYED = "dpop_replayed"
+    DPOP_NONCE_CHALLENGE = "dpop_nonce_challenge"
+    DPOP_KEY_MISMATCH = "dpop_key_mismatch"
+    DPOP_BOUND_AS_BEARER = "dpop_bound_as_bearer"
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,7 @@ class Audit:
     (``private_key_jwt``) and JWT bearer grants alike (each leaves an ``assertion_replayed`` event
     saying which). ``id_jag_grants`` counts the JWT bearer grants that were ID-JAGs (counted under
     the JWT bearer grant type in ``grants`` and ``grants_ok`` as well).
+    saying which). ``dpop`` holds the DPoP counters (:class:`~mcp_sync_auth.testing.dpop_audit.DpopAudit`).
     """
 
     token_requests: int
@@ -116,6 +126,7 @@ class Audit:
     metadata_requests: Dict[str, int]
     assertion_replays: int
     id_jag_grants: int
+    dpop: DpopAudit
     presented_refresh_tokens: Tuple[str, ...] = field(repr=False)
     events: Tuple[AuditEvent, ...]
 
@@ -159,6 +170,7 @@ class AuditRecorder:
         self.metadata_requests: Dict[str, int] = {}
         self.assertion_replays = 0
         self.id_jag_grants = 0
+        self.dpop = DpopCounters()
         self.presented_refresh_tokens: List[str] = []
         self.events: Deque[AuditEvent] = collections.deque(maxlen=MAX_EVENTS)
 
@@ -244,6 +256,7 @@ class AuditRecorder:
             metadata_requests=dict(self.metadata_requests),
             assertion_replays=self.assertion_replays,
             id_jag_grants=self.id_jag_grants,
+            dpop=self.dpop.snapshot(),
             presented_refresh_tokens=tuple(self.presented_refresh_tokens),
             events=tuple(self.events),
         )

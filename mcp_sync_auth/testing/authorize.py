@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Tuple
 from urllib.parse import parse_qsl, urlencode
 
+from .dpop import is_thumbprint
 from .errors import OAuthError
 from .forms import Pairs, decode_pairs, single_value, to_params
 from .http_types import Request, Response, html_response
@@ -113,6 +114,7 @@ class AuthorizationEndpoint:
             raise OAuthError("invalid_request", "malformed code_challenge")
         resource = self._resource(params.get("resource"))
         scope = grantable_scope(params.get("scope"), client.scope, options.scopes_supported)
+        dpop_jkt = self._dpop_jkt(params.get("dpop_jkt"), options)
         if not options.auto_consent:
             raise OAuthError("access_denied", "the resource owner denied the request")
         return self._state.issue_code(
@@ -121,7 +123,18 @@ class AuthorizationEndpoint:
             code_challenge=challenge,
             resource=resource,
             scope=scope,
+            dpop_jkt=dpop_jkt,
         )
+
+    @staticmethod
+    def _dpop_jkt(value: Optional[str], options: ServerOptions) -> Optional[str]:
+        """RFC 9449 §10: the thumbprint of the key the code exchange must prove (ignored, as any
+        unknown parameter is, while DPoP is off)."""
+        if value is None or options.dpop is None:
+            return None
+        if not is_thumbprint(value):
+            raise OAuthError("invalid_request", "dpop_jkt must be a SHA-256 JWK thumbprint (43 base64url characters)")
+        return value
 
     def _resource(self, resource: Optional[str]) -> str:
         if resource is None:

@@ -30,6 +30,8 @@ class GrantRequest:
 
     client: Optional[ClientInfo]
     params: Mapping[str, str]
+    dpop_jkt: Optional[str] = None
+    """The thumbprint of the request's DPoP proof key: the tokens are bound to it (RFC 9449)."""
 
     @property
     def authenticated(self) -> ClientInfo:
@@ -94,6 +96,7 @@ class Grants:
             redirect_uri=request.params.get("redirect_uri"),
             code_verifier=request.params.get("code_verifier"),
             resource=request.params.get("resource"),
+            dpop_jkt=request.dpop_jkt,
         )
 
     def refresh_token(self, request: GrantRequest) -> TokenGrant:
@@ -107,6 +110,7 @@ class Grants:
             refresh_token=refresh_token,
             resource=request.params.get("resource"),
             scope=request.params.get("scope"),
+            dpop_jkt=request.dpop_jkt,
         )
 
     def client_credentials(self, request: GrantRequest) -> TokenGrant:
@@ -117,7 +121,7 @@ class Grants:
         resource = self._resource(request.params)
         options = self._state.options
         scope = grantable_scope(request.params.get("scope"), client.scope, options.scopes_supported)
-        return self._state.client_credentials(client=client, resource=resource, scope=scope)
+        return self._state.client_credentials(client=client, resource=resource, scope=scope, dpop_jkt=request.dpop_jkt)
 
     def jwt_bearer(self, request: GrantRequest) -> TokenGrant:
         """RFC 7523 §2.1: an access token for a JWT from a trusted workload issuer (RFC 7523 §3)."""
@@ -149,7 +153,9 @@ class Grants:
         client_id = client.client_id if client is not None else None
         if not self._state.spend_assertion(JWT_BEARER_GRANT, client_id, verified):
             raise OAuthError("invalid_grant", "the assertion was already used (jti replay)")
-        return self._state.jwt_bearer(client_id=client_id, assertion=verified, resource=resource, scope=scope)
+        return self._state.jwt_bearer(
+            client_id=client_id, assertion=verified, resource=resource, scope=scope, dpop_jkt=request.dpop_jkt
+        )
 
     def _id_jag(self, request: GrantRequest, token: str) -> TokenGrant:
         """An ID-JAG (draft-ietf-oauth-identity-assertion-authz-grant §4.3): from a trusted identity
@@ -184,5 +190,10 @@ class Grants:
         if not self._state.spend_assertion(JWT_BEARER_GRANT, client.client_id, verified):
             raise OAuthError("invalid_grant", "the ID-JAG was already used (jti replay)")
         return self._state.jwt_bearer(
-            client_id=client.client_id, assertion=verified, resource=terms.resource, scope=scope, id_jag=True
+            client_id=client.client_id,
+            assertion=verified,
+            resource=terms.resource,
+            scope=scope,
+            id_jag=True,
+            dpop_jkt=request.dpop_jkt,
         )

@@ -16,6 +16,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 from urllib.parse import parse_qsl
 
 from .bearer import challenge, extract_bearer, insufficient_scope_challenge
+from .dpop import dpop_challenge
+from .dpop_gate import ResourceGuard
 from .http_types import Request, Response, json_response
 from .mcp_controls import McpControls, McpOptions
 from .mcp_stateless import MODERN_PROTOCOL_VERSIONS, check_request, discover_result, is_modern, stamp_result
@@ -82,6 +84,7 @@ class McpEndpoint:
         self._metadata_url = resource_metadata_url
         self._strict_accept = strict_accept
         self.controls = controls if controls is not None else McpControls()
+        self._dpop = ResourceGuard(state, resource_url=resource_url, metadata_url=self._served_metadata_url)
         self._event_ids = itertools.count(1)
         self._event_ids_lock = threading.Lock()
         self._methods: Dict[str, Callable[[JsonObject, _Context], Tuple[Any, Headers]]] = {
@@ -119,6 +122,9 @@ class McpEndpoint:
         ):
             reason = "access tokens must not be sent in the URI"
             return self._unauthorized(400, "invalid_request", reason, None)
+        options = self._state.options
+        if options.dpop is not None:  # RFC 9449: DPoP-bound tokens with proofs (and Bearer, if optional)
+            return self._dpop.authorize(request, options)
         credentials = extract_bearer(request)
         if credentials.token is None:
             if credentials.problem is not None:
@@ -136,7 +142,10 @@ class McpEndpoint:
             return None
         scope = " ".join(sorted(needed))
         self._state.record_mcp(False, check.client_id, f"insufficient_scope for {method}")
-        header = insufficient_scope_challenge(self._served_metadata_url(), scope)
+        if check.dpop_jkt is not None:  # the challenge of the scheme the token is used with
+            header = dpop_challenge(self._served_metadata_url(), "insufficient_scope", None, scope)
+        else:
+            header = insufficient_scope_challenge(self._served_metadata_url(), scope)
         payload = {"error": "insufficient_scope", "error_description": f"{method} requires scope {scope}"}
         return json_response(403, payload, (("WWW-Authenticate", header),))
 
@@ -145,6 +154,9 @@ class McpEndpoint:
     def not_allowed(self, request: Request) -> Response:
         """GET (a standalone SSE stream) is not offered: 405 after auth. DELETE ends the session it
         names (404 if unknown); without a session id it is 405 as well."""
+        return self._dpop.gate.stamp(self._not_allowed(request), self._state.options)
+
+    def _not_allowed(self, request: Request) -> Response:
         check = self.authorize(request)
         if isinstance(check, Response):
             return check
@@ -157,6 +169,10 @@ class McpEndpoint:
         return Response(405, b"", (("Allow", "POST"),))
 
     def post(self, request: Request) -> Response:
+        """A JSON-RPC request (every answer carries ``DPoP-Nonce`` while DPoP nonces are on here)."""
+        return self._dpop.gate.stamp(self._post(request), self._state.options)
+
+    def _post(self, request: Request) -> Response:
         check = self.authorize(request)
         if isinstance(check, Response):
             return check

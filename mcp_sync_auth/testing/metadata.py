@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict
 
+from .dpop import DPOP_ALGORITHMS
 from .http_types import Request, Response, json_response
 from .id_jag import ID_JAG_PROFILE
 from .jwt_keys import ALGORITHMS
@@ -42,6 +43,10 @@ class MetadataEndpoints:
             "scopes_supported": list(options.scopes_supported),
             "bearer_methods_supported": ["header"],
         }
+        if options.dpop is not None:  # RFC 9728 §2
+            document["dpop_signing_alg_values_supported"] = list(DPOP_ALGORITHMS)
+            if options.dpop == "required":
+                document["dpop_bound_access_tokens_required"] = True
         return apply_overrides(document, options.prm_overrides)
 
     def authorization_server_document(self, options: ServerOptions) -> Dict[str, Any]:
@@ -68,6 +73,8 @@ class MetadataEndpoints:
         )
         if self._state.trusts_identity_providers():
             document["authorization_grant_profiles_supported"] = [ID_JAG_PROFILE]
+        if options.dpop is not None:  # RFC 9449 §5.1
+            document["dpop_signing_alg_values_supported"] = list(DPOP_ALGORITHMS)
         return apply_overrides(document, options.as_metadata_overrides)
 
     def protected_resource(self, request: Request) -> Response:

@@ -78,6 +78,8 @@ class AccessTokenRecord:
     scope: Tuple[str, ...]
     expires_at: float
     revoked: bool = False
+    dpop_jkt: Optional[str] = None
+    """The thumbprint of the key the token is bound to (RFC 9449), None for a Bearer token."""
 
     def failure(self, now: float, audience: str) -> Optional[str]:
         """Why this token is unusable for ``audience`` at ``now`` (None when valid)."""
@@ -104,6 +106,8 @@ class AuthorizationCodeRecord:
     used: bool = False
     chain_id: Optional[int] = None
     """The chain issued from this code, revoked if the code is presented again."""
+    dpop_jkt: Optional[str] = None
+    """``dpop_jkt`` of the authorization request (RFC 9449 §10): the key the exchange must prove."""
 
 
 @dataclass
@@ -120,6 +124,8 @@ class ChainRecord:
     revoked_reason: Optional[str] = None
     refresh_tokens: List[str] = field(default_factory=list)
     access_tokens: List[str] = field(default_factory=list)
+    dpop_jkt: Optional[str] = None
+    """The key (thumbprint) every refresh token and access token of the chain is bound to (RFC 9449)."""
 
 
 @dataclass(frozen=True)
@@ -134,16 +140,20 @@ class ChainSummary:
     generation: int
     current_refresh_fingerprint: str
     revoked_reason: Optional[str]
+    dpop_jkt: Optional[str] = None
+    """The thumbprint of the key the chain is bound to (DPoP), None for a Bearer chain."""
 
 
 @dataclass(frozen=True)
 class AccessCheck:
-    """Outcome of validating a bearer token for a resource."""
+    """Outcome of validating an access token for a resource. ``dpop_jkt``: the key a known token is
+    bound to (also when it is refused for another reason), None for a Bearer token."""
 
     ok: bool
     client_id: Optional[str]
     reason: str
     scope: Tuple[str, ...] = ()
+    dpop_jkt: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +165,8 @@ class TokenGrant:
     scope: str
     refresh_token: Optional[str]
     token_type: str = "Bearer"
+    dpop_jkt: Optional[str] = None
+    """The key the tokens are bound to (token_type "DPoP"); for the audit, not sent."""
 
     @property
     def expires_in(self) -> int:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Tuple
+from typing import Any, Mapping, Optional, Tuple
 
+from .dpop import DPOP_MODES
 from .overrides import EMPTY, freeze_overrides
 from .scopes import check_scope_tokens
 
@@ -34,6 +35,12 @@ class ServerOptions:
     as_metadata_overrides: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
     anonymous_jwt_bearer: bool = True
     """The JWT bearer grant without client authentication (a workload has no client_id)."""
+    dpop: Optional[str] = None
+    """DPoP (RFC 9449): None (off), "optional" (DPoP or Bearer) or "required"."""
+    dpop_nonce_at_token: bool = False
+    dpop_nonce_at_resource: bool = False
+    dpop_proof_window: float = 60.0
+    """How far (seconds) a proof's iat may be from the server's clock, either way."""
 
     def __post_init__(self) -> None:
         # Normalise through object.__setattr__: the dataclass is frozen.
@@ -56,3 +63,14 @@ class ServerOptions:
             object.__setattr__(self, name, bool(getattr(self, name)))
         object.__setattr__(self, "prm_overrides", freeze_overrides(self.prm_overrides))
         object.__setattr__(self, "as_metadata_overrides", freeze_overrides(self.as_metadata_overrides))
+        self._check_dpop()
+
+    def _check_dpop(self) -> None:
+        if self.dpop not in DPOP_MODES:
+            raise ValueError(f"dpop must be one of {DPOP_MODES}, not {self.dpop!r}")
+        window = float(self.dpop_proof_window)
+        if not math.isfinite(window) or window <= 0:
+            raise ValueError("dpop_proof_window must be a positive number")
+        object.__setattr__(self, "dpop_proof_window", window)
+        object.__setattr__(self, "dpop_nonce_at_token", bool(self.dpop_nonce_at_token))
+        object.__setattr__(self, "dpop_nonce_at_resource", bool(self.dpop_nonce_at_resource))

@@ -7,9 +7,11 @@ import time
 from types import TracebackType
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
 
+from .._util.jwt_extra import jwt_module
 from .audit import Audit
 from .authorize import WRONG_ISSUER_SUFFIX, AuthorizationEndpoint
 from .client_metadata import ClientMetadata
+from .dpop import PLACES, is_thumbprint
 from .faults import Fault
 from .handler import StrictHTTPServer
 from .http_types import RouteTable
@@ -30,6 +32,11 @@ PRM_WELL_KNOWN = "/.well-known/oauth-protected-resource"
 AS_WELL_KNOWN = "/.well-known/oauth-authorization-server"
 
 __all__ = ["StrictAuthServer"]
+
+
+def _dpop_needs_pyjwt(mode: Optional[str]) -> None:
+    if mode is not None:
+        jwt_module("DPoP (RFC 9449) proofs")
 
 
 def _scope_tuple(scopes: Sequence[str]) -> Tuple[str, ...]:
@@ -60,6 +67,13 @@ class StrictAuthServer:
 
     JWT assertions (RFC 7523) need the ``jwt`` extra (PyJWT): without it the server still runs, and
     a request that presents one is answered ``500 server_error`` naming the extra.
+
+    DPoP (RFC 9449), off by default: ``dpop="optional"`` (DPoP-bound or Bearer tokens, as the token
+    request asks) or ``"required"`` (proofs at the token endpoint, DPoP-bound tokens only at /mcp);
+    ``dpop_nonce_at_token`` / ``dpop_nonce_at_resource`` make proofs carry the server's nonce there
+    (``use_dpop_nonce`` otherwise, and every answer there carries ``DPoP-Nonce``; the two places have
+    nonces of their own), ``dpop_proof_window`` is how far a proof's ``iat`` may be from the clock.
+    All four are settable at run time; turning DPoP on needs the ``jwt`` extra (MissingExtra).
     """
 
     def __init__(
@@ -88,7 +102,12 @@ class StrictAuthServer:
         tools_page_size: Optional[int] = None,
         required_scopes: Optional[Mapping[str, Sequence[str]]] = None,
         anonymous_jwt_bearer: bool = True,
+        dpop: Optional[str] = None,
+        dpop_nonce_at_token: bool = False,
+        dpop_nonce_at_resource: bool = False,
+        dpop_proof_window: float = 60.0,
     ) -> None:
+        _dpop_needs_pyjwt(dpop)
         options = ServerOptions(
             scopes_supported=_scope_tuple(scopes_supported),
             serve_metadata=serve_metadata,
@@ -101,6 +120,10 @@ class StrictAuthServer:
             prm_overrides=freeze_overrides(prm_overrides),
             as_metadata_overrides=freeze_overrides(as_metadata_overrides),
             anonymous_jwt_bearer=anonymous_jwt_bearer,
+            dpop=dpop,
+            dpop_nonce_at_token=dpop_nonce_at_token,
+            dpop_nonce_at_resource=dpop_nonce_at_resource,
+            dpop_proof_window=dpop_proof_window,
         )
         self._state = AuthState(
             clock=clock,
@@ -190,6 +213,7 @@ class StrictAuthServer:
             resource_url=self.mcp_url,
             audiences=self.assertion_audiences,
             id_jag_audiences=self.id_jag_audiences,
+            url=self.token_endpoint,
         )
         mcp = McpEndpoint(
             self._state,
@@ -413,6 +437,57 @@ class StrictAuthServer:
     def anonymous_jwt_bearer(self, value: bool) -> None:
         self._state.update_options(anonymous_jwt_bearer=value)
 
+    # ------------------------------------------------------------------ DPoP
+
+    @property
+    def dpop(self) -> Optional[str]:
+        """DPoP (RFC 9449): None (off: a DPoP header is ignored, DPoP-bound tokens are refused),
+        "optional" or "required"."""
+        return self._state.options.dpop
+
+    @dpop.setter
+    def dpop(self, value: Optional[str]) -> None:
+        _dpop_needs_pyjwt(value)
+        self._state.update_options(dpop=value)
+
+    @property
+    def dpop_nonce_at_token(self) -> bool:
+        """True: token requests' proofs must carry the token endpoint's current nonce."""
+        return self._state.options.dpop_nonce_at_token
+
+    @dpop_nonce_at_token.setter
+    def dpop_nonce_at_token(self, value: bool) -> None:
+        self._state.update_options(dpop_nonce_at_token=value)
+
+    @property
+    def dpop_nonce_at_resource(self) -> bool:
+        """True: proofs at /mcp must carry the resource's current nonce (not the token endpoint's)."""
+        return self._state.options.dpop_nonce_at_resource
+
+    @dpop_nonce_at_resource.setter
+    def dpop_nonce_at_resource(self, value: bool) -> None:
+        self._state.update_options(dpop_nonce_at_resource=value)
+
+    @property
+    def dpop_proof_window(self) -> float:
+        """Seconds a proof's ``iat`` may be behind or ahead of the server's clock."""
+        return self._state.options.dpop_proof_window
+
+    @dpop_proof_window.setter
+    def dpop_proof_window(self, value: float) -> None:
+        self._state.update_options(dpop_proof_window=value)
+
+    def dpop_nonce(self, place: str = "token") -> str:
+        """The nonce proofs at ``place`` ("token" or "resource") must carry while nonces are on there
+        (clients learn it from the ``DPoP-Nonce`` header)."""
+        if place not in PLACES:
+            raise ValueError(f"place must be one of {PLACES}, not {place!r}")
+        return self._state.dpop_nonce(place)
+
+    def rotate_dpop_nonce(self) -> None:
+        """New nonces at both places: a proof with an old one is answered ``use_dpop_nonce``."""
+        self._state.rotate_dpop_nonces()
+
     # --------------------------------------------------------------- clients
 
     def register_client(
@@ -513,9 +588,13 @@ class StrictAuthServer:
         *,
         scope: str = "mcp",
         resource: Optional[str] = None,
+        dpop_jkt: Optional[str] = None,
     ) -> Dict[str, Any]:
-        """Start a new refresh chain (no browser) and return a token response dict."""
-        grant = self._state.mint(client_id, scope=scope, resource=resource or self.mcp_url)
+        """Start a new refresh chain (no browser) and return a token response dict. With ``dpop_jkt``
+        (the RFC 7638 thumbprint of a key) the chain is DPoP-bound to that key (token_type DPoP)."""
+        if dpop_jkt is not None and not is_thumbprint(dpop_jkt):
+            raise ValueError("dpop_jkt must be a SHA-256 JWK thumbprint (43 base64url characters)")
+        grant = self._state.mint(client_id, scope=scope, resource=resource or self.mcp_url, dpop_jkt=dpop_jkt)
         return grant.to_response()
 
     # ------------------------------------------------------------ test levers

@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Set, 
 from .assertions import ReplayCache, VerifiedAssertion
 from .audit import MISSING_GRANT_TYPE, Audit, AuditRecorder, EventKind, fingerprint
 from .client_metadata import ClientMetadata, check_client_metadata
+from .dpop import PLACES, DpopProof
 from .errors import OAuthError
 from .faults import Fault, FaultQueue
 from .jwt_keys import PublicKey
@@ -91,6 +92,8 @@ class AuthState:
         self._workload_issuers: Dict[str, PublicKey] = {}
         self._identity_providers: Dict[str, PublicKey] = {}
         self._replays = ReplayCache()
+        self._dpop_nonces = {place: secrets.token_urlsafe(16) for place in PLACES}
+        self._dpop_jtis = ReplayCache()
 
     # ------------------------------------------------------------------ config
 
@@ -211,7 +214,9 @@ class AuthState:
         return self._marker + secrets.token_urlsafe(32)
 
     def _issue_access(self, chain: ChainRecord, scope: Tuple[str, ...], now: float) -> TokenGrant:
-        grant = self._issue_unchained_access(chain.client_id, chain.resource, scope, now, chain.chain_id)
+        grant = self._issue_unchained_access(
+            chain.client_id, chain.resource, scope, now, chain.chain_id, dpop_jkt=chain.dpop_jkt
+        )
         chain.access_tokens.append(grant.access_token)
         return grant
 
@@ -222,7 +227,10 @@ class AuthState:
         scope: Tuple[str, ...],
         now: float,
         chain_id: Optional[int] = None,
+        *,
+        dpop_jkt: Optional[str] = None,
     ) -> TokenGrant:
+        """An access token; bound to the key ``dpop_jkt`` (token_type DPoP) when given."""
         token = self._new_token()
         ttl = self._ttl
         self._access[token] = AccessTokenRecord(
@@ -232,8 +240,10 @@ class AuthState:
             resource=resource,
             scope=scope,
             expires_at=now + ttl,
+            dpop_jkt=dpop_jkt,
         )
-        return TokenGrant(access_token=token, ttl=ttl, scope=" ".join(scope), refresh_token=None)
+        token_type = "Bearer" if dpop_jkt is None else "DPoP"
+        return TokenGrant(token, ttl, " ".join(scope), None, token_type=token_type, dpop_jkt=dpop_jkt)
 
     def _issue_refresh(self, chain: ChainRecord) -> str:
         token = self._new_token()
@@ -242,20 +252,24 @@ class AuthState:
         chain.current_refresh_token = token
         return token
 
-    def mint(self, client_id: str, *, scope: str, resource: str) -> TokenGrant:
-        """Start a new refresh chain for ``client_id`` (as if the user had consented)."""
+    def mint(self, client_id: str, *, scope: str, resource: str, dpop_jkt: Optional[str] = None) -> TokenGrant:
+        """Start a new refresh chain for ``client_id`` (as if the user had consented), bound to the
+        key ``dpop_jkt`` (a JWK thumbprint) when given."""
         scopes = parse_scope(scope)
         with self._lock:
             if client_id not in self._clients:
                 raise KeyError(f"unknown client {client_id!r}")
             now = self._clock()
             chain = self._new_chain_locked(client_id, resource, scopes)
+            chain.dpop_jkt = dpop_jkt
             refresh_token = self._issue_refresh(chain)
             grant = self._issue_access(chain, scopes, now)
             detail = f"chain={chain.chain_id} rt={fingerprint(refresh_token)}"
+            if dpop_jkt is not None:
+                detail += f" jkt={dpop_jkt}"
             self._audit.event(now, EventKind.TOKENS_MINTED, client_id, detail)
             self._changed.notify_all()
-            return TokenGrant(grant.access_token, grant.ttl, grant.scope, refresh_token)
+            return dataclasses.replace(grant, refresh_token=refresh_token)
 
     def _new_chain_locked(self, client_id: str, resource: str, scope: Tuple[str, ...]) -> ChainRecord:
         chain = ChainRecord(self._next_chain_id, client_id, resource, scope)
@@ -283,8 +297,10 @@ class AuthState:
         code_challenge: str,
         resource: str,
         scope: Tuple[str, ...],
+        dpop_jkt: Optional[str] = None,
     ) -> str:
-        """Record a consented authorization request and return its single-use code."""
+        """Record a consented authorization request and return its single-use code (bound to the key
+        ``dpop_jkt`` when the request named one, RFC 9449 §10)."""
         with self._lock:
             now = self._clock()
             code = self._new_token()
@@ -296,8 +312,11 @@ class AuthState:
                 resource=resource,
                 scope=scope,
                 expires_at=now + self._options.authorization_code_ttl,
+                dpop_jkt=dpop_jkt,
             )
             detail = f"code={fingerprint(code)} scope={' '.join(scope)}"
+            if dpop_jkt is not None:
+                detail += f" dpop_jkt={dpop_jkt}"
             self._audit.authorization_ok(now, client_id, detail)
             self._changed.notify_all()
             return code
@@ -382,17 +401,26 @@ class AuthState:
                 exc.audited = True
                 self._changed.notify_all()
                 raise
+            if result.dpop_jkt is not None:
+                detail += f" jkt={result.dpop_jkt}"
             self._audit.grant_ok(now, grant_type, client_id, detail)
             self._changed.notify_all()
             return result
 
     def refresh(
-        self, *, client_id: str, refresh_token: str, resource: Optional[str], scope: Optional[str]
+        self,
+        *,
+        client_id: str,
+        refresh_token: str,
+        resource: Optional[str],
+        scope: Optional[str],
+        dpop_jkt: Optional[str] = None,
     ) -> TokenGrant:
-        """The refresh_token grant (RFC 6749 §6) with rotation and reuse detection."""
+        """The refresh_token grant (RFC 6749 §6) with rotation and reuse detection. ``dpop_jkt``: the
+        thumbprint of the request's DPoP proof key, which a bound chain's must equal."""
 
         def grant(now: float) -> Tuple[TokenGrant, str]:
-            result = self._refresh_locked(now, client_id, refresh_token, resource, scope)
+            result = self._refresh_locked(now, client_id, refresh_token, resource, scope, dpop_jkt=dpop_jkt)
             detail = f"rt={fingerprint(refresh_token)}"
             if result.refresh_token is not None:
                 detail += f" -> rt={fingerprint(result.refresh_token)}"
@@ -408,8 +436,10 @@ class AuthState:
         redirect_uri: Optional[str],
         code_verifier: Optional[str],
         resource: Optional[str],
+        dpop_jkt: Optional[str] = None,
     ) -> TokenGrant:
-        """The authorization_code grant (RFC 6749 §4.1.3, RFC 7636 §4.6, RFC 8707)."""
+        """The authorization_code grant (RFC 6749 §4.1.3, RFC 7636 §4.6, RFC 8707). With ``dpop_jkt``
+        (the request's DPoP proof key) the new chain is bound to that key."""
 
         def grant(now: float) -> Tuple[TokenGrant, str]:
             result = self._exchange_code_locked(
@@ -419,6 +449,7 @@ class AuthState:
                 redirect_uri=redirect_uri,
                 code_verifier=code_verifier,
                 resource=resource,
+                dpop_jkt=dpop_jkt,
             )
             detail = f"code={fingerprint(code)}"
             if result.refresh_token is not None:
@@ -436,6 +467,7 @@ class AuthState:
         redirect_uri: Optional[str],
         code_verifier: Optional[str],
         resource: Optional[str],
+        dpop_jkt: Optional[str],
     ) -> TokenGrant:
         record = self._codes.get(code)
         if record is None:
@@ -443,6 +475,11 @@ class AuthState:
         if record.client_id != client.client_id:
             # Not spent: a client cannot burn another client's code by guessing it.
             raise OAuthError("invalid_grant", "authorization code was not issued to this client")
+        if record.dpop_jkt is not None and dpop_jkt != record.dpop_jkt:
+            # Not spent either (RFC 9449 §10): a presentation without the key proves nothing.
+            what = f"code={fingerprint(code)}"
+            self._dpop_key_mismatch_locked(now, client.client_id, what, record.dpop_jkt, dpop_jkt)
+            raise OAuthError("invalid_grant", "the DPoP proof's key is not the one the authorization request named")
         if record.used:
             self._code_reused_locked(now, record)
             raise OAuthError("invalid_grant", "authorization code already used")
@@ -463,6 +500,7 @@ class AuthState:
         elif resource != record.resource:
             raise OAuthError("invalid_target", "resource does not match the authorization request")
         chain = self._new_chain_locked(client.client_id, record.resource, record.scope)
+        chain.dpop_jkt = dpop_jkt
         record.chain_id = chain.chain_id
         refresh_token: Optional[str] = None
         if self._options.issue_refresh_tokens and "refresh_token" in client.grant_types:
@@ -478,11 +516,14 @@ class AuthState:
         if record.chain_id is not None:
             self._revoke_chain_locked(now, self._chains[record.chain_id], "authorization code reuse")
 
-    def client_credentials(self, *, client: ClientInfo, resource: str, scope: Tuple[str, ...]) -> TokenGrant:
-        """The client_credentials grant (RFC 6749 §4.4): an access token only, no chain."""
+    def client_credentials(
+        self, *, client: ClientInfo, resource: str, scope: Tuple[str, ...], dpop_jkt: Optional[str] = None
+    ) -> TokenGrant:
+        """The client_credentials grant (RFC 6749 §4.4): an access token only (bound to ``dpop_jkt``
+        when given), no chain."""
 
         def grant(now: float) -> Tuple[TokenGrant, str]:
-            result = self._issue_unchained_access(client.client_id, resource, scope, now)
+            result = self._issue_unchained_access(client.client_id, resource, scope, now, dpop_jkt=dpop_jkt)
             return result, f"scope={result.scope}"
 
         return self._run_grant("client_credentials", client.client_id, "", grant)
@@ -495,13 +536,15 @@ class AuthState:
         resource: str,
         scope: Tuple[str, ...],
         id_jag: bool = False,
+        dpop_jkt: Optional[str] = None,
     ) -> TokenGrant:
-        """The JWT bearer grant (RFC 7523 §2.1): an access token for a verified (and spent) assertion,
-        no refresh token, no chain. ``client_id`` is None when the request authenticated no client;
-        ``id_jag`` says the assertion was an ID-JAG (counted in ``audit.id_jag_grants`` too)."""
+        """The JWT bearer grant (RFC 7523 §2.1): an access token for a verified (and spent) assertion
+        (bound to ``dpop_jkt`` when given), no refresh token, no chain. ``client_id`` is None when the
+        request authenticated no client; ``id_jag`` says the assertion was an ID-JAG (counted in
+        ``audit.id_jag_grants`` too)."""
 
         def grant(now: float) -> Tuple[TokenGrant, str]:
-            result = self._issue_unchained_access(client_id, resource, scope, now)
+            result = self._issue_unchained_access(client_id, resource, scope, now, dpop_jkt=dpop_jkt)
             detail = f"iss={assertion.issuer} sub={assertion.subject} jti={fingerprint(assertion.jti)}"
             if id_jag:
                 self._audit.id_jag_grants += 1
@@ -511,7 +554,14 @@ class AuthState:
         return self._run_grant(JWT_BEARER_GRANT, client_id, "", grant)
 
     def _refresh_locked(
-        self, now: float, client_id: str, refresh_token: str, resource: Optional[str], scope: Optional[str]
+        self,
+        now: float,
+        client_id: str,
+        refresh_token: str,
+        resource: Optional[str],
+        scope: Optional[str],
+        *,
+        dpop_jkt: Optional[str],
     ) -> TokenGrant:
         record = self._refresh.get(refresh_token)
         if record is None:
@@ -521,6 +571,7 @@ class AuthState:
             raise OAuthError("invalid_grant", "refresh token was not issued to this client")
         if not chain.alive:
             raise OAuthError("invalid_grant", "refresh token revoked")
+        self._check_chain_binding_locked(now, chain, refresh_token, dpop_jkt)
         if record.used:
             self._revoke_chain_locked(now, chain, "refresh token reuse")
             self._audit.reuse_detections += 1
@@ -544,7 +595,32 @@ class AuthState:
             chain.generation += 1
             new_refresh = self._issue_refresh(chain)
         grant = self._issue_access(chain, granted, now)
-        return TokenGrant(grant.access_token, grant.ttl, grant.scope, new_refresh)
+        return dataclasses.replace(grant, refresh_token=new_refresh)
+
+    def _check_chain_binding_locked(
+        self, now: float, chain: ChainRecord, refresh_token: str, dpop_jkt: Optional[str]
+    ) -> None:
+        """RFC 9449 §5: a bound refresh token needs a proof of its key. Checked before reuse detection
+        and before anything rotates: a presentation without the key proves nothing and changes nothing.
+        A Bearer chain stays Bearer (a proof is ignored for binding), except that with DPoP required it
+        is refused: its access tokens would not be accepted anyway."""
+        if chain.dpop_jkt is None:
+            if self._options.dpop == "required":
+                raise OAuthError("invalid_grant", "the refresh token is not DPoP-bound and DPoP is required")
+            return
+        if dpop_jkt != chain.dpop_jkt:
+            what = f"chain={chain.chain_id} rt={fingerprint(refresh_token)}"
+            self._dpop_key_mismatch_locked(now, chain.client_id, what, chain.dpop_jkt, dpop_jkt)
+            if dpop_jkt is None:
+                raise OAuthError("invalid_grant", "the refresh token is DPoP-bound: a DPoP proof of its key is needed")
+            raise OAuthError("invalid_grant", "the DPoP proof's key is not the one the refresh token is bound to")
+
+    def _dpop_key_mismatch_locked(
+        self, now: float, client_id: Optional[str], what: str, expected: str, presented: Optional[str]
+    ) -> None:
+        self._audit.dpop.key_mismatches += 1
+        detail = f"{what} bound to jkt={expected}, proof jkt={presented or '(no proof)'}"
+        self._audit.event(now, EventKind.DPOP_KEY_MISMATCH, client_id, detail)
 
     def _revoke_chain_locked(self, now: float, chain: ChainRecord, reason: str) -> bool:
         if not chain.alive:
@@ -604,6 +680,55 @@ class AuthState:
             self._audit.event(now, EventKind.ASSERTION_REPLAYED, client_id, detail)
             self._changed.notify_all()
             return False
+
+    # -------------------------------------------------------------------- DPoP
+
+    def dpop_nonce(self, place: str) -> str:
+        """The nonce a proof at ``place`` ("token" or "resource") must carry while nonces are on."""
+        with self._lock:
+            return self._dpop_nonces[place]
+
+    def rotate_dpop_nonces(self) -> Dict[str, str]:
+        """New nonces for both places: proofs with the old ones are answered ``use_dpop_nonce``."""
+        with self._lock:
+            self._dpop_nonces = {place: secrets.token_urlsafe(16) for place in PLACES}
+            return dict(self._dpop_nonces)
+
+    def spend_dpop_proof(self, place: str, proof: DpopProof, client_id: Optional[str]) -> bool:
+        """Remember a verified proof's ``jti`` (one cache for every client, key and place) and count it;
+        False (audited as a replay) if it was accepted before."""
+        with self._lock:
+            now = self._clock()
+            detail = f"{place}: jkt={proof.jkt} jti={fingerprint(proof.jti)}"
+            accepted = self._dpop_jtis.spend((proof.jti,), proof.keep_until, now)
+            if accepted:
+                self._audit.dpop.accepted(place, proof.jkt)
+                self._audit.event(now, EventKind.DPOP_PROOF_ACCEPTED, client_id, detail)
+            else:
+                self._audit.dpop.replays += 1
+                self._audit.event(now, EventKind.DPOP_REPLAYED, client_id, detail)
+            self._changed.notify_all()
+            return accepted
+
+    def record_dpop_refusal(
+        self, place: str, kind: str, client_id: Optional[str], detail: str, *, missing: bool = False
+    ) -> None:
+        """Count, at ``place``, a proof refused (``EventKind.DPOP_PROOF_REFUSED``; ``missing``: there
+        was none), a nonce challenge, a key mismatch or a bound access token sent as Bearer."""
+        with self._lock:
+            counters = self._audit.dpop
+            if kind == EventKind.DPOP_NONCE_CHALLENGE:
+                counters.nonce_challenge(place)
+            elif kind == EventKind.DPOP_KEY_MISMATCH:
+                counters.key_mismatches += 1
+            elif kind == EventKind.DPOP_BOUND_AS_BEARER:
+                counters.bound_as_bearer += 1
+            elif missing:
+                counters.proofs_missing += 1
+            else:
+                counters.proofs_refused += 1
+            self._audit.event(self._clock(), kind, client_id, f"{place}: {detail}")
+            self._changed.notify_all()
 
     # ------------------------------------------------------------ test levers
 
@@ -669,6 +794,7 @@ class AuthState:
                         fingerprint(chain.current_refresh_token) if chain.current_refresh_token else ""
                     ),
                     revoked_reason=chain.revoked_reason,
+                    dpop_jkt=chain.dpop_jkt,
                 )
                 for chain in self._chains.values()
             ]
@@ -682,8 +808,8 @@ class AuthState:
                 return AccessCheck(False, None, "unknown access token")
             reason = record.failure(self._clock(), audience)
             if reason is not None:
-                return AccessCheck(False, record.client_id, reason)
-            return AccessCheck(True, record.client_id, "ok", record.scope)
+                return AccessCheck(False, record.client_id, reason, dpop_jkt=record.dpop_jkt)
+            return AccessCheck(True, record.client_id, "ok", record.scope, dpop_jkt=record.dpop_jkt)
 
     def record_mcp(self, ok: bool, client_id: Optional[str], detail: str) -> None:
         """Count one MCP request: ``detail`` is the JSON-RPC method (ok) or the 401 reason."""

@@ -7,12 +7,14 @@ from typing import Collection, Dict, Mapping, Optional, Tuple
 
 from ..errors import MissingExtra
 from .client_auth import authenticate_client, claimed_client_id
+from .dpop_gate import DpopGate
 from .errors import OAuthError
 from .faults import Fault
 from .forms import TOKEN_MULTI_ERRORS, Pairs, form_pairs, single_value, to_params
 from .grants import GrantHandler, GrantRequest, Grants
 from .http_types import NO_STORE, Request, Response, html_response, json_response
 from .models import JWT_BEARER_GRANT
+from .options import ServerOptions
 from .state import AuthState
 
 __all__ = ["MALFORMED_BODY", "GrantHandler", "GrantRequest", "TokenEndpoint"]
@@ -34,7 +36,8 @@ class TokenEndpoint:
 
     ``audiences`` are the ``aud`` values a JWT assertion (client assertion or JWT bearer grant) may
     name: the issuer (with and without a trailing slash) and the token endpoint URL.
-    ``id_jag_audiences`` are those an ID-JAG may name: the issuer only.
+    ``id_jag_audiences`` are those an ID-JAG may name: the issuer only. ``url`` is the endpoint's own
+    URL, which a DPoP proof's ``htu`` must name (RFC 9449).
     """
 
     def __init__(
@@ -45,10 +48,12 @@ class TokenEndpoint:
         resource_url: str,
         audiences: Collection[str],
         id_jag_audiences: Collection[str] = (),
+        url: str,
     ) -> None:
         self._state = state
         self._fault_delay = fault_delay
         self._audiences = tuple(audiences)
+        self._dpop = DpopGate(state, place="token", url=url, who="authorization server")
         self._grants: Dict[str, GrantHandler] = Grants(
             state, resource_url=resource_url, audiences=self._audiences, id_jag_audiences=id_jag_audiences
         ).table()
@@ -75,6 +80,10 @@ class TokenEndpoint:
         return response
 
     def _process(self, request: Request) -> Response:
+        options = self._state.options  # the DPoP knobs, read once for the request and its answer
+        return self._dpop.stamp(self._grant(request, options), options)
+
+    def _grant(self, request: Request, options: ServerOptions) -> Response:
         grant_type: Optional[str] = None
         pairs: Pairs = []
         params: Mapping[str, str] = {}
@@ -91,11 +100,13 @@ class TokenEndpoint:
             handler = self._grants.get(grant_type)
             if handler is None:
                 raise OAuthError("unsupported_grant_type", "grant_type is not supported")
-            anonymous = grant_type == JWT_BEARER_GRANT and self._state.options.anonymous_jwt_bearer
+            # The proof first: a use_dpop_nonce answer should not spend the client's assertion.
+            dpop_jkt = self._dpop.token_request(request, options, claimed_client_id(request, params))
+            anonymous = grant_type == JWT_BEARER_GRANT and options.anonymous_jwt_bearer
             client = authenticate_client(
                 request, params, self._state, audiences=self._audiences, allow_anonymous=anonymous
             )
-            grant = handler(GrantRequest(client, params))
+            grant = handler(GrantRequest(client, params, dpop_jkt=dpop_jkt))
         except MissingExtra as exc:  # a JWT to verify, and no PyJWT on this side
             return self._failed(request, grant_type, pairs, params, OAuthError("server_error", str(exc)))
         except OAuthError as exc:
