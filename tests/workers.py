@@ -41,10 +41,21 @@ def make_store(config):
     return FileTokenStore(config["store_dir"])
 
 
+def own_dpop_key_per_process():
+    """A naive client's mistake, for the tests that must fail: this process signs every DPoP proof
+    with a key of its own instead of the one stored with the chain."""
+    from mcp_sync_auth._oauth import dpop  # noqa: PLC0415
+
+    mine = dpop.DPoPKey.generate()
+    dpop.KEYS.key = lambda private_jwk: mine
+
+
 def make_auth(config, clock):
     """The worker's MCPAuth: a chain stored by hand (``token_endpoint``) by default, or a machine
     client with ``client_auth`` (its MCPAuth keywords: grant type, secret, ...) found by discovery."""
     machine = config.get("client_auth")
+    if config.get("own_dpop_key"):
+        own_dpop_key_per_process()
     return MCPAuth(
         config["mcp_url"],
         store=make_store(config),

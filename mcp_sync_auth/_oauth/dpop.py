@@ -111,15 +111,20 @@ class KeyRing:
 
 
 class Nonces:
-    """The latest ``DPoP-Nonce`` each origin gave, shared by every thread of the process."""
+    """The latest ``DPoP-Nonce`` each endpoint gave, shared by every thread of the process.
+
+    An authorization server and a resource on one origin may each keep their own nonce, so a nonce
+    is kept for the URL that gave it (its ``htu``) and, as a first guess for the origin's other
+    URLs, for the origin too.
+    """
 
     def __init__(self, size: int = 1024) -> None:
         self._guard = threading.Lock()
-        self._latest: LRUCache[tuple[str, str, int], str] = LRUCache(maxsize=size)
+        self._latest: LRUCache[str, str] = LRUCache(maxsize=size)
 
     def get(self, url: str) -> Optional[str]:
         with self._guard:
-            return self._latest.get(origin(url))
+            return self._latest.get(target_uri(url)) or self._latest.get(_origin_key(url))
 
     def remember(self, url: str, headers: Mapping[str, str]) -> Optional[str]:
         """Keep the nonce a response carries (any status may carry one); the nonce, or None."""
@@ -127,8 +132,14 @@ class Nonces:
         if not nonce or len(nonce) > 1024 or not all(_is_nqchar(ch) for ch in nonce):
             return None  # RFC 9449 §8.1: a nonce is 1*NQCHAR; anything else is not one
         with self._guard:
-            self._latest[origin(url)] = nonce
+            self._latest[target_uri(url)] = nonce
+            self._latest[_origin_key(url)] = nonce
         return nonce
+
+
+def _origin_key(url: str) -> str:
+    scheme, host, port = origin(url)
+    return f"{scheme}://{host}:{port}"
 
 
 KEYS = KeyRing()

@@ -63,12 +63,14 @@ def test_a_stored_key_that_is_not_an_ec_private_jwk_is_refused(text):
         DPoPKey.from_private_jwk(text)
 
 
-def test_nonces_are_kept_per_origin():
+def test_nonces_are_kept_per_endpoint_and_guessed_per_origin():
     nonces = Nonces()
     assert nonces.remember("https://as.example/token", {"DPoP-Nonce": "n1"}) == "n1"
-    assert nonces.get("https://as.example/other?q") == "n1"
+    assert nonces.get("https://as.example/other?q") == "n1"  # the origin's latest, as a first guess
     assert nonces.get("https://mcp.example/mcp") is None
-    assert nonces.remember("https://as.example/token", {}) is None and nonces.get("https://as.example/") == "n1"
+    nonces.remember("https://as.example/mcp", {"DPoP-Nonce": "r1"})  # the resource, same origin
+    assert nonces.get("https://as.example/token") == "n1" and nonces.get("https://as.example/mcp?x") == "r1"
+    assert nonces.remember("https://as.example/token", {}) is None and nonces.get("https://as.example/token") == "n1"
     for bad in ("bad\nnonce", 'with"quote', "back\\slash", "sp ace"):
         assert nonces.remember("https://as.example/token", {"DPoP-Nonce": bad}) is None
 
