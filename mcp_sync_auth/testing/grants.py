@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Mapping
 
 from .errors import OAuthError
+from .metadata import ResourceOf
 from .models import ClientInfo, TokenGrant
 from .scopes import grantable_scope
 from .state import AuthState
@@ -36,9 +37,9 @@ def _require_grant_type(client: ClientInfo, grant_type: str) -> None:
 class Grants:
     """The grant table for a token endpoint that serves one protected resource."""
 
-    def __init__(self, state: AuthState, *, resource_url: str) -> None:
+    def __init__(self, state: AuthState, *, resource: ResourceOf) -> None:
         self._state = state
-        self._resource_url = resource_url
+        self._resource_of = resource
 
     def table(self) -> Dict[str, GrantHandler]:
         return {
@@ -77,13 +78,14 @@ class Grants:
         if not client.confidential:
             raise OAuthError("unauthorized_client", "client_credentials needs a confidential client")
         _require_grant_type(client, "client_credentials")
+        options = self._state.options
+        expected = self._resource_of(options)
         resource = request.params.get("resource")
         if resource is None:
             if self._state.require_resource:
                 raise OAuthError("invalid_target", "the resource parameter is required")
-            resource = self._resource_url
-        elif resource != self._resource_url:
+            resource = expected
+        elif resource != expected:
             raise OAuthError("invalid_target", "unknown resource")
-        options = self._state.options
         scope = grantable_scope(request.params.get("scope"), client.scope, options.scopes_supported)
         return self._state.client_credentials(client=client, resource=resource, scope=scope)

@@ -24,6 +24,7 @@ another issuer, or the issuer with a trailing slash (which clients must not norm
 class ServerOptions:
     scopes_supported: Tuple[str, ...] = ("mcp",)
     serve_metadata: bool = True
+    path_metadata: bool = True
     root_metadata: bool = False
     allow_registration: bool = True
     auto_consent: bool = True
@@ -42,7 +43,14 @@ class ServerOptions:
         if not math.isfinite(ttl) or ttl <= 0:
             raise ValueError("authorization_code_ttl must be a positive number")
         object.__setattr__(self, "authorization_code_ttl", ttl)
-        for name in ("serve_metadata", "root_metadata", "allow_registration", "auto_consent", "issue_refresh_tokens"):
+        for name in (
+            "serve_metadata",
+            "path_metadata",
+            "root_metadata",
+            "allow_registration",
+            "auto_consent",
+            "issue_refresh_tokens",
+        ):
             object.__setattr__(self, name, bool(getattr(self, name)))
         object.__setattr__(self, "prm_overrides", freeze_overrides(self.prm_overrides))
         object.__setattr__(self, "as_metadata_overrides", freeze_overrides(self.as_metadata_overrides))

@@ -47,10 +47,15 @@ class StrictAuthServer:
     (authorization_code, refresh_token, client_credentials) and ``/mcp``.
 
     Knobs (constructor keywords, also settable at run time): ``scopes_supported``,
-    ``serve_metadata``, ``root_metadata`` (the same protected resource metadata at the root
-    well-known URL too), ``allow_registration``, ``auto_consent``, ``iss_mode``,
+    ``serve_metadata``, ``path_metadata`` (False: no document at the path-inserted URL),
+    ``root_metadata`` (the same protected resource metadata at the root well-known URL too),
+    ``allow_registration``, ``auto_consent``, ``iss_mode``,
     ``issue_refresh_tokens``, ``authorization_code_ttl``, ``prm_overrides`` and
     ``as_metadata_overrides`` (documents only; map a field to :data:`REMOVE` to delete it).
+
+    The resource tokens are granted for is :attr:`resource_identifier`: whatever ``resource`` the
+    protected resource metadata publishes (``prm_overrides={"resource": server.base_url}`` with
+    ``path_metadata=False, root_metadata=True`` makes an origin-wide resource), else the MCP URL.
     """
 
     def __init__(
@@ -66,6 +71,7 @@ class StrictAuthServer:
         host: str = "127.0.0.1",
         scopes_supported: Sequence[str] = ("mcp",),
         serve_metadata: bool = True,
+        path_metadata: bool = True,
         root_metadata: bool = False,
         allow_registration: bool = True,
         auto_consent: bool = True,
@@ -82,6 +88,7 @@ class StrictAuthServer:
         options = ServerOptions(
             scopes_supported=_scope_tuple(scopes_supported),
             serve_metadata=serve_metadata,
+            path_metadata=path_metadata,
             root_metadata=root_metadata,
             allow_registration=allow_registration,
             auto_consent=auto_consent,
@@ -173,16 +180,18 @@ class StrictAuthServer:
 
     def _build_routes(self) -> RouteTable:
         """path -> method -> endpoint."""
-        token = TokenEndpoint(self._state, fault_delay=self._fault_delay, resource_url=self.mcp_url)
+        metadata = MetadataEndpoints(self._state, self._urls())
+        resource = metadata.resource_identifier
+        token = TokenEndpoint(self._state, fault_delay=self._fault_delay, resource=resource)
         mcp = McpEndpoint(
             self._state,
-            resource_url=self.mcp_url,
+            resource=resource,
             resource_metadata_url=self.resource_metadata_url,
+            root_metadata_url=self.root_resource_metadata_url,
             strict_accept=self._strict_accept,
             controls=self.mcp,
         )
-        metadata = MetadataEndpoints(self._state, self._urls())
-        authorize = AuthorizationEndpoint(self._state, issuer=self.issuer, resource_url=self.mcp_url)
+        authorize = AuthorizationEndpoint(self._state, issuer=self.issuer, resource=resource)
         return {
             PRM_WELL_KNOWN + "/mcp": {"GET": metadata.protected_resource},
             PRM_WELL_KNOWN: {"GET": metadata.root_protected_resource},
@@ -239,6 +248,20 @@ class StrictAuthServer:
     def resource_metadata_url(self) -> str:
         """RFC 9728 metadata URL advertised in 401 challenges (path-inserted, RFC 9728 §3.1)."""
         return self.base_url + PRM_WELL_KNOWN + "/mcp"
+
+    @property
+    def root_resource_metadata_url(self) -> str:
+        """The root well-known metadata URL: served with ``root_metadata``, and named by 401
+        challenges when it is the only one served (``path_metadata=False``)."""
+        return self.base_url + PRM_WELL_KNOWN
+
+    @property
+    def resource_identifier(self) -> str:
+        """The resource tokens are granted for and accepted at: the ``resource`` the protected
+        resource metadata publishes now (``prm_overrides`` applied), else :attr:`mcp_url`.
+        ``/authorize`` and ``/token`` refuse any other ``resource`` (``invalid_target``), and
+        ``/mcp`` refuses tokens granted for another one."""
+        return MetadataEndpoints(self._state, self._urls()).resource_identifier(self._state.options)
 
     def protected_resource_metadata(self) -> Dict[str, Any]:
         """The RFC 9728 document as it would be served now (overrides applied)."""
@@ -301,6 +324,16 @@ class StrictAuthServer:
     @serve_metadata.setter
     def serve_metadata(self, value: bool) -> None:
         self._state.update_options(serve_metadata=value)
+
+    @property
+    def path_metadata(self) -> bool:
+        """False: the path-inserted well-known URL answers 404, so with ``root_metadata`` the
+        document is only at the root (and challenges name that one)."""
+        return self._state.options.path_metadata
+
+    @path_metadata.setter
+    def path_metadata(self, value: bool) -> None:
+        self._state.update_options(path_metadata=value)
 
     @property
     def root_metadata(self) -> bool:
@@ -427,7 +460,7 @@ class StrictAuthServer:
         resource: Optional[str] = None,
     ) -> Dict[str, Any]:
         """Start a new refresh chain (no browser) and return a token response dict."""
-        grant = self._state.mint(client_id, scope=scope, resource=resource or self.mcp_url)
+        grant = self._state.mint(client_id, scope=scope, resource=resource or self.resource_identifier)
         return grant.to_response()
 
     # ------------------------------------------------------------ test levers

@@ -11,6 +11,7 @@ from .faults import Fault
 from .forms import TOKEN_MULTI_ERRORS, Pairs, form_pairs, single_value, to_params
 from .grants import GrantHandler, GrantRequest, Grants
 from .http_types import NO_STORE, Request, Response, html_response, json_response
+from .metadata import ResourceOf
 from .state import AuthState
 
 __all__ = ["MALFORMED_BODY", "GrantHandler", "GrantRequest", "TokenEndpoint"]
@@ -30,10 +31,10 @@ def error_response(error: OAuthError) -> Response:
 class TokenEndpoint:
     """The token endpoint. Grants live in a table: add one with :meth:`add_grant`."""
 
-    def __init__(self, state: AuthState, *, fault_delay: float, resource_url: str) -> None:
+    def __init__(self, state: AuthState, *, fault_delay: float, resource: ResourceOf) -> None:
         self._state = state
         self._fault_delay = fault_delay
-        self._grants: Dict[str, GrantHandler] = Grants(state, resource_url=resource_url).table()
+        self._grants: Dict[str, GrantHandler] = Grants(state, resource=resource).table()
 
     def add_grant(self, grant_type: str, handler: GrantHandler) -> None:
         self._grants[grant_type] = handler
