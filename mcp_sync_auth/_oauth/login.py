@@ -56,6 +56,15 @@ class Plan:
     def issuer(self) -> str:
         return self.server.issuer
 
+    @property
+    def resource_indicator(self) -> str:
+        """The RFC 8707 ``resource`` to ask for: the identifier the protected resource metadata
+        publishes, exactly as published (RFC 9728 §3.3, §7.3), which discovery has checked to be the
+        MCP server URL or, for the root document, its origin; without metadata, the MCP server URL."""
+        if self.protected_resource is not None:
+            return self.protected_resource.resource
+        return self.resource
+
 
 class AuthorizationFlow:
     def __init__(
@@ -197,14 +206,17 @@ class AuthorizationFlow:
 
     # -- the grants --------------------------------------------------------------------------------
 
-    def token_client(self, token_endpoint: str, registration: ClientRegistration) -> TokenEndpointClient:
-        """A client for the token endpoint, authenticating as registered, with our resource on every request."""
+    def token_client(
+        self, token_endpoint: str, registration: ClientRegistration, resource: Optional[str] = None
+    ) -> TokenEndpointClient:
+        """A client for the token endpoint, authenticating as registered, with ``resource`` (by
+        default the MCP server URL) on every request."""
         return TokenEndpointClient(
             token_endpoint,
             registration.client_id,
             client_secret=registration.client_secret,
             auth_method=registration.auth_method,
-            resource=self.resource,
+            resource=resource if resource is not None else self.resource,
             session=self._session,
             timeout=self._timeout,
             clock=self._clock,
@@ -220,7 +232,7 @@ class AuthorizationFlow:
             registration = self.registration(plan, self.settings.redirect_uri or "", scopes)
             if not registration.client_secret:
                 raise ConfigurationError("the client credentials grant needs client_id and client_secret")
-            client = self.token_client(plan.server.token_endpoint, registration)
+            client = self.token_client(plan.server.token_endpoint, registration, plan.resource_indicator)
             return registration, client.client_credentials(scopes=scopes or None, generation=generation)
         return self._authorization_code(plan, scopes, generation)
 
@@ -247,12 +259,12 @@ class AuthorizationFlow:
                 iss_parameter_supported=server.authorization_response_iss_parameter_supported,
                 client_id=registration.client_id,
                 redirect_uri=redirect_uri,
-                resource=self.resource,
+                resource=plan.resource_indicator,
                 scopes=scopes,
             )
             redirect = self._follow(request.url, mode, receiver)
         code = code_from_redirect(request, redirect)
-        client = self.token_client(plan.server.token_endpoint, registration)
+        client = self.token_client(plan.server.token_endpoint, registration, plan.resource_indicator)
         tokens = client.exchange_code(
             code, redirect_uri=request.redirect_uri, code_verifier=request.code_verifier, generation=generation
         )
