@@ -151,12 +151,12 @@ def main(config: dict[str, Any]) -> None:
     real_reserve = FileTokenStore.reserve
     real_commit = FileReservation.commit
 
-    def refresh(self: Any, tokens: Any, generation: int) -> Any:
+    def refresh(self: Any, tokens: Any, generation: int, resource: Any = None) -> Any:
         presented = fingerprint(tokens.refresh_token)
         lease = {"lease": check_lease()} if check_lease is not None else {}
         emit("grant-start", fp=presented, gen=generation, **lease)
         try:
-            fresh = real_refresh(self, tokens, generation)
+            fresh = real_refresh(self, tokens, generation, resource)
         except TokenEndpointError as exc:
             emit("grant-error", fp=presented, **describe(exc))
             raise

@@ -149,10 +149,18 @@ class ChainSource:
     def login_required(self, why: str) -> AuthorizationRequired:
         return login_needed(AuthorizationRequired, f"{why} for {self.server_url}", self.login_hint())
 
-    def _build_chain(self, key: ChainKey, registration: ClientRegistration, token_endpoint: Optional[str]) -> _Chain:
+    def _build_chain(
+        self,
+        key: ChainKey,
+        registration: ClientRegistration,
+        token_endpoint: Optional[str],
+        resource_indicator: Optional[str] = None,
+    ) -> _Chain:
+        """``resource_indicator``: what a refresh sends when the stored record names none (the
+        login's, or a stored record's); None: the MCP server URL, as for a chain configured by hand."""
         refresher = None
         if token_endpoint is not None:
-            refresher = self._flow.token_client(token_endpoint, registration).refresh
+            refresher = self._flow.token_client(token_endpoint, registration, resource_indicator).refresh
         manager = TokenManager(
             key,
             self.store,
@@ -187,7 +195,7 @@ class ChainSource:
             if current is not None and current.manager.key == best.key:
                 return current
             registration = self._flow.known_registration(best.key.issuer, best.key.client_id)
-            self._chain = self._build_chain(best.key, registration, best.token_endpoint)
+            self._chain = self._build_chain(best.key, registration, best.token_endpoint, best.resource_indicator)
             return self._chain
 
     def _judge_unreadable(self, unreadable: Sequence[Unreadable], *, replaceable: bool) -> list[ChainRecord]:
@@ -329,9 +337,12 @@ class ChainSource:
                         return adopted
                 plan = self._flow.plan(challenge, fresh=True)
                 registration, tokens = self._flow.obtain_tokens(plan, challenge, held_scopes, generation=0)
+                # The key names the MCP server URL, whatever resource the metadata published: a process
+                # that knows only the URL finds the chain by it. The grant's resource goes with the record.
                 key = ChainKey(self.server_url, plan.issuer, registration.client_id, self.account)
-                chain = self._build_chain(key, registration, plan.server.token_endpoint)
-                saved = chain.manager.save_tokens(tokens, plan.server.token_endpoint)
+                resource = plan.resource_indicator
+                chain = self._build_chain(key, registration, plan.server.token_endpoint, resource)
+                saved = chain.manager.save_tokens(tokens, plan.server.token_endpoint, resource)
                 with self._resolve_guard:
                     self._chain = chain
                 return saved

@@ -131,8 +131,10 @@ def _grouped(
 class MCPAuth(AuthBase):
     """Bearer authorization for one MCP server, with rotation-safe refresh.
 
-    ``server_url`` is the MCP endpoint; it is also the OAuth resource indicator sent on every token
-    request. ``client`` says who the client is (:class:`ClientSettings`; by default discovery and
+    ``server_url`` is the MCP endpoint, and names its chain in the store. The OAuth resource
+    indicator (RFC 8707) sent on the authorization request and every token request is the
+    ``resource`` its protected resource metadata publishes (the URL, or its origin), else the URL.
+    ``client`` says who the client is (:class:`ClientSettings`; by default discovery and
     registration find out), ``login`` how a login happens (:class:`LoginOptions`); each of their fields
     may also be given as a single keyword (``client_id=``, ``interactive=``, ...). ``store`` defaults to
     the store ``$MCP_SYNC_AUTH_STORE`` names (a folder, ``file:///...``, ``memory:``, ``redis://...``),

@@ -55,6 +55,12 @@ class ChainRecord:
 
     A dead chain (``dead_reason`` set) keeps no refresh token, so nobody can present it again; it may
     keep nothing at all but the reason, the generation and the time.
+
+    ``resource_indicator`` is the RFC 8707 ``resource`` the chain's grants were made for: the
+    identifier the server's protected resource metadata published at the login (RFC 9728 §3.3),
+    which may be wider than ``key.resource`` (the origin, for ``.../mcp``). Every refresh sends it
+    again. None: not known (a chain saved by hand, or by a version that did not store it); the
+    refresh then sends what the process knows, by default the MCP server URL.
     """
 
     key: ChainKey
@@ -63,6 +69,7 @@ class ChainRecord:
     token_endpoint: Optional[str] = None
     dead_reason: Optional[str] = None
     updated_at: float = 0.0
+    resource_indicator: Optional[str] = None
 
     @property
     def is_dead(self) -> bool:

@@ -69,6 +69,15 @@ class Plan:
     def issuer(self) -> str:
         return self.server.issuer
 
+    @property
+    def resource_indicator(self) -> str:
+        """The RFC 8707 ``resource`` to ask for: the identifier the protected resource metadata
+        publishes, exactly as published (RFC 9728 §3.3, §7.3), which discovery has checked to be the
+        MCP server URL or, for the root document, its origin; without metadata, the MCP server URL."""
+        if self.protected_resource is not None:
+            return self.protected_resource.resource
+        return self.resource
+
 
 class AuthorizationFlow:
     def __init__(
@@ -223,8 +232,11 @@ class AuthorizationFlow:
 
     # -- the grants --------------------------------------------------------------------------------
 
-    def token_client(self, token_endpoint: str, registration: ClientRegistration) -> TokenEndpointClient:
-        """A client for the token endpoint, authenticating as registered, with our resource on every request."""
+    def token_client(
+        self, token_endpoint: str, registration: ClientRegistration, resource: Optional[str] = None
+    ) -> TokenEndpointClient:
+        """A client for the token endpoint, authenticating as registered, with ``resource`` (by
+        default the MCP server URL) on every request."""
         return TokenEndpointClient(
             token_endpoint,
             registration.client_id,
@@ -232,7 +244,7 @@ class AuthorizationFlow:
             auth_method=registration.auth_method,
             assertions=self._assertions if registration.auth_method == "private_key_jwt" else None,
             audience=registration.issuer,
-            resource=self.resource,
+            resource=resource if resource is not None else self.resource,
             session=self._session,
             timeout=self._timeout,
             clock=self._clock,
@@ -250,7 +262,7 @@ class AuthorizationFlow:
                 raise ConfigurationError(
                     "the client credentials grant needs client_id and client_secret (or a private key)"
                 )
-            client = self.token_client(plan.server.token_endpoint, registration)
+            client = self.token_client(plan.server.token_endpoint, registration, plan.resource_indicator)
             return registration, client.client_credentials(
                 scopes=scopes or None, generation=generation, dpop=self.dpop_key_for(plan.server)
             )
@@ -267,8 +279,10 @@ class AuthorizationFlow:
         registration = self.registration(plan, "", None)
         if registration.auth_method == "none":
             raise ConfigurationError("an ID-JAG is presented with the client's own secret or key")
-        assertion = self._identity.exchange(audience=server.issuer, resource=self.resource, scopes=scopes or None)
-        client = self.token_client(server.token_endpoint, registration)
+        assertion = self._identity.exchange(
+            audience=server.issuer, resource=plan.resource_indicator, scopes=scopes or None
+        )
+        client = self.token_client(server.token_endpoint, registration, plan.resource_indicator)
         return registration, client.jwt_bearer(
             assertion, scopes=scopes or None, generation=generation, dpop=self.dpop_key_for(server)
         )
@@ -282,7 +296,7 @@ class AuthorizationFlow:
             registration = self.registration(plan, "", None)
         else:
             registration = ClientRegistration(server.issuer, WORKLOAD, None, "none", (), WORKLOAD)
-        client = self.token_client(server.token_endpoint, registration)
+        client = self.token_client(server.token_endpoint, registration, plan.resource_indicator)
         assertion = self._workload.read(server.token_endpoint)
         try:
             tokens = client.jwt_bearer(
@@ -326,12 +340,12 @@ class AuthorizationFlow:
                 iss_parameter_supported=server.authorization_response_iss_parameter_supported,
                 client_id=registration.client_id,
                 redirect_uri=redirect_uri,
-                resource=self.resource,
+                resource=plan.resource_indicator,
                 scopes=scopes,
             )
             redirect = self._follow(request.url, mode, receiver)
         code = code_from_redirect(request, redirect)
-        client = self.token_client(plan.server.token_endpoint, registration)
+        client = self.token_client(plan.server.token_endpoint, registration, plan.resource_indicator)
         tokens = client.exchange_code(
             code,
             redirect_uri=request.redirect_uri,

@@ -80,9 +80,12 @@ class TokenEndpointClient:
     def __repr__(self) -> str:
         return f"TokenEndpointClient({self.token_endpoint!r}, client_id={self.client_id!r}, {self.auth_method})"
 
-    def refresh(self, tokens: TokenSet, generation: int) -> TokenSet:
+    def refresh(self, tokens: TokenSet, generation: int, resource: Optional[str] = None) -> TokenSet:
         """Spend ``tokens.refresh_token`` once. Raises TokenEndpointError; never retries (but for a
-        server's demand of a DPoP nonce, which it makes before it looks at the token)."""
+        server's demand of a DPoP nonce, which it makes before it looks at the token).
+
+        ``resource``: the one the chain's grant was for (its stored resource indicator), sent
+        instead of this client's own when given."""
         assert tokens.refresh_token, "refresh() needs a refresh token"
         refresh_token = tokens.refresh_token
 
@@ -92,7 +95,7 @@ class TokenEndpointClient:
                 refresh_token=refresh_token,
                 scope=None,
                 client_id=self.client_id,  # the base client's refresh body does not add it by itself
-                **{**credentials, **self._resource()},
+                **{**credentials, **self._resource(resource)},
             )
             return body, (refresh_token, tokens.access_token, credentials.get("client_assertion"))
 
@@ -213,8 +216,9 @@ class TokenEndpointClient:
 
     # -- request ---------------------------------------------------------------------------------
 
-    def _resource(self) -> dict[str, str]:
-        return {} if self.resource is None else {"resource": self.resource}
+    def _resource(self, resource: Optional[str] = None) -> dict[str, str]:
+        resource = resource if resource is not None else self.resource
+        return {} if resource is None else {"resource": resource}
 
     def _oauthlib_client(self) -> WebApplicationClient:
         return WebApplicationClient(self.client_id)

@@ -58,7 +58,8 @@ _MAX_PAUSE = 0.02
 _EARLY_RETRY_PAUSE = 0.05
 # After this long waiting for another process's lock, one log line says so.
 WAIT_NOTICE_AFTER = 2.0
-Refresher = Callable[[TokenSet, int], TokenSet]
+Refresher = Callable[[TokenSet, int, Optional[str]], TokenSet]
+"""(stored set, new generation, the record's resource indicator or None) -> the new set."""
 _Login = TypeVar("_Login", bound=AuthorizationRequired)
 
 
@@ -166,8 +167,11 @@ class TokenManager:
         tokens = parse_token_response(token_response, now=self._clock(), generation=0)
         return self.save_tokens(tokens, token_endpoint)
 
-    def save_tokens(self, tokens: TokenSet, token_endpoint: Optional[str] = None) -> TokenSet:
-        """Make ``tokens`` (a login's) this chain's newest set, whatever was stored, dead or alive."""
+    def save_tokens(
+        self, tokens: TokenSet, token_endpoint: Optional[str] = None, resource_indicator: Optional[str] = None
+    ) -> TokenSet:
+        """Make ``tokens`` (a login's) this chain's newest set, whatever was stored, dead or alive.
+        The token endpoint and the resource indicator default to the stored record's."""
         with self.store.lock(self.key, self._lock_timeout):
             try:
                 previous = self.store.load(self.key)
@@ -177,8 +181,17 @@ class TokenManager:
             tokens = dataclasses.replace(tokens, generation=generation)
             if token_endpoint is None and previous is not None:
                 token_endpoint = previous.token_endpoint
+            if resource_indicator is None and previous is not None:
+                resource_indicator = previous.resource_indicator
             self.store.save(
-                ChainRecord(self.key, generation, tokens, token_endpoint=token_endpoint, updated_at=self._clock())
+                ChainRecord(
+                    self.key,
+                    generation,
+                    tokens,
+                    token_endpoint=token_endpoint,
+                    updated_at=self._clock(),
+                    resource_indicator=resource_indicator,
+                )
             )
             self._memory.current = tokens
             self._memory.unsaved = None  # a login replaces the chain, stored or not
@@ -384,7 +397,7 @@ class TokenManager:
                 _faultpoint("before-grant")
                 _faultpoint("interrupt-during-grant")
             try:
-                fresh = self._refresher(stored, generation)
+                fresh = self._refresher(stored, generation, record.resource_indicator)
             except TokenEndpointError as exc:
                 if exc.error_code == "invalid_grant":
                     return self._after_invalid_grant(record, exc)
@@ -393,7 +406,12 @@ class TokenManager:
                 _faultpoint("after-grant-before-write")
             # Persist first: this is the one window in which a crash loses the chain, keep it short.
             new_record = ChainRecord(
-                self.key, generation, fresh, token_endpoint=record.token_endpoint, updated_at=self._clock()
+                self.key,
+                generation,
+                fresh,
+                token_endpoint=record.token_endpoint,
+                updated_at=self._clock(),
+                resource_indicator=record.resource_indicator,
             )
             # Whatever the write does, this process must use the new set: the old one is spent.
             self._memory.current = fresh
@@ -470,6 +488,7 @@ class TokenManager:
             token_endpoint=record.token_endpoint,
             dead_reason=f"refresh refused by the authorization server ({cause.error_code})",
             updated_at=self._clock(),
+            resource_indicator=record.resource_indicator,
         )
         try:
             self.store.save(dead)

@@ -23,6 +23,7 @@ def record_to_document(record: ChainRecord) -> dict[str, Any]:
         "generation": record.generation,
         "tokens": None if record.tokens is None else record.tokens.to_json(),
         "token_endpoint": record.token_endpoint,
+        "resource_indicator": record.resource_indicator,
         "dead": None if record.dead_reason is None else {"reason": record.dead_reason},
         "updated_at": record.updated_at,
     }
@@ -41,6 +42,10 @@ def document_to_record(doc: Any) -> ChainRecord:
     token_endpoint = doc.get("token_endpoint")
     if token_endpoint is not None and not isinstance(token_endpoint, str):
         raise ValueError("'token_endpoint' is not a string")
+    # Absent in documents written before it was stored: the refresh then sends the MCP server URL.
+    resource_indicator = doc.get("resource_indicator")
+    if resource_indicator is not None and not isinstance(resource_indicator, str):
+        raise ValueError("'resource_indicator' is not a string")
     dead = doc.get("dead")
     dead_reason = None
     if dead is not None:
@@ -56,6 +61,7 @@ def document_to_record(doc: Any) -> ChainRecord:
         token_endpoint=token_endpoint,
         dead_reason=dead_reason,
         updated_at=float(updated_at),
+        resource_indicator=resource_indicator,
     )
 
 

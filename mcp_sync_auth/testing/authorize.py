@@ -14,6 +14,7 @@ from .dpop import is_thumbprint
 from .errors import OAuthError
 from .forms import Pairs, decode_pairs, single_value, to_params
 from .http_types import Request, Response, html_response
+from .metadata import ResourceOf
 from .models import ClientInfo
 from .options import ServerOptions
 from .pkce import S256, is_valid_challenge
@@ -64,10 +65,10 @@ def _only(pairs: Pairs, name: str) -> str:
 
 
 class AuthorizationEndpoint:
-    def __init__(self, state: AuthState, *, issuer: str, resource_url: str) -> None:
+    def __init__(self, state: AuthState, *, issuer: str, resource: ResourceOf) -> None:
         self._state = state
         self._issuer = issuer
-        self._resource_url = resource_url
+        self._resource_of = resource
 
     def __call__(self, request: Request) -> Response:
         self._state.record_authorization_request(_first_values(request.query))
@@ -112,7 +113,7 @@ class AuthorizationEndpoint:
             raise OAuthError("invalid_request", "code_challenge_method must be S256")
         if not is_valid_challenge(challenge):
             raise OAuthError("invalid_request", "malformed code_challenge")
-        resource = self._resource(params.get("resource"))
+        resource = self._resource(params.get("resource"), options)
         scope = grantable_scope(params.get("scope"), client.scope, options.scopes_supported)
         dpop_jkt = self._dpop_jkt(params.get("dpop_jkt"), options)
         if not options.auto_consent:
@@ -136,12 +137,13 @@ class AuthorizationEndpoint:
             raise OAuthError("invalid_request", "dpop_jkt must be a SHA-256 JWK thumbprint (43 base64url characters)")
         return value
 
-    def _resource(self, resource: Optional[str]) -> str:
+    def _resource(self, resource: Optional[str], options: ServerOptions) -> str:
+        expected = self._resource_of(options)
         if resource is None:
             if self._state.require_resource:
                 raise OAuthError("invalid_target", "the resource parameter is required")
-            return self._resource_url
-        if resource != self._resource_url:
+            return expected
+        if resource != expected:
             raise OAuthError("invalid_target", "unknown resource")
         return resource
 

@@ -122,11 +122,18 @@ def _credentials(request: Request) -> Tuple[Optional[str], Optional[str], Option
 class ResourceGuard:
     """The MCP endpoint's access check while DPoP is on."""
 
-    def __init__(self, state: AuthState, *, resource_url: str, metadata_url: Callable[[], Optional[str]]) -> None:
+    def __init__(
+        self,
+        state: AuthState,
+        *,
+        url: str,
+        resource: Callable[[ServerOptions], str],
+        metadata_url: Callable[[], Optional[str]],
+    ) -> None:
         self._state = state
-        self._resource_url = resource_url
+        self._resource_of = resource  # the audience tokens must name (the metadata's resource)
         self._metadata_url = metadata_url
-        self.gate = DpopGate(state, place="resource", url=resource_url, who="resource server")
+        self.gate = DpopGate(state, place="resource", url=url, who="resource server")
 
     def refuse(
         self,
@@ -158,7 +165,7 @@ class ResourceGuard:
         if token is None:
             return self.refuse(options, None, None, "access token required (DPoP or Bearer)", None)
         if scheme == "bearer":
-            return self._bearer(options, self._state.check_access_token(token, self._resource_url))
+            return self._bearer(options, self._state.check_access_token(token, self._resource_of(self._state.options)))
         return self._dpop(request, options, token)
 
     def _bearer(self, options: ServerOptions, check: AccessCheck) -> Union[AccessCheck, Response]:
@@ -183,7 +190,7 @@ class ResourceGuard:
         except MissingExtra as exc:  # nothing to verify the proof with on this side
             payload = {"error": "server_error", "error_description": str(exc)}
             return json_response(500, payload)
-        check = self._state.check_access_token(token, self._resource_url)
+        check = self._state.check_access_token(token, self._resource_of(self._state.options))
         if not check.ok:
             return self.refuse(options, "dpop", "invalid_token", check.reason, check.client_id)
         if check.dpop_jkt is None:

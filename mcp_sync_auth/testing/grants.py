@@ -15,6 +15,7 @@ from typing import Callable, Collection, Dict, Mapping, Optional
 from .assertions import GRANT_ASSERTION, read_jwt, unverified_header, verify_assertion
 from .errors import OAuthError
 from .id_jag import ID_JAG_ASSERTION, id_jag_terms, is_id_jag_typ
+from .metadata import ResourceOf
 from .models import JWT_BEARER_GRANT, ClientInfo, TokenGrant
 from .scopes import grantable_scope, parse_scope
 from .state import AuthState
@@ -56,12 +57,12 @@ class Grants:
         self,
         state: AuthState,
         *,
-        resource_url: str,
+        resource: ResourceOf,
         audiences: Collection[str],
         id_jag_audiences: Collection[str] = (),
     ) -> None:
         self._state = state
-        self._resource_url = resource_url
+        self._resource_of = resource
         self._audiences = tuple(audiences)
         self._id_jag_audiences = tuple(id_jag_audiences)
 
@@ -79,8 +80,8 @@ class Grants:
         if resource is None:
             if self._state.require_resource:
                 raise OAuthError("invalid_target", "the resource parameter is required")
-            return self._resource_url
-        if resource != self._resource_url:
+            return self._resource_of(self._state.options)
+        if resource != self._resource_of(self._state.options):
             raise OAuthError("invalid_target", "unknown resource")
         return resource
 
@@ -178,7 +179,7 @@ class Grants:
             now=self._state.now(),
             whose="the identity provider's",
         )
-        terms = id_jag_terms(verified, client_id=client.client_id, resource_url=self._resource_url)
+        terms = id_jag_terms(verified, client_id=client.client_id, resource_url=self._resource_of(self._state.options))
         resource = request.params.get("resource")
         if resource is not None and resource != terms.resource:
             raise OAuthError("invalid_target", "the resource parameter is not the ID-JAG's resource")

@@ -22,6 +22,7 @@ from .http_types import Request, Response, json_response
 from .mcp_controls import McpControls, McpOptions
 from .mcp_stateless import MODERN_PROTOCOL_VERSIONS, check_request, discover_result, is_modern, stamp_result
 from .mcp_tools import call_tool, list_tools
+from .metadata import ResourceOf
 from .models import AccessCheck
 from .rpc import (
     INVALID_PARAMS,
@@ -74,17 +75,20 @@ class McpEndpoint:
         self,
         state: AuthState,
         *,
-        resource_url: str,
+        resource: ResourceOf,
+        url: str,
         resource_metadata_url: str,
+        root_metadata_url: Optional[str] = None,
         strict_accept: bool = False,
         controls: Optional[McpControls] = None,
     ) -> None:
         self._state = state
-        self._resource_url = resource_url
+        self._resource_of = resource
         self._metadata_url = resource_metadata_url
+        self._root_metadata_url = root_metadata_url
         self._strict_accept = strict_accept
         self.controls = controls if controls is not None else McpControls()
-        self._dpop = ResourceGuard(state, resource_url=resource_url, metadata_url=self._served_metadata_url)
+        self._dpop = ResourceGuard(state, url=url, resource=resource, metadata_url=self._served_metadata_url)
         self._event_ids = itertools.count(1)
         self._event_ids_lock = threading.Lock()
         self._methods: Dict[str, Callable[[JsonObject, _Context], Tuple[Any, Headers]]] = {
@@ -112,8 +116,14 @@ class McpEndpoint:
         return json_response(status, payload, (("WWW-Authenticate", header),))
 
     def _served_metadata_url(self) -> Optional[str]:
-        """Challenges name the protected resource metadata only while the server serves it."""
-        return self._metadata_url if self._state.options.serve_metadata else None
+        """Challenges name the protected resource metadata only while the server serves it: the
+        path-inserted document, else the root one when that is the only one served."""
+        options = self._state.options
+        if not options.serve_metadata:
+            return None
+        if options.path_metadata:
+            return self._metadata_url
+        return self._root_metadata_url if options.root_metadata else None
 
     def authorize(self, request: Request) -> Union[AccessCheck, Response]:
         """The access check, or the 401/400 response to send instead."""
@@ -130,7 +140,8 @@ class McpEndpoint:
             if credentials.problem is not None:
                 return self._unauthorized(401, "invalid_token", credentials.problem, None)
             return self._unauthorized(401, None, "bearer token required", None)
-        check = self._state.check_access_token(credentials.token, self._resource_url)
+        # The audience is the resource identifier the metadata publishes (the MCP URL by default).
+        check = self._state.check_access_token(credentials.token, self._resource_of(self._state.options))
         if not check.ok:
             return self._unauthorized(401, "invalid_token", check.reason, check.client_id)
         return check

@@ -7,7 +7,7 @@ The documents describe what the server really does; test overrides change only t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict
+from typing import Any, Callable, Dict
 
 from .dpop import DPOP_ALGORITHMS
 from .http_types import Request, Response, json_response
@@ -19,7 +19,10 @@ from .overrides import apply_overrides
 from .pkce import S256
 from .state import AuthState
 
-__all__ = ["MetadataEndpoints", "ServerUrls"]
+__all__ = ["MetadataEndpoints", "ResourceOf", "ServerUrls"]
+
+ResourceOf = Callable[[ServerOptions], str]
+"""The resource identifier the server grants tokens for and accepts them at, under given knobs."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,17 @@ class MetadataEndpoints:
             if options.dpop == "required":
                 document["dpop_bound_access_tokens_required"] = True
         return apply_overrides(document, options.prm_overrides)
+
+    def resource_identifier(self, options: ServerOptions) -> str:
+        """The resource this server grants tokens for and accepts them at: the ``resource`` its
+        protected resource metadata publishes (overrides applied) while it publishes any, else the
+        MCP URL. ``resource`` parameters (RFC 8707) must equal it exactly, as RFC 9728 §3.3 and §7.3
+        have clients send the identifier as published."""
+        if options.serve_metadata and (options.path_metadata or options.root_metadata):
+            published = self.protected_resource_document(options).get("resource")
+            if isinstance(published, str):
+                return published
+        return self._urls.resource
 
     def authorization_server_document(self, options: ServerOptions) -> Dict[str, Any]:
         urls = self._urls
@@ -80,7 +94,7 @@ class MetadataEndpoints:
     def protected_resource(self, request: Request) -> Response:
         self._state.record_metadata_request(request.path)
         options = self._state.options
-        if not options.serve_metadata:
+        if not (options.serve_metadata and options.path_metadata):
             return json_response(404, {"error": "not_found"})
         return json_response(200, self.protected_resource_document(options))
 

@@ -25,6 +25,7 @@ another issuer, or the issuer with a trailing slash (which clients must not norm
 class ServerOptions:
     scopes_supported: Tuple[str, ...] = ("mcp",)
     serve_metadata: bool = True
+    path_metadata: bool = True
     root_metadata: bool = False
     allow_registration: bool = True
     auto_consent: bool = True
@@ -53,6 +54,7 @@ class ServerOptions:
         object.__setattr__(self, "authorization_code_ttl", ttl)
         flags = (
             "serve_metadata",
+            "path_metadata",
             "root_metadata",
             "allow_registration",
             "auto_consent",

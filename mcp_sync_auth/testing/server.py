@@ -59,11 +59,16 @@ class StrictAuthServer:
     from a trusted :class:`IdentityProvider`) and ``/mcp``.
 
     Knobs (constructor keywords, also settable at run time): ``scopes_supported``,
-    ``serve_metadata``, ``root_metadata`` (the same protected resource metadata at the root
-    well-known URL too), ``allow_registration``, ``auto_consent``, ``iss_mode``,
+    ``serve_metadata``, ``path_metadata`` (False: no document at the path-inserted URL),
+    ``root_metadata`` (the same protected resource metadata at the root well-known URL too),
+    ``allow_registration``, ``auto_consent``, ``iss_mode``,
     ``issue_refresh_tokens``, ``authorization_code_ttl``, ``prm_overrides``,
     ``as_metadata_overrides`` (documents only; map a field to :data:`REMOVE` to delete it) and
     ``anonymous_jwt_bearer`` (the JWT bearer grant without client authentication, default True).
+
+    The resource tokens are granted for is :attr:`resource_identifier`: whatever ``resource`` the
+    protected resource metadata publishes (``prm_overrides={"resource": server.base_url}`` with
+    ``path_metadata=False, root_metadata=True`` makes an origin-wide resource), else the MCP URL.
 
     JWT assertions (RFC 7523) need the ``jwt`` extra (PyJWT): without it the server still runs, and
     a request that presents one is answered ``500 server_error`` naming the extra.
@@ -89,6 +94,7 @@ class StrictAuthServer:
         host: str = "127.0.0.1",
         scopes_supported: Sequence[str] = ("mcp",),
         serve_metadata: bool = True,
+        path_metadata: bool = True,
         root_metadata: bool = False,
         allow_registration: bool = True,
         auto_consent: bool = True,
@@ -111,6 +117,7 @@ class StrictAuthServer:
         options = ServerOptions(
             scopes_supported=_scope_tuple(scopes_supported),
             serve_metadata=serve_metadata,
+            path_metadata=path_metadata,
             root_metadata=root_metadata,
             allow_registration=allow_registration,
             auto_consent=auto_consent,
@@ -207,23 +214,26 @@ class StrictAuthServer:
 
     def _build_routes(self) -> RouteTable:
         """path -> method -> endpoint."""
+        metadata = MetadataEndpoints(self._state, self._urls())
+        resource = metadata.resource_identifier
         token = TokenEndpoint(
             self._state,
             fault_delay=self._fault_delay,
-            resource_url=self.mcp_url,
+            resource=resource,
             audiences=self.assertion_audiences,
             id_jag_audiences=self.id_jag_audiences,
             url=self.token_endpoint,
         )
         mcp = McpEndpoint(
             self._state,
-            resource_url=self.mcp_url,
+            resource=resource,
+            url=self.mcp_url,
             resource_metadata_url=self.resource_metadata_url,
+            root_metadata_url=self.root_resource_metadata_url,
             strict_accept=self._strict_accept,
             controls=self.mcp,
         )
-        metadata = MetadataEndpoints(self._state, self._urls())
-        authorize = AuthorizationEndpoint(self._state, issuer=self.issuer, resource_url=self.mcp_url)
+        authorize = AuthorizationEndpoint(self._state, issuer=self.issuer, resource=resource)
         return {
             PRM_WELL_KNOWN + "/mcp": {"GET": metadata.protected_resource},
             PRM_WELL_KNOWN: {"GET": metadata.root_protected_resource},
@@ -293,6 +303,20 @@ class StrictAuthServer:
         """RFC 9728 metadata URL advertised in 401 challenges (path-inserted, RFC 9728 §3.1)."""
         return self.base_url + PRM_WELL_KNOWN + "/mcp"
 
+    @property
+    def root_resource_metadata_url(self) -> str:
+        """The root well-known metadata URL: served with ``root_metadata``, and named by 401
+        challenges when it is the only one served (``path_metadata=False``)."""
+        return self.base_url + PRM_WELL_KNOWN
+
+    @property
+    def resource_identifier(self) -> str:
+        """The resource tokens are granted for and accepted at: the ``resource`` the protected
+        resource metadata publishes now (``prm_overrides`` applied), else :attr:`mcp_url`.
+        ``/authorize`` and ``/token`` refuse any other ``resource`` (``invalid_target``), and
+        ``/mcp`` refuses tokens granted for another one."""
+        return MetadataEndpoints(self._state, self._urls()).resource_identifier(self._state.options)
+
     def protected_resource_metadata(self) -> Dict[str, Any]:
         """The RFC 9728 document as it would be served now (overrides applied)."""
         return MetadataEndpoints(self._state, self._urls()).protected_resource_document(self._state.options)
@@ -354,6 +378,16 @@ class StrictAuthServer:
     @serve_metadata.setter
     def serve_metadata(self, value: bool) -> None:
         self._state.update_options(serve_metadata=value)
+
+    @property
+    def path_metadata(self) -> bool:
+        """False: the path-inserted well-known URL answers 404, so with ``root_metadata`` the
+        document is only at the root (and challenges name that one)."""
+        return self._state.options.path_metadata
+
+    @path_metadata.setter
+    def path_metadata(self, value: bool) -> None:
+        self._state.update_options(path_metadata=value)
 
     @property
     def root_metadata(self) -> bool:
@@ -594,7 +628,9 @@ class StrictAuthServer:
         (the RFC 7638 thumbprint of a key) the chain is DPoP-bound to that key (token_type DPoP)."""
         if dpop_jkt is not None and not is_thumbprint(dpop_jkt):
             raise ValueError("dpop_jkt must be a SHA-256 JWK thumbprint (43 base64url characters)")
-        grant = self._state.mint(client_id, scope=scope, resource=resource or self.mcp_url, dpop_jkt=dpop_jkt)
+        grant = self._state.mint(
+            client_id, scope=scope, resource=resource or self.resource_identifier, dpop_jkt=dpop_jkt
+        )
         return grant.to_response()
 
     # ------------------------------------------------------------ test levers

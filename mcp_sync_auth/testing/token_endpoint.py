@@ -13,6 +13,7 @@ from .faults import Fault
 from .forms import TOKEN_MULTI_ERRORS, Pairs, form_pairs, single_value, to_params
 from .grants import GrantHandler, GrantRequest, Grants
 from .http_types import NO_STORE, Request, Response, html_response, json_response
+from .metadata import ResourceOf
 from .models import JWT_BEARER_GRANT
 from .options import ServerOptions
 from .state import AuthState
@@ -45,7 +46,7 @@ class TokenEndpoint:
         state: AuthState,
         *,
         fault_delay: float,
-        resource_url: str,
+        resource: ResourceOf,
         audiences: Collection[str],
         id_jag_audiences: Collection[str] = (),
         url: str,
@@ -55,7 +56,7 @@ class TokenEndpoint:
         self._audiences = tuple(audiences)
         self._dpop = DpopGate(state, place="token", url=url, who="authorization server")
         self._grants: Dict[str, GrantHandler] = Grants(
-            state, resource_url=resource_url, audiences=self._audiences, id_jag_audiences=id_jag_audiences
+            state, resource=resource, audiences=self._audiences, id_jag_audiences=id_jag_audiences
         ).table()
 
     def add_grant(self, grant_type: str, handler: GrantHandler) -> None:

@@ -6,8 +6,9 @@ Stdlib only, Python 3.9+.  The suite (npm ``@modelcontextprotocol/conformance``,
 ``node``) are installed into ``tests/conformance/node_modules`` with ``npm ci`` on first use.
 
 Every selected scenario runs ONE AFTER ANOTHER (never the suite's parallel ``--suite`` mode), at
-each spec version it is tagged with among 2025-03-26, 2025-11-25 and 2026-07-28; extension
-scenarios named in ``EXTRA_SCENARIOS`` run once at the suite's default version.
+each spec version it is tagged with among 2025-03-26, 2025-06-18, 2025-11-25 and 2026-07-28
+(every spec version the suite tags a client scenario with); extension scenarios named in
+``EXTRA_SCENARIOS`` run once at the suite's default version.
 
 A scenario x version passes when its ``checks.json`` has no FAILURE and no WARNING and the harness
 exits 0 (the harness also fails a client that timed out, or that exited non-zero in a scenario
@@ -51,7 +52,7 @@ DEFAULT_CLIENT_SCRIPT = "tests/conformance/client.py"
 DEFAULT_EXPECTED_FAILURES = HERE / "expected-failures.txt"
 
 # Spec versions we run scenarios at (each scenario at every one of these it is tagged with).
-RUN_VERSIONS: Tuple[str, ...] = ("2025-03-26", "2025-11-25", "2026-07-28")
+RUN_VERSIONS: Tuple[str, ...] = ("2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28")
 # Extension scenarios (tag "extension", no spec version) that we run anyway.
 EXTRA_SCENARIOS: Tuple[str, ...] = (
     "auth/client-credentials-basic",

@@ -41,6 +41,7 @@ class FakeRefresher:
         self._clock = clock
         self._guard = threading.Lock()
         self.presented = []
+        self.resources = []  # the resource indicator handed to each grant
         self.fail = None
         self.entered = threading.Event()
         self._released = threading.Event()
@@ -53,9 +54,10 @@ class FakeRefresher:
     def release(self):
         self._released.set()
 
-    def __call__(self, stored, generation):
+    def __call__(self, stored, generation, resource):
         with self._guard:
             self.presented.append(stored.refresh_token)
+            self.resources.append(resource)
             n = len(self.presented)
         self.entered.set()
         assert self._released.wait(30), "the test never released the grant"
@@ -358,6 +360,37 @@ def test_a_new_login_revives_a_dead_chain(make_manager, logged_in, refresher, cl
     saved = manager.save_tokens(TokenSet("at-new", refresh_token="rt-new", expires_at=now + TTL, obtained_at=now))
     assert saved.generation == 3  # 1: first login, 2: dead, 3: this one
     assert manager.token().access_token == "at-new"
+
+
+def test_the_logins_resource_indicator_goes_to_every_refresh_and_stays_with_the_chain(
+    make_manager, key, shared, refresher, clock
+):
+    origin = "https://mcp.example"  # what the metadata published for key.resource, .../mcp
+    now = clock()
+    first = make_manager()
+    first.save_tokens(TokenSet("at-0", refresh_token="rt-0", expires_at=now + 1, obtained_at=now), None, origin)
+    clock.advance(2)
+    assert first.token().access_token == "at-1"
+    clock.advance(TTL)
+    assert make_manager(view=StoreView(shared)).token().access_token == "at-2"  # another process
+    assert refresher.resources == [origin, origin]
+    assert shared.load(key).resource_indicator == origin
+    # Tokens saved by hand keep the chain's resource; a record without one hands the refresher None.
+    first.save_tokens(TokenSet("at-x", refresh_token="rt-x", expires_at=clock() + 1, obtained_at=clock()))
+    assert shared.load(key).resource_indicator == origin
+    first.forget()
+    first.save_tokens(TokenSet("at-y", refresh_token="rt-y", expires_at=clock() + 1, obtained_at=clock()))
+    clock.advance(2)
+    first.token()
+    assert refresher.resources[-1] is None and shared.load(key).resource_indicator is None
+    # A refused refresh kills the chain; the dead record still names the resource.
+    first.save_tokens(TokenSet("at-z", refresh_token="rt-z", expires_at=clock() + 1, obtained_at=clock()), None, origin)
+    refresher.fail = TokenEndpointError("refused", status_code=400, error_code="invalid_grant")
+    clock.advance(2)
+    with pytest.raises(AuthorizationRequired):
+        first.token()
+    dead = shared.load(key)
+    assert dead.is_dead and dead.resource_indicator == origin
 
 
 # --- early refresh -------------------------------------------------------------------------------

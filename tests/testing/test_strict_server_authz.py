@@ -797,6 +797,60 @@ def test_resource_may_be_omitted_when_not_required(clock, http):
         assert_redirect_error(wrong, server, "invalid_target")
 
 
+def test_the_resource_is_the_one_the_metadata_publishes(clock, http):
+    # An origin-wide protected resource (the conformance suite's auth/metadata-var2): metadata only
+    # at the root well-known URL, publishing the origin as its resource. Every grant is for exactly
+    # that identifier; the MCP URL, which it covers, is refused like any other resource.
+    with StrictAuthServer(clock=clock, path_metadata=False, root_metadata=True) as server:
+        server.prm_overrides = {"resource": server.base_url}
+        origin = server.base_url
+        assert server.resource_identifier == origin
+        assert http.get(server.resource_metadata_url, timeout=10).status_code == 404
+        root = http.get(server.root_resource_metadata_url, timeout=10).json()
+        assert root["resource"] == origin
+        challenge = http.post(server.mcp_url, json={}, timeout=10).headers["WWW-Authenticate"]
+        assert f'resource_metadata="{server.root_resource_metadata_url}"' in challenge
+
+        client_id = public_client(server)
+        for wrong in (server.mcp_url, origin + "/"):
+            assert_redirect_error(authorize(http, server, client_id, resource=wrong), server, "invalid_target")
+        code, verifier = get_code(http, server, client_id, resource=origin)
+        assert_oauth_error(exchange(http, server, client_id, code, verifier), 400, "invalid_target")
+        code, verifier = get_code(http, server, client_id, resource=origin)
+        response = exchange(http, server, client_id, code, verifier, resource=origin)
+        assert response.status_code == 200, response.text
+        tokens = response.json()
+        assert [chain.resource for chain in server.chains()] == [origin]
+        assert echo(http, server, tokens["access_token"]).status_code == 200
+
+        data = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"], "client_id": client_id}
+        refused = http.post(server.token_endpoint, data={**data, "resource": server.mcp_url}, timeout=10)
+        assert_oauth_error(refused, 400, "invalid_target")
+        renewed = http.post(server.token_endpoint, data={**data, "resource": origin}, timeout=10)
+        assert renewed.status_code == 200, renewed.text
+        assert echo(http, server, renewed.json()["access_token"]).status_code == 200
+
+        # A token for the MCP URL is for another resource now: the resource server refuses it.
+        minted = server.mint_tokens(client_id, resource=server.mcp_url)
+        assert echo(http, server, minted["access_token"]).status_code == 401
+        assert echo(http, server, server.mint_tokens(client_id)["access_token"]).status_code == 200
+
+        # Without metadata nothing is published: the resource is the MCP URL again.
+        server.serve_metadata = False
+        assert server.resource_identifier == server.mcp_url
+        assert "resource_metadata" not in http.post(server.mcp_url, json={}, timeout=10).headers["WWW-Authenticate"]
+
+
+def test_client_credentials_are_for_the_published_resource(clock, http):
+    with StrictAuthServer(clock=clock, prm_overrides={"resource": "https://api.example/"}) as server:
+        client_id = server.register_client(token_endpoint_auth_method="client_secret_basic")
+        auth = (client_id, server.get_client(client_id).client_secret)
+        assert_oauth_error(client_credentials(http, server, auth), 400, "invalid_target")
+        response = client_credentials(http, server, auth, resource="https://api.example/")
+        assert response.status_code == 200, response.text
+        assert echo(http, server, response.json()["access_token"]).status_code == 200
+
+
 def test_scope_selection(clock, http):
     with StrictAuthServer(clock=clock, scopes_supported=("mcp", "read", "write")) as server:
         client_id = public_client(server)
