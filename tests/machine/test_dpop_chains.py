@@ -98,3 +98,14 @@ def test_a_process_with_a_key_of_its_own_loses_the_chain(spawn, dpop_server, clo
         assert totals["ok"] == 0
     else:
         assert totals == Counter(ok=1) and audit.refresh_ok == 1 and audit.dpop.key_mismatches == 0
+
+
+def test_logging_in_again_makes_a_new_key(dpop_server, store_dir, clock):
+    auth = MCPAuth(dpop_server.mcp_url, store=FileTokenStore(store_dir), dpop=True, clock=clock,
+                   authorization_handler=auto_consent_handler)
+    first = auth.login()
+    second = auth.login()
+    assert first.dpop_key != second.dpop_key
+    assert len(dpop_server.audit.dpop.keys) == 2  # each chain bound to its own key
+    (record,) = FileTokenStore(store_dir).records()
+    assert record.tokens.dpop_key == second.dpop_key  # the store keeps the new chain's key with it
