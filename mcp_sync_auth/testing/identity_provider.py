@@ -25,7 +25,7 @@ from .id_jag import ID_JAG_TYP
 from .idp_state import IDP_AUTH_METHODS, IdentityProviderAudit, IdpState
 from .idp_token import IdpEndpoints, IdpUrls, id_jag_claims
 from .jwt_keys import KeySource, load_public_key
-from .jwt_signer import JwtSigner, with_extra_claims
+from .jwt_signer import JwtSigner, SignerKeys, with_extra_claims
 from .models import ClientInfo
 from .scopes import parse_scope
 from .serving import ThreadedHttpServing
@@ -45,7 +45,7 @@ def _check_lifetime(value: float, name: str) -> float:
     return lifetime
 
 
-class IdentityProvider(ThreadedHttpServing):
+class IdentityProvider(SignerKeys, ThreadedHttpServing):
     """A test identity provider: ID tokens, and RFC 8693 token exchange of them for ID-JAGs.
 
     Serves on ``host`` (a free port) from a daemon thread between :meth:`start` and :meth:`stop` (or
@@ -124,19 +124,6 @@ class IdentityProvider(ThreadedHttpServing):
     @property
     def key_id(self) -> str:
         return self._signer.key_id
-
-    @property
-    def public_key(self) -> Any:
-        """The cryptography public key that verifies its ID tokens and ID-JAGs."""
-        return self._signer.public_key
-
-    @property
-    def public_key_pem(self) -> str:
-        return self._signer.public_key_pem
-
-    @property
-    def public_jwk(self) -> Dict[str, Any]:
-        return self._signer.public_jwk
 
     @property
     def id_jag_lifetime(self) -> float:

@@ -12,7 +12,7 @@ from typing import Any, Dict, Mapping, Optional
 from .._util.jwt_extra import jwt_module
 from .overrides import REMOVE
 
-__all__ = ["SIGNING_ALGORITHMS", "JwtSigner", "with_extra_claims"]
+__all__ = ["SIGNING_ALGORITHMS", "JwtSigner", "SignerKeys", "with_extra_claims"]
 
 SIGNING_ALGORITHMS = ("ES256", "none")
 """``ES256`` signs with the issuer's key; ``none`` makes an unsigned JWT, for tests that it is refused."""
@@ -68,3 +68,24 @@ class JwtSigner:
         header = {"kid": self.key_id, **(headers or {})}
         token: str = self._jwt.encode(dict(claims), key, algorithm=algorithm, headers=header)
         return token
+
+
+class SignerKeys:
+    """Mixin of a token issuer that signs with ``self._signer``: its public key in the usual forms."""
+
+    _signer: JwtSigner
+
+    @property
+    def public_key(self) -> Any:
+        """The cryptography public key that verifies the tokens it signs."""
+        return self._signer.public_key
+
+    @property
+    def public_key_pem(self) -> str:
+        """The public key as PEM (SubjectPublicKeyInfo) text."""
+        return self._signer.public_key_pem
+
+    @property
+    def public_jwk(self) -> Dict[str, Any]:
+        """The public key as a JWK (with ``kid``, ``alg`` and ``use``)."""
+        return self._signer.public_jwk

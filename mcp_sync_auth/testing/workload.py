@@ -12,14 +12,14 @@ import secrets
 import time
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
 
-from .jwt_signer import JwtSigner, with_extra_claims
+from .jwt_signer import JwtSigner, SignerKeys, with_extra_claims
 
 __all__ = ["WorkloadIssuer"]
 
 DEFAULT_ISSUER = "https://workload-identity.example"
 
 
-class WorkloadIssuer:
+class WorkloadIssuer(SignerKeys):
     """Mints workload identity JWTs signed with a key of its own.
 
     ``issuer`` is the ``iss`` of every token; ``clock`` gives ``iat`` when :meth:`mint` is not told
@@ -42,21 +42,6 @@ class WorkloadIssuer:
 
     def __repr__(self) -> str:
         return f"WorkloadIssuer({self.issuer!r}, key_id={self.key_id!r})"
-
-    @property
-    def public_key(self) -> Any:
-        """The cryptography public key."""
-        return self._signer.public_key
-
-    @property
-    def public_key_pem(self) -> str:
-        """The public key as PEM (SubjectPublicKeyInfo) text."""
-        return self._signer.public_key_pem
-
-    @property
-    def public_jwk(self) -> Dict[str, Any]:
-        """The public key as a JWK (with ``kid``, ``alg`` and ``use``)."""
-        return self._signer.public_jwk
 
     def mint(
         self,
