@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import threading
+import time
 from dataclasses import dataclass, field
-from typing import Deque, Dict, List, Mapping, Optional, Tuple
+from typing import Callable, Deque, Dict, List, Mapping, Optional, Tuple, TypeVar
 
 from .dpop_audit import DpopAudit, DpopCounters
 
@@ -20,6 +22,7 @@ __all__ = [
     "AuditRecorder",
     "EventKind",
     "fingerprint",
+    "wait_for_snapshot",
 ]
 
 MAX_EVENTS = 200_000
@@ -29,6 +32,29 @@ MISSING_GRANT_TYPE = "(invalid)"
 def fingerprint(token: str) -> str:
     """Short, non-reversible token fingerprint safe to put in logs and audit details."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()[:8]
+
+
+_Snapshot = TypeVar("_Snapshot")
+
+
+def wait_for_snapshot(
+    changed: threading.Condition,
+    snapshot: Callable[[], _Snapshot],
+    predicate: Callable[[_Snapshot], bool],
+    timeout: float,
+) -> _Snapshot:
+    """Holding ``changed``'s lock, block until ``predicate(snapshot())`` holds (checked again each time
+    ``changed`` is notified) and return that snapshot; raise TimeoutError after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    with changed:
+        while True:
+            taken = snapshot()
+            if predicate(taken):
+                return taken
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("audit predicate not satisfied in time")
+            changed.wait(remaining)
 
 
 class EventKind:

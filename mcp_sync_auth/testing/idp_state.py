@@ -11,12 +11,11 @@ from __future__ import annotations
 import collections
 import secrets
 import threading
-import time
 from dataclasses import dataclass
 from typing import Callable, Deque, Dict, Mapping, Optional, Tuple
 
 from .assertions import ReplayCache, VerifiedAssertion
-from .audit import MAX_EVENTS, AuditEvent, fingerprint
+from .audit import MAX_EVENTS, AuditEvent, fingerprint, wait_for_snapshot
 from .errors import OAuthError
 from .models import ClientInfo
 
@@ -202,13 +201,4 @@ class IdpState:
         self, predicate: Callable[[IdentityProviderAudit], bool], timeout: float
     ) -> IdentityProviderAudit:
         """Block until ``predicate(audit)`` holds; raise TimeoutError after ``timeout`` s."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while True:
-                snapshot = self._audit.snapshot()
-                if predicate(snapshot):
-                    return snapshot
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError("audit predicate not satisfied in time")
-                self._changed.wait(remaining)
+        return wait_for_snapshot(self._changed, self._audit.snapshot, predicate, timeout)

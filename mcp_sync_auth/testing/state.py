@@ -16,7 +16,7 @@ import time
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Set, Tuple
 
 from .assertions import ReplayCache, VerifiedAssertion
-from .audit import MISSING_GRANT_TYPE, Audit, AuditRecorder, EventKind, fingerprint
+from .audit import MISSING_GRANT_TYPE, Audit, AuditRecorder, EventKind, fingerprint, wait_for_snapshot
 from .client_metadata import ClientMetadata, check_client_metadata
 from .dpop import PLACES, DpopProof
 from .errors import OAuthError
@@ -853,13 +853,4 @@ class AuthState:
 
     def wait_for_audit(self, predicate: Callable[[Audit], bool], timeout: float) -> Audit:
         """Block until ``predicate(audit)`` holds; raise TimeoutError after ``timeout`` s."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while True:
-                snapshot = self._audit.snapshot()
-                if predicate(snapshot):
-                    return snapshot
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError("audit predicate not satisfied in time")
-                self._changed.wait(remaining)
+        return wait_for_snapshot(self._changed, self._audit.snapshot, predicate, timeout)
