@@ -25,7 +25,7 @@ from .id_jag import ID_JAG_TYP
 from .idp_state import IDP_AUTH_METHODS, IdentityProviderAudit, IdpState
 from .idp_token import IdpEndpoints, IdpUrls, id_jag_claims
 from .jwt_keys import KeySource, load_public_key
-from .jwt_signer import JwtSigner, SignerKeys, with_extra_claims
+from .jwt_signer import JwtSigner, SignerKeys, subject_claims, with_extra_claims
 from .models import ClientInfo
 from .scopes import parse_scope
 from .serving import ThreadedHttpServing
@@ -211,15 +211,9 @@ class IdentityProvider(SignerKeys, ThreadedHttpServing):
         if not isinstance(subject, str) or not subject:
             raise ValueError("subject must be a non-empty string")
         issued_at = int(self._clock() if now is None else now)
-        claims: Dict[str, Any] = {
-            "iss": self.issuer,
-            "sub": subject,
-            "aud": audience if isinstance(audience, str) else list(audience),
-            "iat": issued_at,
-            "exp": issued_at + int(lifetime),
-            "auth_time": issued_at,
-            "jti": jti if jti is not None else secrets.token_urlsafe(16),
-        }
+        claims = subject_claims(
+            self.issuer, subject, audience, issued_at=issued_at, lifetime=lifetime, jti=jti, auth_time=issued_at
+        )
         token = self._signer.sign(with_extra_claims(claims, extra_claims), algorithm=algorithm, headers={"typ": "JWT"})
         shown = audience if isinstance(audience, str) else " ".join(audience)
         self._state.record_id_token(shown, f"sub={subject} aud={shown}")

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
-from .jwt_signer import JwtSigner, SignerKeys, with_extra_claims
+from .jwt_signer import JwtSigner, SignerKeys, subject_claims, with_extra_claims
 
 __all__ = ["WorkloadIssuer"]
 
@@ -58,12 +58,5 @@ class WorkloadIssuer(SignerKeys):
         (``lifetime`` later) and ``jti`` (random unless given). ``extra_claims`` adds or replaces
         claims; map one to :data:`REMOVE` to leave it out. ``algorithm`` is ES256 or ``none``."""
         issued_at = int(self._clock() if now is None else now)
-        claims: Dict[str, Any] = {
-            "iss": self.issuer,
-            "sub": subject,
-            "aud": audience if isinstance(audience, str) else list(audience),
-            "iat": issued_at,
-            "exp": issued_at + int(lifetime),
-            "jti": jti if jti is not None else secrets.token_urlsafe(16),
-        }
+        claims = subject_claims(self.issuer, subject, audience, issued_at=issued_at, lifetime=lifetime, jti=jti)
         return self._signer.sign(with_extra_claims(claims, extra_claims), algorithm=algorithm)
