@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import threading
+import time
 from dataclasses import dataclass, field
-from typing import Deque, Dict, List, Mapping, Optional, Tuple
+from typing import Callable, Deque, Dict, Generic, List, Mapping, Optional, Protocol, Tuple, TypeVar
 
 from .dpop_audit import DpopAudit, DpopCounters
 
@@ -18,6 +20,8 @@ __all__ = [
     "Audit",
     "AuditEvent",
     "AuditRecorder",
+    "AuditSource",
+    "AuditedState",
     "EventKind",
     "fingerprint",
 ]
@@ -29,6 +33,48 @@ MISSING_GRANT_TYPE = "(invalid)"
 def fingerprint(token: str) -> str:
     """Short, non-reversible token fingerprint safe to put in logs and audit details."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()[:8]
+
+
+_Snapshot = TypeVar("_Snapshot")
+_Snapshot_co = TypeVar("_Snapshot_co", covariant=True)
+
+
+class AuditSource(Protocol[_Snapshot_co]):
+    """An audit recorder: immutable snapshots of what it recorded, and a reset."""
+
+    def snapshot(self) -> _Snapshot_co: ...
+
+    def reset(self) -> None: ...
+
+
+class AuditedState(Generic[_Snapshot]):
+    """Mixin of a server state whose recorder ``_audit`` changes under the lock of ``_changed``
+    (notified on every change): its audit snapshots, a reset, and a wait for an audit."""
+
+    _changed: threading.Condition
+    _audit: AuditSource[_Snapshot]
+
+    def audit(self) -> _Snapshot:
+        with self._changed:
+            return self._audit.snapshot()
+
+    def reset_audit(self) -> None:
+        with self._changed:
+            self._audit.reset()
+            self._changed.notify_all()
+
+    def wait_for_audit(self, predicate: Callable[[_Snapshot], bool], timeout: float) -> _Snapshot:
+        """Block until ``predicate(audit)`` holds; raise TimeoutError after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                snapshot = self._audit.snapshot()
+                if predicate(snapshot):
+                    return snapshot
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("audit predicate not satisfied in time")
+                self._changed.wait(remaining)
 
 
 class EventKind:

@@ -12,9 +12,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Collection, Dict, Mapping, Optional
 
-from .assertions import GRANT_ASSERTION, read_jwt, unverified_header, verify_assertion
+from .assertions import (
+    GRANT_ASSERTION,
+    AssertionRules,
+    VerifiedAssertion,
+    read_jwt,
+    unverified_header,
+    verify_assertion,
+)
 from .errors import OAuthError
 from .id_jag import ID_JAG_ASSERTION, id_jag_terms, is_id_jag_typ
+from .jwt_keys import PublicKey
 from .metadata import ResourceOf
 from .models import JWT_BEARER_GRANT, ClientInfo, TokenGrant
 from .scopes import grantable_scope, parse_scope
@@ -137,18 +145,12 @@ class Grants:
         resource = self._resource(request.params)
         registered = client.scope if client is not None else None
         scope = grantable_scope(request.params.get("scope"), registered, self._state.options.scopes_supported)
-        jwt = read_jwt(token, GRANT_ASSERTION)
-        issuer = jwt.claim("iss")
-        key = self._state.workload_issuer_key(issuer) if issuer is not None else None
-        if issuer is None or key is None:
-            raise OAuthError("invalid_grant", "the assertion's issuer is not trusted")
-        verified = verify_assertion(
-            jwt,
-            key,
-            rules=GRANT_ASSERTION,
-            issuer=issuer,
+        verified = self._verified(
+            token,
+            GRANT_ASSERTION,
+            self._state.workload_issuer_key,
+            untrusted="the assertion's issuer is not trusted",
             audiences=self._audiences,
-            now=self._state.now(),
             whose="the trusted issuer's",
         )
         client_id = client.client_id if client is not None else None
@@ -158,6 +160,27 @@ class Grants:
             client_id=client_id, assertion=verified, resource=resource, scope=scope, dpop_jkt=request.dpop_jkt
         )
 
+    def _verified(
+        self,
+        token: str,
+        rules: AssertionRules,
+        key_of: Callable[[str], Optional[PublicKey]],
+        *,
+        untrusted: str,
+        audiences: Collection[str],
+        whose: str,
+    ) -> VerifiedAssertion:
+        """``token`` read by ``rules`` and verified with the key ``key_of`` gives for its ``iss``
+        (``invalid_grant`` with ``untrusted`` when there is no ``iss`` or no key for it)."""
+        jwt = read_jwt(token, rules)
+        issuer = jwt.claim("iss")
+        key = key_of(issuer) if issuer is not None else None
+        if issuer is None or key is None:
+            raise OAuthError("invalid_grant", untrusted)
+        return verify_assertion(
+            jwt, key, rules=rules, issuer=issuer, audiences=audiences, now=self._state.now(), whose=whose
+        )
+
     def _id_jag(self, request: GrantRequest, token: str) -> TokenGrant:
         """An ID-JAG (draft-ietf-oauth-identity-assertion-authz-grant §4.3): from a trusted identity
         provider, for this authorization server (its issuer, not the token endpoint), bound to the
@@ -165,18 +188,12 @@ class Grants:
         client = request.client
         if client is None or not client.confidential:
             raise OAuthError("invalid_client", "an ID-JAG needs client authentication")
-        jwt = read_jwt(token, ID_JAG_ASSERTION)
-        issuer = jwt.claim("iss")
-        key = self._state.identity_provider_key(issuer) if issuer is not None else None
-        if issuer is None or key is None:
-            raise OAuthError("invalid_grant", "the ID-JAG's issuer is not a trusted identity provider")
-        verified = verify_assertion(
-            jwt,
-            key,
-            rules=ID_JAG_ASSERTION,
-            issuer=issuer,
+        verified = self._verified(
+            token,
+            ID_JAG_ASSERTION,
+            self._state.identity_provider_key,
+            untrusted="the ID-JAG's issuer is not a trusted identity provider",
             audiences=self._id_jag_audiences,
-            now=self._state.now(),
             whose="the identity provider's",
         )
         terms = id_jag_terms(verified, client_id=client.client_id, resource_url=self._resource_of(self._state.options))

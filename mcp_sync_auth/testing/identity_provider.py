@@ -17,20 +17,18 @@ extra (PyJWT with cryptography).
 from __future__ import annotations
 
 import secrets
-import threading
 import time
-from types import TracebackType
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Type, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
 
-from .handler import StrictHTTPServer
 from .http_types import RouteTable
 from .id_jag import ID_JAG_TYP
 from .idp_state import IDP_AUTH_METHODS, IdentityProviderAudit, IdpState
 from .idp_token import IdpEndpoints, IdpUrls, id_jag_claims
 from .jwt_keys import KeySource, load_public_key
-from .jwt_signer import JwtSigner, with_extra_claims
+from .jwt_signer import JwtSigner, SignerKeys, subject_claims, with_extra_claims
 from .models import ClientInfo
 from .scopes import parse_scope
+from .serving import ThreadedHttpServing
 
 __all__ = ["IdentityProvider"]
 
@@ -47,7 +45,7 @@ def _check_lifetime(value: float, name: str) -> float:
     return lifetime
 
 
-class IdentityProvider:
+class IdentityProvider(SignerKeys, ThreadedHttpServing):
     """A test identity provider: ID tokens, and RFC 8693 token exchange of them for ID-JAGs.
 
     Serves on ``host`` (a free port) from a daemon thread between :meth:`start` and :meth:`stop` (or
@@ -60,6 +58,9 @@ class IdentityProvider:
     is made per instance and never leaves it.
     """
 
+    _server_name = "IdentityProvider"
+    _not_started_message = "the identity provider is not started"
+
     def __init__(
         self,
         *,
@@ -68,64 +69,17 @@ class IdentityProvider:
         id_jag_lifetime: float = 300.0,
         key_id: Optional[str] = None,
     ) -> None:
+        super().__init__(host)
         self._signer = JwtSigner("an IdentityProvider", "idp-" + secrets.token_hex(4) if key_id is None else key_id)
         self._key = load_public_key(self._signer.public_key)
         self._clock = clock
-        self._host = host
         self._id_jag_lifetime = _check_lifetime(id_jag_lifetime, "id_jag_lifetime")
         self._state = IdpState(clock)
-        self._httpd: Optional[StrictHTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
-        self._base_url: Optional[str] = None
-        self._stopped = False
 
     def __repr__(self) -> str:
         return f"IdentityProvider({self._base_url or 'not started'}, key_id={self.key_id!r})"
 
     # ------------------------------------------------------------- lifecycle
-
-    def start(self) -> IdentityProvider:
-        if self._httpd is not None or self._stopped:
-            raise RuntimeError("IdentityProvider can be started only once")
-        httpd = StrictHTTPServer((self._host, 0))
-        port = httpd.server_address[1]
-        self._base_url = f"http://{self._host}:{port}"
-        httpd.routes = self._build_routes()
-        thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.01},
-            name=f"IdentityProvider:{port}",
-            daemon=True,
-        )
-        self._httpd = httpd
-        self._thread = thread
-        thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving, cut open connections, close the socket."""
-        httpd, thread = self._httpd, self._thread
-        if httpd is None or self._stopped:
-            self._stopped = True
-            return
-        self._stopped = True
-        httpd.stopping.set()
-        httpd.shutdown()
-        httpd.close_connections()
-        httpd.server_close()
-        if thread is not None:
-            thread.join(timeout=5.0)
-
-    def __enter__(self) -> IdentityProvider:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        self.stop()
 
     def _endpoints(self) -> IdpEndpoints:
         urls = IdpUrls(issuer=self.issuer, token_endpoint=self.token_endpoint, jwks_uri=self.jwks_uri)
@@ -143,16 +97,6 @@ class IdentityProvider:
         }
 
     # ------------------------------------------------------------------ URLs
-
-    @property
-    def base_url(self) -> str:
-        if self._base_url is None:
-            raise RuntimeError("the identity provider is not started")
-        return self._base_url
-
-    @property
-    def port(self) -> int:
-        return int(self.base_url.rsplit(":", 1)[1])
 
     @property
     def issuer(self) -> str:
@@ -180,19 +124,6 @@ class IdentityProvider:
     @property
     def key_id(self) -> str:
         return self._signer.key_id
-
-    @property
-    def public_key(self) -> Any:
-        """The cryptography public key that verifies its ID tokens and ID-JAGs."""
-        return self._signer.public_key
-
-    @property
-    def public_key_pem(self) -> str:
-        return self._signer.public_key_pem
-
-    @property
-    def public_jwk(self) -> Dict[str, Any]:
-        return self._signer.public_jwk
 
     @property
     def id_jag_lifetime(self) -> float:
@@ -280,15 +211,9 @@ class IdentityProvider:
         if not isinstance(subject, str) or not subject:
             raise ValueError("subject must be a non-empty string")
         issued_at = int(self._clock() if now is None else now)
-        claims: Dict[str, Any] = {
-            "iss": self.issuer,
-            "sub": subject,
-            "aud": audience if isinstance(audience, str) else list(audience),
-            "iat": issued_at,
-            "exp": issued_at + int(lifetime),
-            "auth_time": issued_at,
-            "jti": jti if jti is not None else secrets.token_urlsafe(16),
-        }
+        claims = subject_claims(
+            self.issuer, subject, audience, issued_at=issued_at, lifetime=lifetime, jti=jti, auth_time=issued_at
+        )
         token = self._signer.sign(with_extra_claims(claims, extra_claims), algorithm=algorithm, headers={"typ": "JWT"})
         shown = audience if isinstance(audience, str) else " ".join(audience)
         self._state.record_id_token(shown, f"sub={subject} aud={shown}")

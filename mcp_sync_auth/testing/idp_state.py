@@ -11,12 +11,11 @@ from __future__ import annotations
 import collections
 import secrets
 import threading
-import time
 from dataclasses import dataclass
 from typing import Callable, Deque, Dict, Mapping, Optional, Tuple
 
 from .assertions import ReplayCache, VerifiedAssertion
-from .audit import MAX_EVENTS, AuditEvent, fingerprint
+from .audit import MAX_EVENTS, AuditedState, AuditEvent, fingerprint
 from .errors import OAuthError
 from .models import ClientInfo
 
@@ -105,7 +104,7 @@ class IdpClient:
     as_client_ids: Mapping[str, str]
 
 
-class IdpState:
+class IdpState(AuditedState[IdentityProviderAudit]):
     """Thread-safe state shared by the identity provider's request handler threads."""
 
     def __init__(self, clock: Callable[[], float]) -> None:
@@ -114,7 +113,7 @@ class IdpState:
         self._changed = threading.Condition(self._lock)
         self._clients: Dict[str, IdpClient] = {}
         self._replays = ReplayCache()
-        self._audit = _Recorder()
+        self._audit: _Recorder = _Recorder()
 
     def now(self) -> float:
         return self._clock()
@@ -188,27 +187,3 @@ class IdpState:
             counter = self._audit.metadata_requests
             counter[path] = counter.get(path, 0) + 1
             self._changed.notify_all()
-
-    def audit(self) -> IdentityProviderAudit:
-        with self._lock:
-            return self._audit.snapshot()
-
-    def reset_audit(self) -> None:
-        with self._lock:
-            self._audit.reset()
-            self._changed.notify_all()
-
-    def wait_for_audit(
-        self, predicate: Callable[[IdentityProviderAudit], bool], timeout: float
-    ) -> IdentityProviderAudit:
-        """Block until ``predicate(audit)`` holds; raise TimeoutError after ``timeout`` s."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while True:
-                snapshot = self._audit.snapshot()
-                if predicate(snapshot):
-                    return snapshot
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError("audit predicate not satisfied in time")
-                self._changed.wait(remaining)

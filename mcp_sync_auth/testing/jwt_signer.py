@@ -7,15 +7,41 @@ The private key never leaves the instance. Needs the ``jwt`` extra (PyJWT with c
 from __future__ import annotations
 
 import importlib
-from typing import Any, Dict, Mapping, Optional
+import secrets
+from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 from .._util.jwt_extra import jwt_module
 from .overrides import REMOVE
 
-__all__ = ["SIGNING_ALGORITHMS", "JwtSigner", "with_extra_claims"]
+__all__ = ["SIGNING_ALGORITHMS", "JwtSigner", "SignerKeys", "subject_claims", "with_extra_claims"]
 
 SIGNING_ALGORITHMS = ("ES256", "none")
 """``ES256`` signs with the issuer's key; ``none`` makes an unsigned JWT, for tests that it is refused."""
+
+
+def subject_claims(
+    issuer: str,
+    subject: str,
+    audience: Union[str, Sequence[str]],
+    *,
+    issued_at: int,
+    lifetime: float,
+    jti: Optional[str],
+    auth_time: Optional[int] = None,
+) -> Dict[str, Any]:
+    """The claims of a token issued to ``subject``: ``iss``, ``sub``, ``aud``, ``iat``, ``exp``
+    (``lifetime`` after ``issued_at``), ``auth_time`` when given and ``jti`` (random unless given)."""
+    claims: Dict[str, Any] = {
+        "iss": issuer,
+        "sub": subject,
+        "aud": audience if isinstance(audience, str) else list(audience),
+        "iat": issued_at,
+        "exp": issued_at + int(lifetime),
+    }
+    if auth_time is not None:
+        claims["auth_time"] = auth_time
+    claims["jti"] = jti if jti is not None else secrets.token_urlsafe(16)
+    return claims
 
 
 def with_extra_claims(claims: Dict[str, Any], extra_claims: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
@@ -68,3 +94,24 @@ class JwtSigner:
         header = {"kid": self.key_id, **(headers or {})}
         token: str = self._jwt.encode(dict(claims), key, algorithm=algorithm, headers=header)
         return token
+
+
+class SignerKeys:
+    """Mixin of a token issuer that signs with ``self._signer``: its public key in the usual forms."""
+
+    _signer: JwtSigner
+
+    @property
+    def public_key(self) -> Any:
+        """The cryptography public key that verifies the tokens it signs."""
+        return self._signer.public_key
+
+    @property
+    def public_key_pem(self) -> str:
+        """The public key as PEM (SubjectPublicKeyInfo) text."""
+        return self._signer.public_key_pem
+
+    @property
+    def public_jwk(self) -> Dict[str, Any]:
+        """The public key as a JWK (with ``kid``, ``alg`` and ``use``)."""
+        return self._signer.public_jwk

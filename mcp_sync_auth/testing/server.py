@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from types import TracebackType
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .._util.jwt_extra import jwt_module
 from .audit import Audit
@@ -13,7 +11,6 @@ from .authorize import WRONG_ISSUER_SUFFIX, AuthorizationEndpoint
 from .client_metadata import ClientMetadata
 from .dpop import PLACES, is_thumbprint
 from .faults import Fault
-from .handler import StrictHTTPServer
 from .http_types import RouteTable
 from .identity_provider import IdentityProvider
 from .jwt_keys import KeySource, load_public_key
@@ -24,6 +21,7 @@ from .models import ChainSummary, ClientInfo
 from .options import ServerOptions
 from .overrides import freeze_overrides
 from .registration import RegistrationEndpoint
+from .serving import ThreadedHttpServing
 from .state import AuthState
 from .token_endpoint import TokenEndpoint
 from .workload import WorkloadIssuer
@@ -45,7 +43,7 @@ def _scope_tuple(scopes: Sequence[str]) -> Tuple[str, ...]:
     return tuple(scopes)
 
 
-class StrictAuthServer:
+class StrictAuthServer(ThreadedHttpServing):
     """A strict OAuth 2.1 authorization server plus an MCP resource server.
 
     Serves on ``127.0.0.1`` (free port) from a daemon thread between
@@ -81,6 +79,8 @@ class StrictAuthServer:
     All four are settable at run time; turning DPoP on needs the ``jwt`` extra (MissingExtra).
     """
 
+    _server_name = "StrictAuthServer"
+
     def __init__(
         self,
         *,
@@ -114,6 +114,7 @@ class StrictAuthServer:
         dpop_proof_window: float = 60.0,
     ) -> None:
         _dpop_needs_pyjwt(dpop)
+        super().__init__(host)
         options = ServerOptions(
             scopes_supported=_scope_tuple(scopes_supported),
             serve_metadata=serve_metadata,
@@ -142,11 +143,6 @@ class StrictAuthServer:
         )
         self._fault_delay = float(fault_delay)
         self._strict_accept = strict_accept
-        self._host = host
-        self._httpd: Optional[StrictHTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
-        self._base_url: Optional[str] = None
-        self._stopped = False
         self._token_marker = token_marker
         # MCP endpoint knobs and sessions, changeable at run time: server.mcp.response_mode = "sse",
         # server.mcp.expire_sessions() ... (see McpOptions).
@@ -159,49 +155,9 @@ class StrictAuthServer:
 
     # ------------------------------------------------------------- lifecycle
 
-    def start(self) -> StrictAuthServer:
-        if self._httpd is not None or self._stopped:
-            raise RuntimeError("StrictAuthServer can be started only once")
-        httpd = StrictHTTPServer((self._host, 0))
-        port = httpd.server_address[1]
-        self._base_url = f"http://{self._host}:{port}"
-        httpd.routes = self._build_routes()
-        thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.01},
-            name=f"StrictAuthServer:{port}",
-            daemon=True,
-        )
-        self._httpd = httpd
-        self._thread = thread
-        thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving, wake delayed answers, cut open connections, close the socket."""
-        httpd, thread = self._httpd, self._thread
-        if httpd is None or self._stopped:
-            self._stopped = True
-            return
-        self._stopped = True
-        httpd.stopping.set()
+    def _on_stopping(self) -> None:
+        """Wake delayed answers (token requests held by a fault) before the connections are cut."""
         self._state.release_token_requests()
-        httpd.shutdown()
-        httpd.close_connections()
-        httpd.server_close()
-        if thread is not None:
-            thread.join(timeout=5.0)
-
-    def __enter__(self) -> StrictAuthServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        self.stop()
 
     def _urls(self) -> ServerUrls:
         return ServerUrls(
@@ -245,16 +201,6 @@ class StrictAuthServer:
         }
 
     # ------------------------------------------------------------------- URLs
-
-    @property
-    def base_url(self) -> str:
-        if self._base_url is None:
-            raise RuntimeError("the server is not started")
-        return self._base_url
-
-    @property
-    def port(self) -> int:
-        return int(self.base_url.rsplit(":", 1)[1])
 
     @property
     def issuer(self) -> str:

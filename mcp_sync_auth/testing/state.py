@@ -16,7 +16,7 @@ import time
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Set, Tuple
 
 from .assertions import ReplayCache, VerifiedAssertion
-from .audit import MISSING_GRANT_TYPE, Audit, AuditRecorder, EventKind, fingerprint
+from .audit import MISSING_GRANT_TYPE, Audit, AuditedState, AuditRecorder, EventKind, fingerprint
 from .client_metadata import ClientMetadata, check_client_metadata
 from .dpop import PLACES, DpopProof
 from .errors import OAuthError
@@ -55,7 +55,7 @@ def _check_ttl(ttl: float) -> float:
     return ttl
 
 
-class AuthState:
+class AuthState(AuditedState[Audit]):
     """Thread-safe OAuth state shared by all request handler threads."""
 
     def __init__(
@@ -88,7 +88,7 @@ class AuthState:
         self._holding = False
         self._held = 0
         self._faults = FaultQueue()
-        self._audit = AuditRecorder()
+        self._audit: AuditRecorder = AuditRecorder()
         self._workload_issuers: Dict[str, PublicKey] = {}
         self._identity_providers: Dict[str, PublicKey] = {}
         self._replays = ReplayCache()
@@ -841,25 +841,3 @@ class AuthState:
     def pending_faults(self) -> Tuple[Fault, ...]:
         with self._lock:
             return self._faults.pending()
-
-    def audit(self) -> Audit:
-        with self._lock:
-            return self._audit.snapshot()
-
-    def reset_audit(self) -> None:
-        with self._lock:
-            self._audit.reset()
-            self._changed.notify_all()
-
-    def wait_for_audit(self, predicate: Callable[[Audit], bool], timeout: float) -> Audit:
-        """Block until ``predicate(audit)`` holds; raise TimeoutError after ``timeout`` s."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while True:
-                snapshot = self._audit.snapshot()
-                if predicate(snapshot):
-                    return snapshot
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError("audit predicate not satisfied in time")
-                self._changed.wait(remaining)

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
-from .jwt_signer import JwtSigner, with_extra_claims
+from .jwt_signer import JwtSigner, SignerKeys, subject_claims, with_extra_claims
 
 __all__ = ["WorkloadIssuer"]
 
 DEFAULT_ISSUER = "https://workload-identity.example"
 
 
-class WorkloadIssuer:
+class WorkloadIssuer(SignerKeys):
     """Mints workload identity JWTs signed with a key of its own.
 
     ``issuer`` is the ``iss`` of every token; ``clock`` gives ``iat`` when :meth:`mint` is not told
@@ -43,21 +43,6 @@ class WorkloadIssuer:
     def __repr__(self) -> str:
         return f"WorkloadIssuer({self.issuer!r}, key_id={self.key_id!r})"
 
-    @property
-    def public_key(self) -> Any:
-        """The cryptography public key."""
-        return self._signer.public_key
-
-    @property
-    def public_key_pem(self) -> str:
-        """The public key as PEM (SubjectPublicKeyInfo) text."""
-        return self._signer.public_key_pem
-
-    @property
-    def public_jwk(self) -> Dict[str, Any]:
-        """The public key as a JWK (with ``kid``, ``alg`` and ``use``)."""
-        return self._signer.public_jwk
-
     def mint(
         self,
         subject: str,
@@ -73,12 +58,5 @@ class WorkloadIssuer:
         (``lifetime`` later) and ``jti`` (random unless given). ``extra_claims`` adds or replaces
         claims; map one to :data:`REMOVE` to leave it out. ``algorithm`` is ES256 or ``none``."""
         issued_at = int(self._clock() if now is None else now)
-        claims: Dict[str, Any] = {
-            "iss": self.issuer,
-            "sub": subject,
-            "aud": audience if isinstance(audience, str) else list(audience),
-            "iat": issued_at,
-            "exp": issued_at + int(lifetime),
-            "jti": jti if jti is not None else secrets.token_urlsafe(16),
-        }
+        claims = subject_claims(self.issuer, subject, audience, issued_at=issued_at, lifetime=lifetime, jti=jti)
         return self._signer.sign(with_extra_claims(claims, extra_claims), algorithm=algorithm)
