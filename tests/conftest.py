@@ -87,13 +87,17 @@ def spawn():
 
 
 # System tests: whole runs that wait out real deadlines (chaos runs, fleet fault scenarios, the fleet
-# demo). What they exercise does not depend on the Python version, so tox runs them on 3.11 and 3.13
-# and leaves them out on 3.9, 3.10 and 3.12 (tox.ini), which keeps CI within its time.
+# demo), and the larger variants of the machine-identity and DPoP counting matrices (the files and
+# expiry variant of each runs everywhere). What they exercise does not depend on the Python version,
+# so tox runs them on 3.13 only and leaves them out on 3.9 to 3.12 (tox.ini): CI keeps to its time.
 SYSTEM_TESTS = (
     "tests/refresh/test_chaos_short.py",
     "tests/fleet/test_chaos_redis_short.py",
     "tests/fleet/test_fleet_faults.py",
     "tests/test_demo_fleet.py",
+    "tests/machine/test_dpop_chains.py::test_4_processes_64_threads_10_expiries_one_grant_each[redis-",
+    "tests/machine/test_dpop_chains.py::test_4_processes_64_threads_10_expiries_one_grant_each[files-revoked-early]",
+    "tests/machine/test_machine_grants_coalesce.py::test_4_processes_16_threads_10_cycles_one_grant_each[redis-",
 )
 
 
