@@ -139,7 +139,10 @@ class RedisServer:
             try:
                 # Ours (not another program that happens to listen on this port), and done loading.
                 info = _bytes(self.command("INFO", timeout=0.5))
-                if f"process_id:{self._process.pid}\r\n".encode() in info and b"loading:0\r\n" in info:
+                ours = f"process_id:{self._process.pid}\r\n".encode() in info
+                # INFO alone has been seen saying loading:0 while a GET just after was still
+                # refused ("LOADING"): the server's own word, logged once all its data is in, decides.
+                if ours and b"loading:0\r\n" in info and self._said_ready(self._process.pid):
                     return
             except (OSError, RedisError):
                 pass  # not listening yet, or still loading its data ("LOADING")
@@ -148,6 +151,16 @@ class RedisServer:
                 raise RedisNotAvailable(f"redis-server did not answer within {START_TIMEOUT:g} s: {self._log_tail()}")
             time.sleep(pause)  # polling a starting process: there is nothing to wait on
             pause = min(pause * 2, 0.1)
+
+    def _said_ready(self, pid: int) -> bool:
+        """Whether the process ``pid`` has logged that it accepts connections (after loading)."""
+        try:
+            text = (self._folder / "redis.log").read_bytes().decode(errors="replace")
+        except OSError:
+            return False
+        mark = f"{pid}:"
+        lines = text.splitlines()
+        return any(line.startswith(mark) and "ready to accept connections" in line.lower() for line in lines)
 
     def _log_tail(self) -> str:
         with contextlib.suppress(OSError):
