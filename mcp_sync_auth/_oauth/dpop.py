@@ -13,12 +13,10 @@ import base64
 import hashlib
 import json
 import secrets
-import threading
 from typing import Callable, Mapping, Optional
 from urllib.parse import urlsplit, urlunsplit
 
-from cachetools import LRUCache
-
+from .._util.recent import RecentMap
 from .._util.urls import origin
 from .signing import SigningKey
 
@@ -97,16 +95,14 @@ class KeyRing:
     """Loaded keys by their stored JWK text: a request signs without parsing the key again."""
 
     def __init__(self, size: int = 256) -> None:
-        self._guard = threading.Lock()
-        self._keys: LRUCache[str, DPoPKey] = LRUCache(maxsize=size)
+        self._keys: RecentMap[str, DPoPKey] = RecentMap(size)
 
     def key(self, private_jwk: str) -> DPoPKey:
-        with self._guard:
-            found = self._keys.get(private_jwk)
+        """The loaded key; on every request, so a known key costs one lock-free lookup."""
+        found = self._keys.get(private_jwk)
         if found is None:
             found = DPoPKey.from_private_jwk(private_jwk)
-            with self._guard:
-                self._keys[private_jwk] = found
+            self._keys.put(private_jwk, found)
         return found
 
 
@@ -119,21 +115,19 @@ class Nonces:
     """
 
     def __init__(self, size: int = 1024) -> None:
-        self._guard = threading.Lock()
-        self._latest: LRUCache[str, str] = LRUCache(maxsize=size)
+        self._latest: RecentMap[str, str] = RecentMap(size)
 
     def get(self, url: str) -> Optional[str]:
-        with self._guard:
-            return self._latest.get(target_uri(url)) or self._latest.get(_origin_key(url))
+        """Read on every DPoP request, so it takes no lock."""
+        return self._latest.get(target_uri(url)) or self._latest.get(_origin_key(url))
 
     def remember(self, url: str, headers: Mapping[str, str]) -> Optional[str]:
         """Keep the nonce a response carries (any status may carry one); the nonce, or None."""
         nonce = headers.get("DPoP-Nonce")
         if not nonce or len(nonce) > 1024 or not all(_is_nqchar(ch) for ch in nonce):
             return None  # RFC 9449 §8.1: a nonce is 1*NQCHAR; anything else is not one
-        with self._guard:
-            self._latest[target_uri(url)] = nonce
-            self._latest[_origin_key(url)] = nonce
+        self._latest.put(target_uri(url), nonce)
+        self._latest.put(_origin_key(url), nonce)
         return nonce
 
 

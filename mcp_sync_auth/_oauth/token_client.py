@@ -256,21 +256,23 @@ class TokenEndpointClient:
         """POST the request ``build`` makes. With ``dpop``, each attempt carries a fresh proof; a
         refusal for want of a nonce (made before the grant is looked at: nothing was spent) is
         answered once, with a new body (a client assertion is never sent twice) and the nonce."""
-        attempts = 2 if dpop is not None else 1
-        for attempt in range(attempts):
+        if dpop is None:
             body, secrets = build()
-            headers = self._headers()
-            used = None
-            if dpop is not None:
-                used = NONCES.get(self.token_endpoint)
-                headers["DPoP"] = dpop.proof("POST", self.token_endpoint, now=self._clock(), nonce=used)
-            try:
-                return self._post(body, secrets, headers)
-            except TokenEndpointError as exc:
-                fresh = NONCES.get(self.token_endpoint)
-                if exc.error_code != USE_DPOP_NONCE or attempt + 1 >= attempts or fresh in (None, used):
-                    raise
-        raise AssertionError("unreachable")
+            return self._post(body, secrets, self._headers())
+        used = NONCES.get(self.token_endpoint)
+        try:
+            return self._post_with_proof(build, dpop, used)
+        except TokenEndpointError as exc:
+            fresh = NONCES.get(self.token_endpoint)
+            if exc.error_code != USE_DPOP_NONCE or fresh in (None, used):
+                raise
+        return self._post_with_proof(build, dpop, fresh)
+
+    def _post_with_proof(self, build: Callable[[], _Request], dpop: DPoPKey, nonce: Optional[str]) -> Mapping[str, Any]:
+        body, secrets = build()
+        headers = self._headers()
+        headers["DPoP"] = dpop.proof("POST", self.token_endpoint, now=self._clock(), nonce=nonce)
+        return self._post(body, secrets, headers)
 
     def _post(self, body: str, secrets: tuple[Optional[str], ...], headers: dict[str, str]) -> Mapping[str, Any]:
         secrets = (*secrets, self._client_secret)

@@ -16,10 +16,12 @@ import binascii
 import heapq
 import json
 import math
+import threading
 from dataclasses import dataclass
-from typing import Any, Collection, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Protocol, Tuple
 
 from .._util.jwt_extra import jwt_module
+from .audit import fingerprint
 from .errors import OAuthError
 from .jwt_keys import ALGORITHMS, PublicKey
 
@@ -30,6 +32,7 @@ __all__ = [
     "MAX_CLIENT_ASSERTION_LIFETIME",
     "AssertionRules",
     "ReplayCache",
+    "ReplayGuardedState",
     "UnverifiedJwt",
     "VerifiedAssertion",
     "read_jwt",
@@ -271,3 +274,38 @@ class ReplayCache:
         self._seen[key] = keep_until
         heapq.heappush(self._expiry, (keep_until, key))
         return True
+
+
+REPLAYED = "assertion_replayed"
+"""The audit event of a refused second use (``EventKind`` and ``IdpEventKind`` both name it)."""
+
+
+class _ReplayRecorder(Protocol):
+    assertion_replays: int
+
+    def event(self, time: float, kind: str, client_id: Optional[str], detail: str) -> None: ...
+
+
+class ReplayGuardedState:
+    """Mixin of a server state that accepts each signed assertion once: the authorization server's
+    (client assertions, JWT bearer grants) and the identity provider's (its client assertions)."""
+
+    _lock: threading.Lock
+    _changed: threading.Condition
+    _clock: Callable[[], float]
+    _replays: ReplayCache
+    _audit: Any  # the state's recorder: a _ReplayRecorder, among what else it records
+
+    def spend_assertion(self, use: str, client_id: Optional[str], assertion: VerifiedAssertion) -> bool:
+        """Remember a verified assertion's ``jti``; False (audited) if it was used already.
+
+        ``use`` ("client_assertion" or the grant type) keeps the two uses apart."""
+        recorder: _ReplayRecorder = self._audit
+        with self._lock:
+            now = self._clock()
+            if self._replays.spend((use, assertion.issuer, assertion.jti), assertion.keep_until(), now):
+                return True
+            recorder.assertion_replays += 1
+            recorder.event(now, REPLAYED, client_id, f"{use}: iss={assertion.issuer} jti={fingerprint(assertion.jti)}")
+            self._changed.notify_all()
+            return False

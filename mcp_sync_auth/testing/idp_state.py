@@ -14,8 +14,8 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Deque, Dict, Mapping, Optional, Tuple
 
-from .assertions import ReplayCache, VerifiedAssertion
-from .audit import MAX_EVENTS, AuditedState, AuditEvent, fingerprint
+from .assertions import ReplayCache, ReplayGuardedState
+from .audit import MAX_EVENTS, AuditedState, AuditEvent
 from .errors import OAuthError
 from .models import ClientInfo
 
@@ -104,7 +104,7 @@ class IdpClient:
     as_client_ids: Mapping[str, str]
 
 
-class IdpState(AuditedState[IdentityProviderAudit]):
+class IdpState(ReplayGuardedState, AuditedState[IdentityProviderAudit]):
     """Thread-safe state shared by the identity provider's request handler threads."""
 
     def __init__(self, clock: Callable[[], float]) -> None:
@@ -142,18 +142,6 @@ class IdpState(AuditedState[IdentityProviderAudit]):
         with self._lock:
             client = self._clients.get(client_id)
             return client.as_client_ids.get(audience) if client is not None else None
-
-    def spend_assertion(self, use: str, client_id: Optional[str], assertion: VerifiedAssertion) -> bool:
-        """Remember a client assertion's ``jti``; False (audited) if it was used already."""
-        with self._lock:
-            now = self._clock()
-            if self._replays.spend((use, assertion.issuer, assertion.jti), assertion.keep_until(), now):
-                return True
-            self._audit.assertion_replays += 1
-            detail = f"{use}: iss={assertion.issuer} jti={fingerprint(assertion.jti)}"
-            self._audit.event(now, IdpEventKind.ASSERTION_REPLAYED, client_id, detail)
-            self._changed.notify_all()
-            return False
 
     # ------------------------------------------------------------------- audit
 

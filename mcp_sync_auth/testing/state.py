@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Set, Tuple
 
-from .assertions import ReplayCache, VerifiedAssertion
+from .assertions import ReplayCache, ReplayGuardedState, VerifiedAssertion
 from .audit import MISSING_GRANT_TYPE, Audit, AuditedState, AuditRecorder, EventKind, fingerprint
 from .client_metadata import ClientMetadata, check_client_metadata
 from .dpop import PLACES, DpopProof
@@ -55,7 +55,7 @@ def _check_ttl(ttl: float) -> float:
     return ttl
 
 
-class AuthState(AuditedState[Audit]):
+class AuthState(ReplayGuardedState, AuditedState[Audit]):
     """Thread-safe OAuth state shared by all request handler threads."""
 
     def __init__(
@@ -665,21 +665,6 @@ class AuthState(AuditedState[Audit]):
     def trusts_identity_providers(self) -> bool:
         with self._lock:
             return bool(self._identity_providers)
-
-    def spend_assertion(self, use: str, client_id: Optional[str], assertion: VerifiedAssertion) -> bool:
-        """Remember a verified assertion's ``jti``; False (audited) if it was used already.
-
-        ``use`` ("client_assertion" or the grant type) keeps the two uses apart."""
-        with self._lock:
-            now = self._clock()
-            key = (use, assertion.issuer, assertion.jti)
-            if self._replays.spend(key, assertion.keep_until(), now):
-                return True
-            self._audit.assertion_replays += 1
-            detail = f"{use}: iss={assertion.issuer} jti={fingerprint(assertion.jti)}"
-            self._audit.event(now, EventKind.ASSERTION_REPLAYED, client_id, detail)
-            self._changed.notify_all()
-            return False
 
     # -------------------------------------------------------------------- DPoP
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import jwt
 import pytest
-import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -34,8 +33,6 @@ from mcp_sync_auth.testing import (
 )
 from mcp_sync_auth.testing.idp_state import IdpEventKind
 
-from ..clocks import ManualClock
-
 ROOT = Path(__file__).resolve().parent.parent.parent
 MARKER = "IDJAGLEAK"
 FOREIGN = "https://elsewhere.example"
@@ -44,26 +41,9 @@ USER = "00u-alice"
 
 
 @pytest.fixture
-def clock():
-    return ManualClock(2_000_000.0)
-
-
-@pytest.fixture
-def strict(clock):
-    with StrictAuthServer(clock=clock, access_token_ttl=60.0, token_marker=MARKER) as server:
-        yield server
-
-
-@pytest.fixture
 def idp(clock):
     with IdentityProvider(clock=clock) as provider:
         yield provider
-
-
-@pytest.fixture
-def http():
-    with requests.Session() as session:
-        yield session
 
 
 class Client:

@@ -15,29 +15,10 @@ import requests
 
 from mcp_sync_auth.testing import ISS_MODES, REMOVE, EventKind, StrictAuthServer, s256_challenge
 
-from ..clocks import ManualClock
-
 MARKER = "AUTHZLEAK"
 LOOPBACK = "http://127.0.0.1:8765/callback"
 WEB = "https://app.example/cb"
 OMIT = object()
-
-
-@pytest.fixture
-def clock():
-    return ManualClock(2_000_000.0)
-
-
-@pytest.fixture
-def strict(clock):
-    with StrictAuthServer(clock=clock, access_token_ttl=60.0, token_marker=MARKER) as server:
-        yield server
-
-
-@pytest.fixture
-def http():
-    with requests.Session() as session:
-        yield session
 
 
 # ------------------------------------------------------------------------------------ helpers

@@ -31,34 +31,13 @@ from mcp_sync_auth.testing import (
 )
 from mcp_sync_auth.testing.dpop import jwk_thumbprint, normalize_htu
 
-from ..clocks import ManualClock, SharedClock
+from ..clocks import SharedClock
 
 MARKER = "DPOPLEAK"
+STRICT_OPTIONS = {"dpop": "optional"}
 LOOPBACK = "http://127.0.0.1:8765/callback"
 ALGS = "ES256 RS256 PS256 EdDSA"
 ACCEPT = "application/json, text/event-stream"
-
-
-@pytest.fixture
-def clock():
-    return ManualClock(2_000_000.0)
-
-
-@pytest.fixture
-def strict(clock):
-    with StrictAuthServer(clock=clock, access_token_ttl=60.0, token_marker=MARKER, dpop="optional") as server:
-        yield server
-
-
-@pytest.fixture
-def http():
-    with requests.Session() as session:
-        yield session
-
-
-@pytest.fixture(scope="module")
-def rsa_key():
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 @pytest.fixture

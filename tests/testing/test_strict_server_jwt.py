@@ -34,35 +34,11 @@ from mcp_sync_auth.testing import (
     WorkloadIssuer,
 )
 
-from ..clocks import ManualClock
-
 ROOT = Path(__file__).resolve().parent.parent.parent
 MARKER = "JWTLEAK"
 LOOPBACK = "http://127.0.0.1:8765/callback"
 FOREIGN = "https://elsewhere.example"
 WORKLOAD = "https://workload.example"
-
-
-@pytest.fixture
-def clock():
-    return ManualClock(2_000_000.0)
-
-
-@pytest.fixture
-def strict(clock):
-    with StrictAuthServer(clock=clock, access_token_ttl=60.0, token_marker=MARKER) as server:
-        yield server
-
-
-@pytest.fixture
-def http():
-    with requests.Session() as session:
-        yield session
-
-
-@pytest.fixture(scope="module")
-def rsa_key():
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 @pytest.fixture
