@@ -31,6 +31,7 @@ from ..errors import (
 )
 from .assertions import ClientAssertions
 from .browser import Browser
+from .device import DeviceLogin
 from .challenge import BearerChallenge
 from .client_auth import choose_auth_method
 from .discovery import (
@@ -47,7 +48,7 @@ from .probe import not_a_resource, probe
 from .registration import METADATA_DOCUMENT, PRE_REGISTERED, WORKLOAD, ClientRegistration, Registrar
 from .settings import AuthorizationHandler, ClientSettings, LoginOptions
 from .signing import SigningKey
-from .token_client import TokenEndpointClient
+from .token_client import DEVICE_CODE_GRANT, TokenEndpointClient
 from .workload import WorkloadToken
 
 log = logging.getLogger(__name__)
@@ -102,8 +103,11 @@ class AuthorizationFlow:
         self._timeout = timeout
         self._clock = clock
         self._handler = login.authorization_handler
-        self._headless = login.headless
+        self._method = login.login_method
+        self._headless = self._method == "headless"
         self._login_timeout = login.timeout
+        self._device_prompt = login.device_prompt
+        self._sleep = login.sleep
         self._browser = browser if browser is not None else Browser()
         # What the last login asked for: the held scopes on step-up when the server does not echo them.
         self.last_requested_scopes: tuple[str, ...] = ()
@@ -145,7 +149,11 @@ class AuthorizationFlow:
 
     # -- who we are --------------------------------------------------------------------------------
 
-    def registration(self, plan: Plan, redirect_uri: str, scopes: Optional[Sequence[str]]) -> ClientRegistration:
+    def registration(
+        self, plan: Plan, redirect_uri: str, scopes: Optional[Sequence[str]], *, device: bool = False
+    ) -> ClientRegistration:
+        """Who this client is at the planned server. ``device``: a dynamic registration must include
+        the device grant (one registered for the code flow only is registered again)."""
         server = plan.server
         settings = self.settings
         if settings.client_id:
@@ -179,6 +187,7 @@ class AuthorizationFlow:
                 redirect_uri=redirect_uri,
                 scopes=scopes,
                 supported_auth_methods=server.token_endpoint_auth_methods_supported,
+                extra_grant_types=(DEVICE_CODE_GRANT,) if device else (),
             )
         raise RegistrationFailed(
             f"the authorization server {server.issuer} offers no way for this client to register "
@@ -270,7 +279,34 @@ class AuthorizationFlow:
             return self._jwt_bearer(plan, scopes, generation)
         if self.settings.grant_type == "id_jag":
             return self._id_jag(plan, scopes, generation)
+        if self._method == "device":
+            return self._device(plan, scopes, generation)
         return self._authorization_code(plan, scopes, generation)
+
+    def _device(self, plan: Plan, scopes: Sequence[str], generation: int) -> tuple[ClientRegistration, TokenSet]:
+        """RFC 8628: the code and URI are shown, the token endpoint polled. Refused before anything
+        is sent (registration included) when the server offers no device authorization endpoint."""
+        server = plan.server
+        endpoint = server.device_authorization_endpoint
+        if endpoint is None:
+            raise ConfigurationError(
+                f"the authorization server {server.issuer} does not advertise a device_authorization_endpoint, "
+                f"so the device login (login='device', --device) cannot be used with {self.resource}: "
+                "log in with the browser or --headless instead"
+            )
+        redirect_uri = self.settings.redirect_uri or self._default_redirect_uri(plan)
+        registration = self.registration(plan, redirect_uri, scopes, device=True)
+        client = self.token_client(server.token_endpoint, registration, plan.resource_indicator)
+        login = DeviceLogin(
+            client,
+            endpoint,
+            prompt=self._device_prompt,
+            sleep=self._sleep,
+            clock=self._clock,
+            timeout=self._login_timeout,
+            retry_hint=f"Start again: `mcp-sync-auth login --device {self.resource}`.",
+        )
+        return registration, login.run(scopes=scopes, generation=generation, dpop=self.dpop_key_for(server))
 
     def _id_jag(self, plan: Plan, scopes: Sequence[str], generation: int) -> tuple[ClientRegistration, TokenSet]:
         """Leg 1 at the identity provider, leg 2 here: a fresh ID-JAG for every new chain."""

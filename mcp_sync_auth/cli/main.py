@@ -207,6 +207,7 @@ def _auth_from(args: argparse.Namespace, *, interactive: bool) -> MCPAuth:
         **_machine_options(args),
         interactive=interactive,
         headless=getattr(args, "headless", False),
+        login="device" if getattr(args, "device", False) else None,
         authorization_handler=_load_handler(getattr(args, "authorization_handler", None)),
         lock_timeout=args.lock_timeout,
     )
@@ -317,7 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(run=cmd_status)
     login = commands.add_parser("login", help="log in to an MCP server (browser, or --headless)")
     login.add_argument("url", type=server_url)
-    login.add_argument("--headless", action="store_true", help="print the URL and read back the redirect")
+    how = login.add_mutually_exclusive_group()
+    how.add_argument("--headless", action="store_true", help="print the URL and read back the redirect")
+    how.add_argument(
+        "--device", action="store_true", help="no browser here: show a code to enter on another device (RFC 8628)"
+    )
     _add_client_options(login)
     _add_login_option(login, login_flag=False)
     _add_store_option(login)
