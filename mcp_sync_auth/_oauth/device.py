@@ -195,9 +195,7 @@ class DeviceLogin:
         try:
             document = self._client.device_authorization(self._endpoint, scopes=scopes or None)
         except TokenEndpointError as exc:
-            raise AuthorizationFailed(
-                f"the device login could not start: {clean_server_text(exc.message)}"
-            ) from None
+            raise AuthorizationFailed(f"the device login could not start: {clean_server_text(exc.message)}") from None
         return read_device_authorization(document, self._endpoint)
 
     def _too_late(self, expired: bool) -> DeviceCodeExpired:

@@ -31,9 +31,9 @@ from ..errors import (
 )
 from .assertions import ClientAssertions
 from .browser import Browser
-from .device import DeviceLogin
 from .challenge import BearerChallenge
 from .client_auth import choose_auth_method
+from .device import DeviceLogin
 from .discovery import (
     AuthorizationServerMetadata,
     Discovery,

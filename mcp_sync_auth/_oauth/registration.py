@@ -175,7 +175,7 @@ class Registrar:
                 if existing is not None:
                     return existing
                 fresh = self._post_registration(
-                    issuer, registration_endpoint, redirect_uri, scopes, supported_auth_methods, grants
+                    issuer, registration_endpoint, redirect_uri, scopes, supported_auth_methods, grants=grants
                 )
                 self._store.save_registration(key, fresh.to_json())
                 log.info("registered client %s with %s", fresh.client_id, issuer)
@@ -196,6 +196,7 @@ class Registrar:
         redirect_uri: str,
         scopes: Optional[Sequence[str]],
         supported_auth_methods: Optional[Sequence[str]],
+        *,
         grants: Sequence[str] = (),
     ) -> ClientRegistration:
         endpoint = require_secure(endpoint, "the registration endpoint")
