@@ -482,8 +482,7 @@ class StrictAuthServer(ThreadedHttpServing):
 
     def wait_for_device_code(self, timeout: float = 10.0) -> PendingDeviceCode:
         """Block (no polling) until a device code is pending and return the oldest; TimeoutError otherwise."""
-        self.wait_for_audit(lambda _: bool(self._state.pending_device_codes()), timeout)
-        return self._state.pending_device_codes()[0]
+        return self._state.wait_for_pending_device_code(timeout)
 
     def approve_device(self, user_code: str) -> None:
         """The person approves the device login of ``user_code`` (any case, dash optional): the next

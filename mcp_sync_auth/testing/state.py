@@ -700,6 +700,19 @@ class AuthState(AuditedState[Audit]):
         with self._lock:
             return self._device_codes.pending(self._clock())
 
+    def wait_for_pending_device_code(self, timeout: float) -> PendingDeviceCode:
+        """The oldest pending device code, once there is one; TimeoutError after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                pending = self._device_codes.pending(self._clock())
+                if pending:
+                    return pending[0]
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("no device code is pending")
+                self._changed.wait(remaining)
+
     def device_code_grant(
         self, *, client: ClientInfo, device_code: str, resource: Optional[str], dpop_jkt: Optional[str] = None
     ) -> TokenGrant:
