@@ -8,7 +8,9 @@ from .shell import start as cli
 
 
 def test_login_device_shows_the_code_and_logs_in(clock, store_dir):
-    with StrictAuthServer(clock=clock, device_authorization=True, device_interval=1, token_marker="SECRETMARK") as server:
+    with StrictAuthServer(
+        clock=clock, device_authorization=True, device_interval=1, token_marker="SECRETMARK"
+    ) as server:
         process = cli(store_dir, "login", "--device", server.mcp_url)
         pending = server.wait_for_device_code(timeout=60)
         server.approve_device(pending.user_code)
