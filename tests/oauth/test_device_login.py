@@ -251,3 +251,18 @@ def test_login_method_names_are_checked():
         LoginOptions(method="qr")
     with pytest.raises(ConfigurationError, match="contradict"):
         LoginOptions(method="device", headless=True)
+
+
+def test_a_dpop_client_gets_a_bound_chain_from_the_device_grant(clock, store_dir, http):
+    with StrictAuthServer(clock=clock, device_authorization=True, dpop="required") as server:
+        sleeper = Sleeper(clock, steps={0: lambda: approve_pending(server)})
+        login = LoginOptions(method="device", sleep=sleeper)
+        auth = MCPAuth(server.mcp_url, store=FileTokenStore(store_dir), login=login, clock=clock, dpop=True)
+        tokens = auth.login()
+        assert tokens.is_dpop
+        (chain,) = server.chains()
+        assert chain.dpop_jkt is not None and server.audit.dpop.keys == (chain.dpop_jkt,)
+        assert echo_call(http, server.mcp_url, auth) == "ok"
+        clock.advance(server.access_token_ttl + 1)
+        assert echo_call(http, server.mcp_url, auth) == "ok"  # the refresh proves the same key
+        assert server.audit.refresh_ok == 1 and server.audit.dpop.key_mismatches == 0
