@@ -289,8 +289,11 @@ class AuthorizationFlow:
         server = plan.server
         endpoint = server.device_authorization_endpoint
         if endpoint is None:
+            # Discovery drops a malformed one (not https, not a URL): say which of the two it was.
+            offered = server.document.get("device_authorization_endpoint") is not None
+            what = "advertises no usable" if offered else "does not advertise a"
             raise ConfigurationError(
-                f"the authorization server {server.issuer} does not advertise a device_authorization_endpoint, "
+                f"the authorization server {server.issuer} {what} device_authorization_endpoint, "
                 f"so the device login (login='device', --device) cannot be used with {self.resource}: "
                 "log in with the browser or --headless instead"
             )

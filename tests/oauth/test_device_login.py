@@ -13,6 +13,7 @@ from mcp_sync_auth import (
     DeviceCode,
     DeviceCodeExpired,
     DeviceLoginDenied,
+    Discovery,
     FileTokenStore,
     LoginOptions,
     MCPAuth,
@@ -20,6 +21,7 @@ from mcp_sync_auth import (
 from mcp_sync_auth.testing import StrictAuthServer
 
 from ..conftest import TTL
+from ..login_helpers import browser
 from ..workers import echo_call
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -266,3 +268,43 @@ def test_a_dpop_client_gets_a_bound_chain_from_the_device_grant(clock, store_dir
         clock.advance(server.access_token_ttl + 1)
         assert echo_call(http, server.mcp_url, auth) == "ok"  # the refresh proves the same key
         assert server.audit.refresh_ok == 1 and server.audit.dpop.key_mismatches == 0
+
+
+def test_the_first_call_logs_in_with_the_device_grant_by_itself(device_server, store_dir, clock, http):
+    server = device_server
+    sleeper = Sleeper(clock, steps={0: lambda: approve_pending(server)})
+    auth = device_auth(server, store_dir, clock, sleeper)
+    assert echo_call(http, server.mcp_url, auth) == "ok"  # 401, device login, resent once
+    audit = server.audit
+    assert audit.device.tokens_issued == 1 and audit.mcp_unauthorized == 1 and audit.mcp_ok == 1
+
+
+def test_a_registration_for_the_code_flow_is_renewed_once_for_the_device_grant(device_server, store_dir, clock):
+    server = device_server
+    store = FileTokenStore(store_dir)
+    first = MCPAuth(server.mcp_url, store=store, clock=clock, authorization_handler=browser)
+    first.login()
+    first.logout()  # the chain goes; the dynamic registration stays in the store
+    assert server.audit.registrations == 1
+    sleeper = Sleeper(clock, steps={0: lambda: approve_pending(server)})
+    device_auth(server, store_dir, clock, sleeper).login()
+    # The stored registration lacked the device grant (the server would answer unauthorized_client).
+    assert server.audit.registrations == 2 and server.audit.device.authorization_errors == {}
+    device_client = server.get_client(server.chains()[-1].client_id)
+    assert DEVICE_GRANT in device_client.grant_types and device_client.redirect_uris
+    # That registration serves both logins: the browser login uses it as it is.
+    device_auth(server, store_dir, clock, sleeper).logout()
+    MCPAuth(server.mcp_url, store=store, clock=clock, authorization_handler=browser).login()
+    assert server.audit.registrations == 2
+    assert server.chains()[-1].client_id == device_client.client_id
+
+
+def test_discovery_reads_the_device_endpoint_and_drops_an_insecure_one(clock, store_dir):
+    with StrictAuthServer(clock=clock, device_authorization=True) as server:
+        metadata = Discovery().authorization_server(server.issuer)
+        assert metadata.device_authorization_endpoint == server.device_authorization_endpoint
+        server.as_metadata_overrides = {"device_authorization_endpoint": "http://device.example/code"}
+        auth = MCPAuth(server.mcp_url, store=FileTokenStore(store_dir), login="device", clock=clock)
+        with pytest.raises(ConfigurationError, match="advertises no usable device_authorization_endpoint"):
+            auth.login()  # never sent a user to a plain-http page on another host
+        assert server.audit.device.requests == 0 and server.audit.registration_requests == 0
