@@ -139,8 +139,11 @@ def show_on_stderr(code: DeviceCode) -> None:
 class DeviceLogin:
     """One device login: the device code, the prompt, then the polls until an answer.
 
-    ``sleep`` waits between polls and ``clock`` tells the time (both injectable: tests move a clock
-    instead of waiting). The whole login ends by ``expires_in`` or ``timeout``, whichever is sooner."""
+    Polls answered ``authorization_pending`` go on at the interval, ``slow_down`` adds five seconds
+    to it for good, and a server that cannot be reached (or fails with a 5xx) doubles it; every other
+    answer ends the login. ``sleep`` waits between polls and ``clock`` tells the time (both
+    injectable: tests move a clock instead of waiting). The whole login ends by ``expires_in`` or
+    ``timeout``, whichever is sooner."""
 
     def __init__(
         self,
@@ -189,6 +192,14 @@ class DeviceLogin:
                     ) from None
                 if code == "expired_token":
                     raise self._too_late(True) from None
+                if exc.transient:
+                    # RFC 8628 §3.5: after a failure to reach the server, poll less often. Nothing is
+                    # spent by a poll before approval, so the next one may simply be later.
+                    interval *= 2
+                    log.warning("%s; polling again in %s s", exc, interval)
+                    continue
+                if code == "invalid_grant":  # spent or unknown: this code can give nothing any more
+                    raise AuthorizationFailed(f"{exc.message}; nothing was stored. {self._retry_hint}") from None
                 raise
 
     def _request(self, scopes: Sequence[str]) -> _DeviceGrant:

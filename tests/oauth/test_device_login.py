@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from mcp_sync_auth import (
+    AuthorizationFailed,
     ConfigurationError,
     DeviceCode,
     DeviceCodeExpired,
@@ -18,7 +19,7 @@ from mcp_sync_auth import (
     LoginOptions,
     MCPAuth,
 )
-from mcp_sync_auth.testing import StrictAuthServer
+from mcp_sync_auth.testing import Fault, StrictAuthServer
 
 from ..conftest import TTL
 from ..login_helpers import browser
@@ -216,9 +217,8 @@ def test_a_client_not_registered_for_the_device_grant_is_told(device_server, sto
     client_id = server.register_client()  # code flow only
     login = LoginOptions(method="device", sleep=Sleeper(clock))
     auth = MCPAuth(server.mcp_url, store=FileTokenStore(store_dir), login=login, clock=clock, client_id=client_id)
-    with pytest.raises(Exception, match="unauthorized_client") as caught:
+    with pytest.raises(AuthorizationFailed, match=r"could not start.*unauthorized_client"):
         auth.login()
-    assert type(caught.value).__name__ == "AuthorizationFailed"
     assert server.audit.token_requests == 0
 
 
@@ -308,3 +308,24 @@ def test_discovery_reads_the_device_endpoint_and_drops_an_insecure_one(clock, st
         with pytest.raises(ConfigurationError, match="advertises no usable device_authorization_endpoint"):
             auth.login()  # never sent a user to a plain-http page on another host
         assert server.audit.device.requests == 0 and server.audit.registration_requests == 0
+
+
+def test_a_server_error_while_polling_doubles_the_interval_and_the_login_goes_on(device_server, store_dir, clock):
+    server = device_server
+    server.inject_fault(Fault.HTTP_500_BEFORE)  # the first poll
+    sleeper = Sleeper(clock, steps={1: lambda: approve_pending(server)})
+    device_auth(server, store_dir, clock, sleeper).login()
+    assert sleeper.asked == [5.0, 10.0]
+    assert server.audit.faults_injected == 1 and server.audit.device.tokens_issued == 1
+
+
+def test_a_lost_answer_to_the_approved_poll_ends_the_login_without_a_loop(device_server, store_dir, clock):
+    server = device_server
+    server.inject_fault(Fault.RESET_AFTER)  # the server issues the chain; the answer never arrives
+    sleeper = Sleeper(clock, steps={0: lambda: approve_pending(server)})
+    with pytest.raises(AuthorizationFailed, match="already used") as caught:
+        device_auth(server, store_dir, clock, sleeper).login()
+    assert "login --device" in str(caught.value)
+    # One more poll after the reset (it may have been anything), refused as spent: then we stop.
+    assert sleeper.asked == [5.0, 10.0]
+    assert server.audit.device.polls == 2 and FileTokenStore(store_dir).records() == []
