@@ -329,3 +329,17 @@ def test_a_lost_answer_to_the_approved_poll_ends_the_login_without_a_loop(device
     # One more poll after the reset (it may have been anything), refused as spent: then we stop.
     assert sleeper.asked == [5.0, 10.0]
     assert server.audit.device.polls == 2 and FileTokenStore(store_dir).records() == []
+
+
+def test_every_device_request_goes_through_the_given_session(device_server, store_dir, clock, http):
+    """A session= (its proxies, CA bundle, adapters) reaches the device endpoint and every poll."""
+    server = device_server
+    seen = []
+    http.hooks["response"].append(lambda response, **_: seen.append((response.request.method, response.url)))
+    sleeper = Sleeper(clock, steps={1: lambda: approve_pending(server)})
+    login = LoginOptions(method="device", sleep=sleeper)
+    auth = MCPAuth(server.mcp_url, store=FileTokenStore(store_dir), login=login, clock=clock, session=http)
+    auth.login()
+    assert seen.count(("POST", server.device_authorization_endpoint)) == 1
+    assert seen.count(("POST", server.token_endpoint)) == server.audit.device.polls == 2
+    assert server.audit.token_requests == 2 and server.audit.device.requests == 1
