@@ -434,7 +434,8 @@ class AuthorizationFlow:
         hint = (
             f"Log in from a terminal with `mcp-sync-auth login --headless {self.resource}` (it prints the URL "
             "to open in any browser and reads back the address you land on), or give MCPAuth headless=True "
-            "or an authorization_handler"
+            "or an authorization_handler; where the server offers it, `mcp-sync-auth login --device` (or "
+            "login='device') shows a code to enter on any other device instead"
         )
         return login_needed(
             AuthorizationRequired,

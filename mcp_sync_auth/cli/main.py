@@ -316,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_lock_timeout(status, shown=f"{STATUS_LOCK_TIMEOUT:g} s; only a corrupt file is locked, to move it aside")
     _add_store_option(status)
     status.set_defaults(run=cmd_status)
-    login = commands.add_parser("login", help="log in to an MCP server (browser, or --headless)")
+    login = commands.add_parser("login", help="log in to an MCP server (browser, --headless or --device)")
     login.add_argument("url", type=server_url)
     how = login.add_mutually_exclusive_group()
     how.add_argument("--headless", action="store_true", help="print the URL and read back the redirect")
