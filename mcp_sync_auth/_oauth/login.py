@@ -359,7 +359,7 @@ class AuthorizationFlow:
     def _authorization_code(
         self, plan: Plan, scopes: Sequence[str], generation: int
     ) -> tuple[ClientRegistration, TokenSet]:
-        mode = self._mode()  # before the registration and the receiver: fails at once if nobody can log in
+        mode = self._mode(plan)  # before the registration and the receiver: fails at once if nobody can log in
         receiver: Optional[LoopbackReceiver] = None
         redirect_uri = self.settings.redirect_uri
         if mode == _BROWSER:
@@ -382,7 +382,7 @@ class AuthorizationFlow:
                 resource=plan.resource_indicator,
                 scopes=scopes,
             )
-            redirect = self._follow(request.url, mode, receiver)
+            redirect = self._follow(request.url, mode, receiver, plan)
         code = code_from_redirect(request, redirect)
         client = self.token_client(plan.server.token_endpoint, registration, plan.resource_indicator)
         tokens = client.exchange_code(
@@ -403,7 +403,7 @@ class AuthorizationFlow:
             return DPoPKey.generate()
         return None
 
-    def _mode(self) -> str:
+    def _mode(self, plan: Plan) -> str:
         """How the person is reached: the handler, the headless paste, or a browser and the loopback
         receiver. Without a browser it is the paste at a terminal, else AuthorizationRequired."""
         if self._handler is not None:
@@ -415,9 +415,9 @@ class AuthorizationFlow:
         if self._browser.terminal():
             print("No browser can be opened here (no display): log in with the URL below instead.", file=sys.stderr)
             return _PASTE
-        raise self._nobody_to_log_in("no browser can be opened here (no DISPLAY, WAYLAND_DISPLAY or BROWSER)")
+        raise self._nobody_to_log_in("no browser can be opened here (no DISPLAY, WAYLAND_DISPLAY or BROWSER)", plan)
 
-    def _follow(self, url: str, mode: str, receiver: Optional[LoopbackReceiver]) -> str:
+    def _follow(self, url: str, mode: str, receiver: Optional[LoopbackReceiver], plan: Plan) -> str:
         if mode == _HANDLER and self._handler is not None:
             return self._handler(url)
         if mode == _PASTE or receiver is None:
@@ -425,18 +425,22 @@ class AuthorizationFlow:
         print(f"Opening the browser to log in. If it does not open, visit:\n  {url}", file=sys.stderr)
         if not self._browser.open(url):
             if not self._browser.terminal():
-                raise self._nobody_to_log_in("no browser could be started")
+                raise self._nobody_to_log_in("no browser could be started", plan)
             log.info("no browser could be opened; reading the redirect from the terminal")
             return paste_handler(url)
         return receiver.wait(self._login_timeout)
 
-    def _nobody_to_log_in(self, why: str) -> AuthorizationRequired:
+    def _nobody_to_log_in(self, why: str, plan: Plan) -> AuthorizationRequired:
         hint = (
             f"Log in from a terminal with `mcp-sync-auth login --headless {self.resource}` (it prints the URL "
             "to open in any browser and reads back the address you land on), or give MCPAuth headless=True "
-            "or an authorization_handler; where the server offers it, `mcp-sync-auth login --device` (or "
-            "login='device') shows a code to enter on any other device instead"
+            "or an authorization_handler"
         )
+        if plan.server.device_authorization_endpoint is not None:
+            hint += (
+                f"; this server also offers `mcp-sync-auth login --device {self.resource}` (or login='device'), "
+                "which shows a code to enter on any other device"
+            )
         return login_needed(
             AuthorizationRequired,
             f"cannot log in to {self.resource}: {why}, and stdin and stderr are not a terminal to paste into",

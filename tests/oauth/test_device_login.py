@@ -4,12 +4,15 @@ The waits between polls go through an injected sleeper that moves the shared clo
 it too), so no test spends the real seconds, and each asserts the exact intervals it was asked for.
 """
 
+import io
+import sys
 import threading
 
 import pytest
 
 from mcp_sync_auth import (
     AuthorizationFailed,
+    AuthorizationRequired,
     ConfigurationError,
     DeviceCode,
     DeviceCodeExpired,
@@ -343,3 +346,17 @@ def test_every_device_request_goes_through_the_given_session(device_server, stor
     assert seen.count(("POST", server.device_authorization_endpoint)) == 1
     assert seen.count(("POST", server.token_endpoint)) == server.audit.device.polls == 2
     assert server.audit.token_requests == 2 and server.audit.device.requests == 1
+
+
+@pytest.mark.skipif(sys.platform == "darwin" or sys.platform == "win32", reason="the DISPLAY rules apply to Linux")
+def test_without_a_browser_or_terminal_the_hint_names_the_device_login_the_server_offers(
+    device_server, store_dir, clock, monkeypatch
+):
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # a pipe, not a terminal
+    auth = MCPAuth(device_server.mcp_url, store=FileTokenStore(store_dir), clock=clock)
+    with pytest.raises(AuthorizationRequired) as caught:
+        auth.login()
+    assert f"mcp-sync-auth login --device {device_server.mcp_url}" in caught.value.login_hint
+    assert device_server.audit.device.requests == 0 and device_server.audit.token_requests == 0
