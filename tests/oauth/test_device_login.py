@@ -360,3 +360,23 @@ def test_without_a_browser_or_terminal_the_hint_names_the_device_login_the_serve
         auth.login()
     assert f"mcp-sync-auth login --device {device_server.mcp_url}" in caught.value.login_hint
     assert device_server.audit.device.requests == 0 and device_server.audit.token_requests == 0
+
+
+def test_eight_threads_needing_a_token_at_once_share_one_device_login(device_server, store_dir, clock):
+    server = device_server
+    sleeper = Sleeper(clock, steps={0: lambda: approve_pending(server)})
+    auth = device_auth(server, store_dir, clock, sleeper)
+    start = threading.Barrier(8)
+    tokens = []
+
+    def need_a_token():
+        start.wait(30)
+        tokens.append(auth.access_token())
+
+    threads = [threading.Thread(target=need_a_token) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(tokens) == 8 and len(set(tokens)) == 1
+    assert server.audit.device.authorizations_issued == 1 and sleeper.asked == [5.0]
