@@ -15,6 +15,7 @@ from ._chain.keys import ChainKey, ChainRecord, LoginKey, RegistrationKey
 from ._chain.tokens import TokenSet
 from ._mcp.client import MCPClient
 from ._oauth.challenge import BearerChallenge
+from ._oauth.device import DeviceCode
 from ._oauth.discovery import AuthorizationServerMetadata, Discovery, ProtectedResourceMetadata
 from ._oauth.identity_assertion import IdentityProviderSettings
 from ._oauth.settings import AuthorizationHandler, ClientSettings, LoginOptions
@@ -34,6 +35,8 @@ from .errors import (
     ChallengeError,
     ConfigurationError,
     CorruptTokenCache,
+    DeviceCodeExpired,
+    DeviceLoginDenied,
     DiscoveryError,
     InsecureTransportError,
     InsufficientScope,
@@ -77,6 +80,9 @@ __all__ = [
     "ClientSettings",
     "ConfigurationError",
     "CorruptTokenCache",
+    "DeviceCode",
+    "DeviceCodeExpired",
+    "DeviceLoginDenied",
     "Discovery",
     "DiscoveryError",
     "FileTokenStore",

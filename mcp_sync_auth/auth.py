@@ -25,7 +25,7 @@ from ._oauth.challenge import BearerChallenge, bearer_challenge, dpop_error
 from ._oauth.discovery import Discovery
 from ._oauth.dpop import KEYS, NONCES, USE_DPOP_NONCE
 from ._oauth.identity_assertion import IdentityProviderSettings
-from ._oauth.settings import AuthorizationHandler, ClientSettings, LoginOptions
+from ._oauth.settings import AuthorizationHandler, ClientSettings, DevicePrompt, LoginOptions
 from ._oauth.workload import WorkloadTokenProvider
 from ._refresh.manager import Clock
 from ._source import ChainSource
@@ -81,6 +81,7 @@ class MCPAuthKeywords(TypedDict, total=False):
     authorization_handler: Optional[AuthorizationHandler]
     headless: bool
     login_timeout: float
+    device_prompt: Optional[DevicePrompt]
 
 
 # keyword -> (group, field): each single keyword is one field of a group.
@@ -110,12 +111,15 @@ _LOGIN_FIELDS = {
     "authorization_handler": "authorization_handler",
     "headless": "headless",
     "login_timeout": "timeout",
+    "device_prompt": "device_prompt",
 }
 
 
 def _grouped(
-    client: Optional[ClientSettings], login: Optional[LoginOptions], keywords: dict[str, Any]
+    client: Optional[ClientSettings], login: Union[LoginOptions, str, None], keywords: dict[str, Any]
 ) -> tuple[ClientSettings, LoginOptions]:
+    if isinstance(login, str):  # MCPAuth(url, login="device"): the login method by name
+        login = LoginOptions(method=login)
     unknown = sorted(set(keywords) - set(_CLIENT_FIELDS) - set(_LOGIN_FIELDS))
     if unknown:
         raise TypeError(f"MCPAuth() got unexpected keyword argument(s): {', '.join(unknown)}")
@@ -135,7 +139,8 @@ class MCPAuth(AuthBase):
     indicator (RFC 8707) sent on the authorization request and every token request is the
     ``resource`` its protected resource metadata publishes (the URL, or its origin), else the URL.
     ``client`` says who the client is (:class:`ClientSettings`; by default discovery and
-    registration find out), ``login`` how a login happens (:class:`LoginOptions`); each of their fields
+    registration find out), ``login`` how a login happens (:class:`LoginOptions`, or its ``method`` by
+    name: ``login="device"`` for the device authorization grant); each of their fields
     may also be given as a single keyword (``client_id=``, ``interactive=``, ...). ``store`` defaults to
     the store ``$MCP_SYNC_AUTH_STORE`` names (a folder, ``file:///...``, ``memory:``, ``redis://...``),
     else a :class:`FileTokenStore` in the user's cache folder, shared by every process of the user.
@@ -148,7 +153,7 @@ class MCPAuth(AuthBase):
         server_url: str,
         *,
         client: Optional[ClientSettings] = None,
-        login: Optional[LoginOptions] = None,
+        login: Union[LoginOptions, str, None] = None,
         store: Optional[TokenStore] = None,
         account: str = DEFAULT_ACCOUNT,
         timeout: TimeoutLike = 30.0,

@@ -153,6 +153,15 @@ class AuthorizationFailed(MCPAuthError):
     """A login (authorization code flow) could not complete; nothing was stored."""
 
 
+class DeviceLoginDenied(AuthorizationFailed):
+    """The person declined the device login (RFC 8628 ``access_denied``); nothing was stored."""
+
+
+class DeviceCodeExpired(AuthorizationFailed):
+    """The device login's code expired (or the login timeout passed) before anyone approved it;
+    nothing was stored. Start the login again for a new code."""
+
+
 class PKCENotSupported(AuthorizationFailed):
     """The authorization server does not advertise PKCE with S256, so we refuse to use it."""
 

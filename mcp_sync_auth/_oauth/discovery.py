@@ -100,6 +100,7 @@ class AuthorizationServerMetadata:
     url: Optional[str] = None
     revocation_endpoint: Optional[str] = None
     dpop_signing_alg_values_supported: Optional[tuple[str, ...]] = None
+    device_authorization_endpoint: Optional[str] = None
     document: Mapping[str, Any] = field(default_factory=_empty_document, repr=False, compare=False, hash=False)
 
     @property
@@ -340,6 +341,8 @@ def _parse_authorization_server(
         url=url,
         revocation_endpoint=_unused(_endpoint, document, "revocation_endpoint", url),
         dpop_signing_alg_values_supported=_unused(_strings, document, "dpop_signing_alg_values_supported", url),
+        # Read by the device login only (RFC 8628 §4), which says so when it is missing or dropped.
+        device_authorization_endpoint=_unused(_endpoint, document, "device_authorization_endpoint", url),
         document=_frozen(document),
     )
 

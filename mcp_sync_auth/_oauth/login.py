@@ -33,6 +33,7 @@ from .assertions import ClientAssertions
 from .browser import Browser
 from .challenge import BearerChallenge
 from .client_auth import choose_auth_method
+from .device import DeviceLogin
 from .discovery import (
     AuthorizationServerMetadata,
     Discovery,
@@ -47,7 +48,7 @@ from .probe import not_a_resource, probe
 from .registration import METADATA_DOCUMENT, PRE_REGISTERED, WORKLOAD, ClientRegistration, Registrar
 from .settings import AuthorizationHandler, ClientSettings, LoginOptions
 from .signing import SigningKey
-from .token_client import TokenEndpointClient
+from .token_client import DEVICE_CODE_GRANT, TokenEndpointClient
 from .workload import WorkloadToken
 
 log = logging.getLogger(__name__)
@@ -102,8 +103,11 @@ class AuthorizationFlow:
         self._timeout = timeout
         self._clock = clock
         self._handler = login.authorization_handler
-        self._headless = login.headless
+        self._method = login.login_method
+        self._headless = self._method == "headless"
         self._login_timeout = login.timeout
+        self._device_prompt = login.device_prompt
+        self._sleep = login.sleep
         self._browser = browser if browser is not None else Browser()
         # What the last login asked for: the held scopes on step-up when the server does not echo them.
         self.last_requested_scopes: tuple[str, ...] = ()
@@ -145,7 +149,11 @@ class AuthorizationFlow:
 
     # -- who we are --------------------------------------------------------------------------------
 
-    def registration(self, plan: Plan, redirect_uri: str, scopes: Optional[Sequence[str]]) -> ClientRegistration:
+    def registration(
+        self, plan: Plan, redirect_uri: str, scopes: Optional[Sequence[str]], *, device: bool = False
+    ) -> ClientRegistration:
+        """Who this client is at the planned server. ``device``: a dynamic registration must include
+        the device grant (one registered for the code flow only is registered again)."""
         server = plan.server
         settings = self.settings
         if settings.client_id:
@@ -179,6 +187,7 @@ class AuthorizationFlow:
                 redirect_uri=redirect_uri,
                 scopes=scopes,
                 supported_auth_methods=server.token_endpoint_auth_methods_supported,
+                extra_grant_types=(DEVICE_CODE_GRANT,) if device else (),
             )
         raise RegistrationFailed(
             f"the authorization server {server.issuer} offers no way for this client to register "
@@ -270,7 +279,37 @@ class AuthorizationFlow:
             return self._jwt_bearer(plan, scopes, generation)
         if self.settings.grant_type == "id_jag":
             return self._id_jag(plan, scopes, generation)
+        if self._method == "device":
+            return self._device(plan, scopes, generation)
         return self._authorization_code(plan, scopes, generation)
+
+    def _device(self, plan: Plan, scopes: Sequence[str], generation: int) -> tuple[ClientRegistration, TokenSet]:
+        """RFC 8628: the code and URI are shown, the token endpoint polled. Refused before anything
+        is sent (registration included) when the server offers no device authorization endpoint."""
+        server = plan.server
+        endpoint = server.device_authorization_endpoint
+        if endpoint is None:
+            # Discovery drops a malformed one (not https, not a URL): say which of the two it was.
+            offered = server.document.get("device_authorization_endpoint") is not None
+            what = "advertises no usable" if offered else "does not advertise a"
+            raise ConfigurationError(
+                f"the authorization server {server.issuer} {what} device_authorization_endpoint, "
+                f"so the device login (login='device', --device) cannot be used with {self.resource}: "
+                "log in with the browser or --headless instead"
+            )
+        redirect_uri = self.settings.redirect_uri or self._default_redirect_uri(plan)
+        registration = self.registration(plan, redirect_uri, scopes, device=True)
+        client = self.token_client(server.token_endpoint, registration, plan.resource_indicator)
+        login = DeviceLogin(
+            client,
+            endpoint,
+            prompt=self._device_prompt,
+            sleep=self._sleep,
+            clock=self._clock,
+            timeout=self._login_timeout,
+            retry_hint=f"Start again: `mcp-sync-auth login --device {self.resource}`.",
+        )
+        return registration, login.run(scopes=scopes, generation=generation, dpop=self.dpop_key_for(server))
 
     def _id_jag(self, plan: Plan, scopes: Sequence[str], generation: int) -> tuple[ClientRegistration, TokenSet]:
         """Leg 1 at the identity provider, leg 2 here: a fresh ID-JAG for every new chain."""
@@ -320,7 +359,7 @@ class AuthorizationFlow:
     def _authorization_code(
         self, plan: Plan, scopes: Sequence[str], generation: int
     ) -> tuple[ClientRegistration, TokenSet]:
-        mode = self._mode()  # before the registration and the receiver: fails at once if nobody can log in
+        mode = self._mode(plan)  # before the registration and the receiver: fails at once if nobody can log in
         receiver: Optional[LoopbackReceiver] = None
         redirect_uri = self.settings.redirect_uri
         if mode == _BROWSER:
@@ -343,7 +382,7 @@ class AuthorizationFlow:
                 resource=plan.resource_indicator,
                 scopes=scopes,
             )
-            redirect = self._follow(request.url, mode, receiver)
+            redirect = self._follow(request.url, mode, receiver, plan)
         code = code_from_redirect(request, redirect)
         client = self.token_client(plan.server.token_endpoint, registration, plan.resource_indicator)
         tokens = client.exchange_code(
@@ -364,7 +403,7 @@ class AuthorizationFlow:
             return DPoPKey.generate()
         return None
 
-    def _mode(self) -> str:
+    def _mode(self, plan: Plan) -> str:
         """How the person is reached: the handler, the headless paste, or a browser and the loopback
         receiver. Without a browser it is the paste at a terminal, else AuthorizationRequired."""
         if self._handler is not None:
@@ -376,9 +415,9 @@ class AuthorizationFlow:
         if self._browser.terminal():
             print("No browser can be opened here (no display): log in with the URL below instead.", file=sys.stderr)
             return _PASTE
-        raise self._nobody_to_log_in("no browser can be opened here (no DISPLAY, WAYLAND_DISPLAY or BROWSER)")
+        raise self._nobody_to_log_in("no browser can be opened here (no DISPLAY, WAYLAND_DISPLAY or BROWSER)", plan)
 
-    def _follow(self, url: str, mode: str, receiver: Optional[LoopbackReceiver]) -> str:
+    def _follow(self, url: str, mode: str, receiver: Optional[LoopbackReceiver], plan: Plan) -> str:
         if mode == _HANDLER and self._handler is not None:
             return self._handler(url)
         if mode == _PASTE or receiver is None:
@@ -386,17 +425,22 @@ class AuthorizationFlow:
         print(f"Opening the browser to log in. If it does not open, visit:\n  {url}", file=sys.stderr)
         if not self._browser.open(url):
             if not self._browser.terminal():
-                raise self._nobody_to_log_in("no browser could be started")
+                raise self._nobody_to_log_in("no browser could be started", plan)
             log.info("no browser could be opened; reading the redirect from the terminal")
             return paste_handler(url)
         return receiver.wait(self._login_timeout)
 
-    def _nobody_to_log_in(self, why: str) -> AuthorizationRequired:
+    def _nobody_to_log_in(self, why: str, plan: Plan) -> AuthorizationRequired:
         hint = (
             f"Log in from a terminal with `mcp-sync-auth login --headless {self.resource}` (it prints the URL "
             "to open in any browser and reads back the address you land on), or give MCPAuth headless=True "
             "or an authorization_handler"
         )
+        if plan.server.device_authorization_endpoint is not None:
+            hint += (
+                f"; this server also offers `mcp-sync-auth login --device {self.resource}` (or login='device'), "
+                "which shows a code to enter on any other device"
+            )
         return login_needed(
             AuthorizationRequired,
             f"cannot log in to {self.resource}: {why}, and stdin and stderr are not a terminal to paste into",

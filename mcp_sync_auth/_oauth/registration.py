@@ -35,6 +35,7 @@ METADATA_DOCUMENT = "metadata-document"
 WORKLOAD = "workload"
 DYNAMIC = "dynamic"
 MAX_RESPONSE_BYTES = 64 * 1024
+CODE_FLOW_GRANTS = ("authorization_code", "refresh_token")
 
 _flights: SingleFlight[ClientRegistration] = SingleFlight()
 
@@ -48,6 +49,9 @@ class ClientRegistration:
     redirect_uris: tuple[str, ...]
     source: str
     secret_expires_at: Optional[float] = None
+    # The grant types registered (dynamic registrations); empty for registrations stored before
+    # this was kept, which were all for the code flow.
+    grant_types: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         secret = "set" if self.client_secret else "none"
@@ -60,7 +64,11 @@ class ClientRegistration:
         return self.secret_expires_at is None or self.secret_expires_at == 0 or now < self.secret_expires_at
 
     def to_json(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "redirect_uris": list(self.redirect_uris)}
+        return {
+            **dataclasses.asdict(self),
+            "redirect_uris": list(self.redirect_uris),
+            "grant_types": list(self.grant_types),
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ClientRegistration:
@@ -78,6 +86,9 @@ class ClientRegistration:
         expires = data.get("secret_expires_at")
         if expires is not None and not is_finite_number(expires):
             raise ValueError("'secret_expires_at' is not a number")
+        grants = data.get("grant_types", [])
+        if not isinstance(grants, list) or not all(isinstance(g, str) for g in grants):
+            raise ValueError("'grant_types' is not a list of strings")
         return cls(
             issuer=text("issuer"),
             client_id=text("client_id"),
@@ -86,7 +97,13 @@ class ClientRegistration:
             redirect_uris=tuple(uris),
             source=text("source"),
             secret_expires_at=None if expires is None else float(expires),
+            grant_types=tuple(grants),
         )
+
+    def allows(self, grant_types: Sequence[str]) -> bool:
+        """Whether the registration covers ``grant_types`` (an old record: the code flow's)."""
+        registered = self.grant_types or CODE_FLOW_GRANTS
+        return all(grant in registered for grant in grant_types)
 
 
 class Registrar:
@@ -141,31 +158,34 @@ class Registrar:
         redirect_uri: str,
         scopes: Optional[Sequence[str]],
         supported_auth_methods: Optional[Sequence[str]],
+        extra_grant_types: Sequence[str] = (),
     ) -> ClientRegistration:
-        """A dynamic registration usable with ``redirect_uri``: the stored one, or a new one (once,
-        however many threads and processes ask at the same time)."""
+        """A dynamic registration usable with ``redirect_uri`` (and ``extra_grant_types`` besides the
+        code flow's, the device grant): the stored one, or a new one (once, however many threads and
+        processes ask at the same time)."""
         key = RegistrationKey(issuer)
+        grants = (*CODE_FLOW_GRANTS, *extra_grant_types)
 
         def lead() -> ClientRegistration:
-            existing = self._reusable(issuer, redirect_uri)
+            existing = self._reusable(issuer, redirect_uri, grants)
             if existing is not None:
                 return existing
             with self._store.lock(key, self._lock_timeout):
-                existing = self._reusable(issuer, redirect_uri)
+                existing = self._reusable(issuer, redirect_uri, grants)
                 if existing is not None:
                     return existing
                 fresh = self._post_registration(
-                    issuer, registration_endpoint, redirect_uri, scopes, supported_auth_methods
+                    issuer, registration_endpoint, redirect_uri, scopes, supported_auth_methods, grants=grants
                 )
                 self._store.save_registration(key, fresh.to_json())
                 log.info("registered client %s with %s", fresh.client_id, issuer)
                 return fresh
 
-        return _flights.run((self._store.identity, issuer, redirect_uri), lead)
+        return _flights.run((self._store.identity, issuer, redirect_uri, grants), lead)
 
-    def _reusable(self, issuer: str, redirect_uri: str) -> Optional[ClientRegistration]:
+    def _reusable(self, issuer: str, redirect_uri: str, grants: Sequence[str]) -> Optional[ClientRegistration]:
         existing = self.stored(issuer)
-        if existing is None or not existing.usable(self._clock()):
+        if existing is None or not existing.usable(self._clock()) or not existing.allows(grants):
             return None
         return existing if redirect_uri in existing.redirect_uris else None
 
@@ -176,12 +196,15 @@ class Registrar:
         redirect_uri: str,
         scopes: Optional[Sequence[str]],
         supported_auth_methods: Optional[Sequence[str]],
+        *,
+        grants: Sequence[str] = (),
     ) -> ClientRegistration:
         endpoint = require_secure(endpoint, "the registration endpoint")
+        grants = tuple(grants) or CODE_FLOW_GRANTS
         request: dict[str, Any] = {
             "client_name": self._client_name,
             "redirect_uris": [redirect_uri],
-            "grant_types": ["authorization_code", "refresh_token"],
+            "grant_types": list(grants),
             "response_types": ["code"],
             "token_endpoint_auth_method": "none",
             # MCP 2026-07-28: required; "native" for programs that receive the redirect on loopback.
@@ -231,7 +254,15 @@ class Registrar:
             redirect_uris=redirect_uris or (redirect_uri,),
             source=DYNAMIC,
             secret_expires_at=_positive_number(expires),
+            grant_types=_registered_grants(body.get("grant_types"), grants),
         )
+
+
+def _registered_grants(echoed: object, asked: tuple[str, ...]) -> tuple[str, ...]:
+    """The grant types the server says it registered (RFC 7591 §3.2.1), else those asked for."""
+    if isinstance(echoed, list) and echoed and all(isinstance(g, str) for g in echoed):
+        return tuple(echoed)
+    return asked
 
 
 def _positive_number(value: object) -> Optional[float]:

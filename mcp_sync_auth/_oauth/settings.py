@@ -4,17 +4,24 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Callable, Optional, Sequence, Union
 
 from .._util.timeouts import positive_seconds
 from ..errors import ConfigurationError
 from .assertions import AssertionProvider
 from .client_auth import AUTH_METHODS
+from .device import DeviceCode
 from .identity_assertion import IdentityProviderSettings
 from .workload import WorkloadTokenProvider
 
 AuthorizationHandler = Callable[[str], str]
 """Given the authorization URL, return the URL the browser was redirected to (with code and state)."""
+
+DevicePrompt = Callable[[DeviceCode], None]
+"""Given the device login's code and where to enter it, show them to the person (a custom UI)."""
+
+LOGIN_METHODS = ("browser", "headless", "device")
 
 GRANT_TYPES = ("authorization_code", "client_credentials", "jwt_bearer", "id_jag")
 
@@ -149,6 +156,14 @@ class LoginOptions:
     returns the redirect URL (tests, custom UIs). ``headless``: print the URL and read the redirect back
     from the terminal instead of opening a browser. ``timeout``: seconds to wait for the person.
 
+    ``method`` says how a person logs in: ``"browser"`` (the default: a browser and the loopback
+    receiver, see below), ``"headless"`` (the same as ``headless=True``) or ``"device"``, the device
+    authorization grant (RFC 8628) for machines without a browser: the verification URI and a user
+    code are shown (on stderr, or given to ``device_prompt``, a callable taking a :class:`DeviceCode`),
+    and the token endpoint is polled until the person approves on any other device. ``MCPAuth(url,
+    login="device")`` is short for ``LoginOptions(method="device")``. ``sleep`` is how the device login
+    waits between polls (``time.sleep``; an event loop's or a test's own wait may replace it).
+
     With neither a handler nor ``headless``, a browser is opened where one can be (macOS, Windows, a
     ``DISPLAY``/``WAYLAND_DISPLAY``, or ``BROWSER``); without one the headless paste is used when stdin
     and stderr are a terminal, and otherwise :class:`AuthorizationRequired` is raised at once.
@@ -158,13 +173,29 @@ class LoginOptions:
     authorization_handler: Optional[AuthorizationHandler] = None
     headless: bool = False
     timeout: float = 300.0
+    method: Optional[str] = None
+    device_prompt: Optional[DevicePrompt] = dataclasses.field(default=None, repr=False)
+    sleep: Callable[[float], None] = dataclasses.field(default=time.sleep, repr=False)
 
     def __post_init__(self) -> None:
         positive_seconds(self.timeout, "the login timeout")
+        if self.method is not None and self.method not in LOGIN_METHODS:
+            raise ConfigurationError(f"the login method must be one of {', '.join(LOGIN_METHODS)}, not {self.method!r}")
+        if self.headless and self.method not in (None, "headless"):
+            raise ConfigurationError(f"headless=True and the login method {self.method!r} contradict each other")
+        if self.device_prompt is not None and not callable(self.device_prompt):
+            raise ConfigurationError("device_prompt must be a callable taking a DeviceCode")
+
+    @property
+    def login_method(self) -> str:
+        """How a person logs in: ``method``, else "headless" with ``headless=True``, else "browser"."""
+        if self.method is not None:
+            return self.method
+        return "headless" if self.headless else "browser"
 
     def may_start(self, client: ClientSettings) -> bool:
         """Whether a lost or missing chain may be replaced by a login without asking."""
         return self.interactive if self.interactive is not None else not client.configured_by_hand
 
 
-__all__ = ["GRANT_TYPES", "AuthorizationHandler", "ClientSettings", "LoginOptions"]
+__all__ = ["GRANT_TYPES", "LOGIN_METHODS", "AuthorizationHandler", "ClientSettings", "DevicePrompt", "LoginOptions"]

@@ -37,6 +37,7 @@ MAX_RESPONSE_BYTES = 1024 * 1024
 # A request body, and the secrets in it (never to be echoed back in a message).
 _Request = tuple[str, tuple[Optional[str], ...]]
 TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
+DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 
 class TokenEndpointClient:
@@ -214,6 +215,39 @@ class TokenEndpointClient:
             )
         return issued
 
+    def device_authorization(self, endpoint: str, *, scopes: Optional[Sequence[str]]) -> Mapping[str, Any]:
+        """Ask the device authorization endpoint (RFC 8628 §3.1) for a device code, authenticating as
+        at the token endpoint, with ``scope`` and this client's ``resource``. The answer's JSON object,
+        unchecked (:mod:`.device` reads it)."""
+        endpoint = require_secure(endpoint, "the device authorization endpoint")
+
+        def build() -> _Request:
+            credentials = self._body_credentials()
+            form: dict[str, Any] = dict(self._resource())
+            if scopes:
+                form["scope"] = " ".join(scopes)
+            if credentials.pop("include_client_id"):
+                form["client_id"] = self.client_id
+            form.update(credentials)
+            return urlencode(form), (credentials.get("client_assertion"),)
+
+        body, secrets = build()
+        return self._post(body, secrets, self._headers(), url=endpoint)
+
+    def device_code(self, device_code: str, *, generation: int, dpop: Optional[DPoPKey] = None) -> TokenSet:
+        """One poll of the device grant (RFC 8628 §3.4). ``authorization_pending``, ``slow_down`` and
+        the other refusals come back as TokenEndpointError with their ``error_code``."""
+
+        def build() -> _Request:
+            credentials = self._body_credentials()
+            form: dict[str, Any] = {"grant_type": DEVICE_CODE_GRANT, "device_code": device_code, **self._resource()}
+            if credentials.pop("include_client_id"):
+                form["client_id"] = self.client_id
+            form.update(credentials)
+            return urlencode(form), (device_code, credentials.get("client_assertion"))
+
+        return self._grant(build, dpop, generation)
+
     # -- request ---------------------------------------------------------------------------------
 
     def _resource(self, resource: Optional[str] = None) -> dict[str, str]:
@@ -274,13 +308,19 @@ class TokenEndpointClient:
         headers["DPoP"] = dpop.proof("POST", self.token_endpoint, now=self._clock(), nonce=nonce)
         return self._post(body, secrets, headers)
 
-    def _post(self, body: str, secrets: tuple[Optional[str], ...], headers: dict[str, str]) -> Mapping[str, Any]:
+    def _post(
+        self, body: str, secrets: tuple[Optional[str], ...], headers: dict[str, str], url: Optional[str] = None
+    ) -> Mapping[str, Any]:
+        """POST to the token endpoint, or to ``url`` (another endpoint of the same server that takes
+        the same client authentication: the device authorization endpoint)."""
         secrets = (*secrets, self._client_secret)
+        url = url if url is not None else self.token_endpoint
+        where = f"token endpoint {url}" if url == self.token_endpoint else f"authorization server endpoint {url}"
         # The body must be read before this, so that the grant ends within Timeouts.grant_total.
         read_by = time.monotonic() + self._timeout.grant_total - self._timeout.for_grants[1]
         try:
             response = self._sessions.get().post(
-                self.token_endpoint,
+                url,
                 data=body,
                 headers=headers,
                 timeout=self._timeout.for_grants,
@@ -288,40 +328,39 @@ class TokenEndpointClient:
                 stream=True,
             )
         except (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError) as exc:
-            raise self._transport_error("could not connect", exc, ambiguous=False) from None
+            raise self._transport_error(where, "could not connect", exc, ambiguous=False) from None
         except requests.exceptions.Timeout as exc:
-            raise self._transport_error("no answer in time", exc, ambiguous=True) from None
+            raise self._transport_error(where, "no answer in time", exc, ambiguous=True) from None
         except requests.exceptions.ConnectionError as exc:
             # A refused connection never reached the server; a reset may have come after it rotated.
             refused = "refused" in str(exc).lower() or "NewConnectionError" in str(exc)
-            raise self._transport_error("the connection failed", exc, ambiguous=not refused) from None
+            raise self._transport_error(where, "the connection failed", exc, ambiguous=not refused) from None
         except requests.exceptions.RequestException as exc:
-            raise self._transport_error("the request failed", exc, ambiguous=True) from None
-        NONCES.remember(self.token_endpoint, response.headers)  # any answer may bring the next nonce
+            raise self._transport_error(where, "the request failed", exc, ambiguous=True) from None
+        NONCES.remember(url, response.headers)  # any answer may bring the next nonce
         with response:
             try:
                 raw = read_at_most(response, MAX_RESPONSE_BYTES, deadline=read_by)
             except requests.exceptions.RequestException as exc:
-                raise self._transport_error("the answer was cut off", exc, ambiguous=True) from None
-        return self._interpret(response, raw, secrets)
+                raise self._transport_error(where, "the answer was cut off", exc, ambiguous=True) from None
+        return self._interpret(response, raw, secrets, where)
 
-    def _transport_error(self, what: str, exc: Exception, *, ambiguous: bool) -> TokenEndpointError:
+    def _transport_error(self, where: str, what: str, exc: Exception, *, ambiguous: bool) -> TokenEndpointError:
         consequence = (
             " The server may have rotated the refresh token; if the next refresh is refused, log in again."
             if ambiguous
             else ""
         )
         return TokenEndpointError(
-            f"token endpoint {self.token_endpoint}: {what} ({type(exc).__name__}).{consequence}",
+            f"{where}: {what} ({type(exc).__name__}).{consequence}",
             transient=True,
             ambiguous=ambiguous,
         )
 
     def _interpret(
-        self, response: requests.Response, raw: Optional[bytes], secrets: tuple[Optional[str], ...]
+        self, response: requests.Response, raw: Optional[bytes], secrets: tuple[Optional[str], ...], where: str
     ) -> Mapping[str, Any]:
         status = response.status_code
-        where = f"token endpoint {self.token_endpoint}"
         if raw is None:
             raise TokenEndpointError(
                 f"{where} answered HTTP {status} with more than {MAX_RESPONSE_BYTES} bytes",

@@ -207,6 +207,7 @@ def _auth_from(args: argparse.Namespace, *, interactive: bool) -> MCPAuth:
         **_machine_options(args),
         interactive=interactive,
         headless=getattr(args, "headless", False),
+        login="device" if getattr(args, "device", False) else None,
         authorization_handler=_load_handler(getattr(args, "authorization_handler", None)),
         lock_timeout=args.lock_timeout,
     )
@@ -315,9 +316,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_lock_timeout(status, shown=f"{STATUS_LOCK_TIMEOUT:g} s; only a corrupt file is locked, to move it aside")
     _add_store_option(status)
     status.set_defaults(run=cmd_status)
-    login = commands.add_parser("login", help="log in to an MCP server (browser, or --headless)")
+    login = commands.add_parser("login", help="log in to an MCP server (browser, --headless or --device)")
     login.add_argument("url", type=server_url)
-    login.add_argument("--headless", action="store_true", help="print the URL and read back the redirect")
+    how = login.add_mutually_exclusive_group()
+    how.add_argument("--headless", action="store_true", help="print the URL and read back the redirect")
+    how.add_argument(
+        "--device", action="store_true", help="no browser here: show a code to enter on another device (RFC 8628)"
+    )
     _add_client_options(login)
     _add_login_option(login, login_flag=False)
     _add_store_option(login)

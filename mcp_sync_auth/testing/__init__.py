@@ -22,12 +22,19 @@ them (RFC 8693, :data:`TOKEN_EXCHANGE_GRANT`) for ID-JAGs, which a server that t
 DPoP (RFC 9449) too, with the same extra: ``StrictAuthServer(dpop="optional")`` (or ``"required"``)
 binds tokens to the key of a request's proof, checks proofs at ``/token`` and ``/mcp`` (nonces with
 ``dpop_nonce_at_token`` / ``dpop_nonce_at_resource``) and counts them in ``server.audit.dpop``.
+
+The device authorization grant (RFC 8628, :data:`DEVICE_CODE_GRANT`): ``StrictAuthServer(
+device_authorization=True)``; ``server.approve_device(user_code)`` / ``deny_device`` answer for the
+person, ``server.pending_device_codes()`` (:class:`PendingDeviceCode`) shows what waits, and
+``server.audit.device`` (:class:`DeviceAudit`) counts authorizations, polls and ``slow_down`` answers.
 """
 
 from __future__ import annotations
 
 from .audit import Audit, AuditEvent, EventKind, fingerprint
 from .consent import auto_consent_handler, login
+from .device_audit import DeviceAudit
+from .device_codes import PendingDeviceCode
 from .dpop import DPOP_ALGORITHMS
 from .dpop_audit import DpopAudit
 from .faults import Fault
@@ -36,7 +43,7 @@ from .identity_provider import IdentityProvider
 from .idp_state import IdentityProviderAudit
 from .jwt_keys import ALGORITHMS as JWT_ALGORITHMS
 from .mcp import LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS
-from .models import CLIENT_ASSERTION_TYPE, JWT_BEARER_GRANT, ChainSummary, ClientInfo
+from .models import CLIENT_ASSERTION_TYPE, DEVICE_CODE_GRANT, JWT_BEARER_GRANT, ChainSummary, ClientInfo
 from .options import ISS_MODES
 from .overrides import REMOVE
 from .pkce import s256_challenge
@@ -47,6 +54,7 @@ from .workload import WorkloadIssuer
 
 __all__ = [
     "CLIENT_ASSERTION_TYPE",
+    "DEVICE_CODE_GRANT",
     "DPOP_ALGORITHMS",
     "ID_JAG_TOKEN_TYPE",
     "ID_JAG_TYP",
@@ -63,11 +71,13 @@ __all__ = [
     "AuditEvent",
     "ChainSummary",
     "ClientInfo",
+    "DeviceAudit",
     "DpopAudit",
     "EventKind",
     "Fault",
     "IdentityProvider",
     "IdentityProviderAudit",
+    "PendingDeviceCode",
     "RedisNotAvailable",
     "RedisServer",
     "StrictAuthServer",

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Deque, Dict, Generic, List, Mapping, Optional, Protocol, Tuple, TypeVar
 
+from .device_audit import DeviceAudit, DeviceCounters
 from .dpop_audit import DpopAudit, DpopCounters
 
 __all__ = [
@@ -103,6 +104,11 @@ class EventKind:
     DPOP_NONCE_CHALLENGE = "dpop_nonce_challenge"
     DPOP_KEY_MISMATCH = "dpop_key_mismatch"
     DPOP_BOUND_AS_BEARER = "dpop_bound_as_bearer"
+    # Device grant (RFC 8628): details name the user code and a device code's fingerprint.
+    DEVICE_CODE_ISSUED = "device_code_issued"
+    DEVICE_AUTHORIZATION_FAILED = "device_authorization_failed"
+    DEVICE_APPROVED = "device_approved"
+    DEVICE_DENIED = "device_denied"
 
 
 @dataclass(frozen=True)
@@ -144,7 +150,8 @@ class Audit:
     (``private_key_jwt``) and JWT bearer grants alike (each leaves an ``assertion_replayed`` event
     saying which). ``id_jag_grants`` counts the JWT bearer grants that were ID-JAGs (counted under
     the JWT bearer grant type in ``grants`` and ``grants_ok`` as well).
-    saying which). ``dpop`` holds the DPoP counters (:class:`~mcp_sync_auth.testing.dpop_audit.DpopAudit`).
+    saying which). ``dpop`` holds the DPoP counters (:class:`~mcp_sync_auth.testing.dpop_audit.DpopAudit`),
+    ``device`` those of the device grant (:class:`~mcp_sync_auth.testing.device_audit.DeviceAudit`).
     """
 
     token_requests: int
@@ -173,6 +180,7 @@ class Audit:
     assertion_replays: int
     id_jag_grants: int
     dpop: DpopAudit
+    device: DeviceAudit
     presented_refresh_tokens: Tuple[str, ...] = field(repr=False)
     events: Tuple[AuditEvent, ...]
 
@@ -217,6 +225,7 @@ class AuditRecorder:
         self.assertion_replays = 0
         self.id_jag_grants = 0
         self.dpop = DpopCounters()
+        self.device = DeviceCounters()
         self.presented_refresh_tokens: List[str] = []
         self.events: Deque[AuditEvent] = collections.deque(maxlen=MAX_EVENTS)
 
@@ -303,6 +312,7 @@ class AuditRecorder:
             assertion_replays=self.assertion_replays,
             id_jag_grants=self.id_jag_grants,
             dpop=self.dpop.snapshot(),
+            device=self.device.snapshot(),
             presented_refresh_tokens=tuple(self.presented_refresh_tokens),
             events=tuple(self.events),
         )

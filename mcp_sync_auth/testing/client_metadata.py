@@ -11,7 +11,7 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import OAuthError
 from .jwt_keys import PublicKey, load_public_key
-from .models import GRANT_TYPES, TOKEN_ENDPOINT_AUTH_METHODS
+from .models import DEVICE_CODE_GRANT, GRANT_TYPES, TOKEN_ENDPOINT_AUTH_METHODS
 from .redirect_uris import is_loopback, redirect_uri_problem
 from .scopes import parse_scope
 
@@ -66,7 +66,8 @@ def check_client_metadata(
     grants = metadata.grant_types
     if not grants:
         raise ClientMetadataError(INVALID_METADATA, "grant_types must not be empty")
-    unknown = [grant for grant in grants if grant not in GRANT_TYPES]
+    # The device grant may be registered whether or not the server runs it (it refuses it then).
+    unknown = [grant for grant in grants if grant not in (*GRANT_TYPES, DEVICE_CODE_GRANT)]
     if unknown:
         raise ClientMetadataError(INVALID_METADATA, f"unsupported grant_types {unknown!r}")
     unknown = [kind for kind in metadata.response_types if kind not in RESPONSE_TYPES]
@@ -77,8 +78,8 @@ def check_client_metadata(
         raise ClientMetadataError(
             INVALID_METADATA, "response_types code and grant_types authorization_code must be used together"
         )
-    if "refresh_token" in grants and "authorization_code" not in grants:
-        raise ClientMetadataError(INVALID_METADATA, "refresh_token needs the authorization_code grant")
+    if "refresh_token" in grants and "authorization_code" not in grants and DEVICE_CODE_GRANT not in grants:
+        raise ClientMetadataError(INVALID_METADATA, "refresh_token needs the authorization_code (or device) grant")
     if "client_credentials" in grants and method == "none":
         raise ClientMetadataError(INVALID_METADATA, "client_credentials needs a confidential client")
     if method == "private_key_jwt" and metadata.public_key is None:

@@ -1,6 +1,7 @@
-"""The grants behind ``POST /token``: authorization_code, refresh_token, client_credentials and the
-JWT bearer grant (RFC 7523 §2.1), which takes a workload's token or an ID-JAG (``typ``
-``oauth-id-jag+jwt``, from a trusted identity provider; its client must authenticate).
+"""The grants behind ``POST /token``: authorization_code, refresh_token, client_credentials, the
+device grant (RFC 8628, when the server runs it) and the JWT bearer grant (RFC 7523 §2.1), which
+takes a workload's token or an ID-JAG (``typ`` ``oauth-id-jag+jwt``, from a trusted identity
+provider; its client must authenticate).
 
 Each handler gets the authenticated client and the form parameters; the state does the work
 under its lock. A client may use only the grant types it registered (``unauthorized_client``).
@@ -24,7 +25,7 @@ from .errors import OAuthError
 from .id_jag import ID_JAG_ASSERTION, id_jag_terms, is_id_jag_typ
 from .jwt_keys import PublicKey
 from .metadata import ResourceOf
-from .models import JWT_BEARER_GRANT, ClientInfo, TokenGrant
+from .models import DEVICE_CODE_GRANT, JWT_BEARER_GRANT, ClientInfo, TokenGrant
 from .scopes import grantable_scope, parse_scope
 from .state import AuthState
 
@@ -80,6 +81,7 @@ class Grants:
             "refresh_token": self.refresh_token,
             "client_credentials": self.client_credentials,
             JWT_BEARER_GRANT: self.jwt_bearer,
+            DEVICE_CODE_GRANT: self.device_code,
         }
 
     def _resource(self, params: Mapping[str, str]) -> str:
@@ -131,6 +133,19 @@ class Grants:
         options = self._state.options
         scope = grantable_scope(request.params.get("scope"), client.scope, options.scopes_supported)
         return self._state.client_credentials(client=client, resource=resource, scope=scope, dpop_jkt=request.dpop_jkt)
+
+    def device_code(self, request: GrantRequest) -> TokenGrant:
+        """RFC 8628 §3.4: a poll with the device code, by the client it was issued to."""
+        if not self._state.options.device_authorization:
+            raise OAuthError("unsupported_grant_type", "grant_type is not supported")
+        client = request.authenticated
+        _require_grant_type(client, DEVICE_CODE_GRANT)
+        device_code = request.params.get("device_code")
+        if device_code is None:
+            raise OAuthError("invalid_request", "missing device_code")
+        return self._state.device_code_grant(
+            client=client, device_code=device_code, resource=request.params.get("resource"), dpop_jkt=request.dpop_jkt
+        )
 
     def jwt_bearer(self, request: GrantRequest) -> TokenGrant:
         """RFC 7523 §2.1: an access token for a JWT from a trusted workload issuer (RFC 7523 §3)."""

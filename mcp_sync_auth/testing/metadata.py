@@ -13,7 +13,7 @@ from .dpop import DPOP_ALGORITHMS
 from .http_types import Request, Response, json_response
 from .id_jag import ID_JAG_PROFILE
 from .jwt_keys import ALGORITHMS
-from .models import GRANT_TYPES, TOKEN_ENDPOINT_AUTH_METHODS
+from .models import DEVICE_CODE_GRANT, GRANT_TYPES, TOKEN_ENDPOINT_AUTH_METHODS
 from .options import ServerOptions
 from .overrides import apply_overrides
 from .pkce import S256
@@ -32,6 +32,7 @@ class ServerUrls:
     authorization_endpoint: str
     token_endpoint: str
     registration_endpoint: str
+    device_authorization_endpoint: str
 
 
 class MetadataEndpoints:
@@ -72,12 +73,15 @@ class MetadataEndpoints:
         }
         if options.allow_registration:
             document["registration_endpoint"] = urls.registration_endpoint
+        if options.device_authorization:  # RFC 8628 §4
+            document["device_authorization_endpoint"] = urls.device_authorization_endpoint
+        grants = [*GRANT_TYPES, DEVICE_CODE_GRANT] if options.device_authorization else list(GRANT_TYPES)
         document.update(
             {
                 "scopes_supported": list(options.scopes_supported),
                 "response_types_supported": ["code"],
                 "response_modes_supported": ["query"],
-                "grant_types_supported": list(GRANT_TYPES),
+                "grant_types_supported": grants,
                 "token_endpoint_auth_methods_supported": list(TOKEN_ENDPOINT_AUTH_METHODS),
                 "token_endpoint_auth_signing_alg_values_supported": list(ALGORITHMS),
                 "code_challenge_methods_supported": [S256],

@@ -10,6 +10,7 @@ from .jwt_keys import PublicKey
 
 __all__ = [
     "CLIENT_ASSERTION_TYPE",
+    "DEVICE_CODE_GRANT",
     "GRANT_TYPES",
     "JWT_BEARER_GRANT",
     "TOKEN_ENDPOINT_AUTH_METHODS",
@@ -28,6 +29,9 @@ CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 """``grant_type`` of the JWT bearer authorization grant (RFC 7523 §2.1)."""
+
+DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+"""``grant_type`` of the device authorization grant (RFC 8628 §3.4)."""
 
 TOKEN_ENDPOINT_AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post", "private_key_jwt")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials", JWT_BEARER_GRANT)

@@ -42,6 +42,11 @@ class ServerOptions:
     dpop_nonce_at_resource: bool = False
     dpop_proof_window: float = 60.0
     """How far (seconds) a proof's iat may be from the server's clock, either way."""
+    device_authorization: bool = False
+    """The device authorization grant (RFC 8628): its endpoint, advertised, and the grant."""
+    device_code_ttl: float = 600.0
+    device_interval: float = 5.0
+    """The polling interval a device authorization names (seconds; 0 is sent as 0)."""
 
     def __post_init__(self) -> None:
         # Normalise through object.__setattr__: the dataclass is frozen.
@@ -60,12 +65,21 @@ class ServerOptions:
             "auto_consent",
             "issue_refresh_tokens",
             "anonymous_jwt_bearer",
+            "device_authorization",
         )
         for name in flags:
             object.__setattr__(self, name, bool(getattr(self, name)))
         object.__setattr__(self, "prm_overrides", freeze_overrides(self.prm_overrides))
         object.__setattr__(self, "as_metadata_overrides", freeze_overrides(self.as_metadata_overrides))
         self._check_dpop()
+        ttl = float(self.device_code_ttl)
+        if not math.isfinite(ttl) or ttl <= 0:
+            raise ValueError("device_code_ttl must be a positive number")
+        interval = float(self.device_interval)
+        if not math.isfinite(interval) or interval < 0:
+            raise ValueError("device_interval must be a number of seconds, not negative")
+        object.__setattr__(self, "device_code_ttl", ttl)
+        object.__setattr__(self, "device_interval", interval)
 
     def _check_dpop(self) -> None:
         if self.dpop not in DPOP_MODES:

@@ -9,6 +9,8 @@ from .._util.jwt_extra import jwt_module
 from .audit import Audit
 from .authorize import WRONG_ISSUER_SUFFIX, AuthorizationEndpoint
 from .client_metadata import ClientMetadata
+from .device import DeviceAuthorizationEndpoint
+from .device_codes import PendingDeviceCode
 from .dpop import PLACES, is_thumbprint
 from .faults import Fault
 from .http_types import RouteTable
@@ -77,6 +79,11 @@ class StrictAuthServer(ThreadedHttpServing):
     (``use_dpop_nonce`` otherwise, and every answer there carries ``DPoP-Nonce``; the two places have
     nonces of their own), ``dpop_proof_window`` is how far a proof's ``iat`` may be from the clock.
     All four are settable at run time; turning DPoP on needs the ``jwt`` extra (MissingExtra).
+
+    The device authorization grant (RFC 8628), off by default: ``device_authorization=True`` serves
+    ``POST /device_authorization`` and the device grant at ``/token`` (for clients registered for
+    it), with ``device_code_ttl`` and ``device_interval``; tests answer for the person with
+    :meth:`approve_device` / :meth:`deny_device` and see what waits with :meth:`pending_device_codes`.
     """
 
     _server_name = "StrictAuthServer"
@@ -112,6 +119,9 @@ class StrictAuthServer(ThreadedHttpServing):
         dpop_nonce_at_token: bool = False,
         dpop_nonce_at_resource: bool = False,
         dpop_proof_window: float = 60.0,
+        device_authorization: bool = False,
+        device_code_ttl: float = 600.0,
+        device_interval: float = 5.0,
     ) -> None:
         _dpop_needs_pyjwt(dpop)
         super().__init__(host)
@@ -132,6 +142,9 @@ class StrictAuthServer(ThreadedHttpServing):
             dpop_nonce_at_token=dpop_nonce_at_token,
             dpop_nonce_at_resource=dpop_nonce_at_resource,
             dpop_proof_window=dpop_proof_window,
+            device_authorization=device_authorization,
+            device_code_ttl=device_code_ttl,
+            device_interval=device_interval,
         )
         self._state = AuthState(
             clock=clock,
@@ -166,6 +179,7 @@ class StrictAuthServer(ThreadedHttpServing):
             authorization_endpoint=self.authorization_endpoint,
             token_endpoint=self.token_endpoint,
             registration_endpoint=self.registration_endpoint,
+            device_authorization_endpoint=self.device_authorization_endpoint,
         )
 
     def _build_routes(self) -> RouteTable:
@@ -190,6 +204,9 @@ class StrictAuthServer(ThreadedHttpServing):
             controls=self.mcp,
         )
         authorize = AuthorizationEndpoint(self._state, issuer=self.issuer, resource=resource)
+        device = DeviceAuthorizationEndpoint(
+            self._state, resource=resource, audiences=self.assertion_audiences, verification_uri=self.verification_uri
+        )
         return {
             PRM_WELL_KNOWN + "/mcp": {"GET": metadata.protected_resource},
             PRM_WELL_KNOWN: {"GET": metadata.root_protected_resource},
@@ -197,6 +214,7 @@ class StrictAuthServer(ThreadedHttpServing):
             "/register": {"POST": RegistrationEndpoint(self._state)},
             "/authorize": {"GET": authorize},
             "/token": {"POST": token},
+            "/device_authorization": {"POST": device},
             "/mcp": {"POST": mcp.post, "GET": mcp.not_allowed, "DELETE": mcp.not_allowed},
         }
 
@@ -219,6 +237,16 @@ class StrictAuthServer(ThreadedHttpServing):
     @property
     def registration_endpoint(self) -> str:
         return self.base_url + "/register"
+
+    @property
+    def device_authorization_endpoint(self) -> str:
+        """RFC 8628 §3.1; served (and advertised) with ``device_authorization``."""
+        return self.base_url + "/device_authorization"
+
+    @property
+    def verification_uri(self) -> str:
+        """Where device authorizations send the person (tests decide with :meth:`approve_device`)."""
+        return self.base_url + "/device"
 
     @property
     def authorization_server_metadata_url(self) -> str:
@@ -416,6 +444,54 @@ class StrictAuthServer(ThreadedHttpServing):
     @anonymous_jwt_bearer.setter
     def anonymous_jwt_bearer(self, value: bool) -> None:
         self._state.update_options(anonymous_jwt_bearer=value)
+
+    # ---------------------------------------------------------- device grant
+
+    @property
+    def device_authorization(self) -> bool:
+        """True: the device authorization grant (RFC 8628) is served and advertised
+        (``device_authorization_endpoint``, and the grant in ``grant_types_supported``). Off by default."""
+        return self._state.options.device_authorization
+
+    @device_authorization.setter
+    def device_authorization(self, value: bool) -> None:
+        self._state.update_options(device_authorization=value)
+
+    @property
+    def device_code_ttl(self) -> float:
+        """Seconds a device code lives (its ``expires_in``), by the server's clock."""
+        return self._state.options.device_code_ttl
+
+    @device_code_ttl.setter
+    def device_code_ttl(self, value: float) -> None:
+        self._state.update_options(device_code_ttl=value)
+
+    @property
+    def device_interval(self) -> float:
+        """The polling ``interval`` new device codes name; a poll sooner than it after the last
+        request is answered ``slow_down``, and the code's interval grows by five seconds."""
+        return self._state.options.device_interval
+
+    @device_interval.setter
+    def device_interval(self, value: float) -> None:
+        self._state.update_options(device_interval=value)
+
+    def pending_device_codes(self) -> List[PendingDeviceCode]:
+        """Device codes waiting for the person's answer (unexpired, undecided)."""
+        return self._state.pending_device_codes()
+
+    def wait_for_device_code(self, timeout: float = 10.0) -> PendingDeviceCode:
+        """Block (no polling) until a device code is pending and return the oldest; TimeoutError otherwise."""
+        return self._state.wait_for_pending_device_code(timeout)
+
+    def approve_device(self, user_code: str) -> None:
+        """The person approves the device login of ``user_code`` (any case, dash optional): the next
+        poll in time gets a new chain. KeyError for a code that is unknown, decided or expired."""
+        self._state.decide_device_code(user_code, approve=True)
+
+    def deny_device(self, user_code: str) -> None:
+        """The person declines: polls are answered ``access_denied``. KeyError as for :meth:`approve_device`."""
+        self._state.decide_device_code(user_code, approve=False)
 
     # ------------------------------------------------------------------ DPoP
 

@@ -18,11 +18,13 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Set, 
 from .assertions import ReplayCache, ReplayGuardedState, VerifiedAssertion
 from .audit import MISSING_GRANT_TYPE, Audit, AuditedState, AuditRecorder, EventKind, fingerprint
 from .client_metadata import ClientMetadata, check_client_metadata
+from .device_codes import APPROVED, DENIED, SPENT, DeviceCodeBook, DeviceCodeRecord, PendingDeviceCode, poll_error
 from .dpop import PLACES, DpopProof
 from .errors import OAuthError
 from .faults import Fault, FaultQueue
 from .jwt_keys import PublicKey
 from .models import (
+    DEVICE_CODE_GRANT,
     JWT_BEARER_GRANT,
     AccessCheck,
     AccessTokenRecord,
@@ -94,6 +96,7 @@ class AuthState(ReplayGuardedState, AuditedState[Audit]):
         self._replays = ReplayCache()
         self._dpop_nonces = {place: secrets.token_urlsafe(16) for place in PLACES}
         self._dpop_jtis = ReplayCache()
+        self._device_codes = DeviceCodeBook()
 
     # ------------------------------------------------------------------ config
 
@@ -633,6 +636,118 @@ class AuthState(ReplayGuardedState, AuditedState[Audit]):
         detail = f"chain={chain.chain_id} reason={reason}"
         self._audit.event(now, EventKind.CHAIN_REVOKED, chain.client_id, detail)
         return True
+
+    # ------------------------------------------------------------- device grant
+
+    def record_device_request(self, params: Mapping[str, str]) -> None:
+        with self._lock:
+            self._audit.device.request(params)
+            self._changed.notify_all()
+
+    def record_device_refusal(self, client_id: Optional[str], error: OAuthError) -> None:
+        with self._lock:
+            self._audit.device.refused(error.error)
+            detail = f"{error.error}: {error.description}"
+            self._audit.event(self._clock(), EventKind.DEVICE_AUTHORIZATION_FAILED, client_id, detail)
+            self._changed.notify_all()
+
+    def issue_device_code(
+        self, *, client: ClientInfo, resource: str, scope: Tuple[str, ...], verification_uri: str
+    ) -> Dict[str, Any]:
+        """A device authorization (RFC 8628 §3.2) for ``client``: its answer, as sent."""
+        with self._lock:
+            now = self._clock()
+            options = self._options
+            record = DeviceCodeRecord(
+                device_code=self._new_token(),
+                user_code=self._device_codes.fresh_user_code(),
+                client_id=client.client_id,
+                resource=resource,
+                scope=scope,
+                expires_at=now + options.device_code_ttl,
+                interval=options.device_interval,
+                last_request=now,
+            )
+            self._device_codes.add(record)
+            self._audit.device.authorizations_issued += 1
+            code = fingerprint(record.device_code)
+            detail = f"device code={code} user_code={record.user_code} scope={' '.join(scope)}"
+            self._audit.event(now, EventKind.DEVICE_CODE_ISSUED, client.client_id, detail)
+            self._changed.notify_all()
+            return {
+                "device_code": record.device_code,
+                "user_code": record.user_code,
+                "verification_uri": verification_uri,
+                "verification_uri_complete": f"{verification_uri}?user_code={record.user_code}",
+                "expires_in": max(1, math.ceil(options.device_code_ttl)),
+                "interval": math.ceil(options.device_interval),
+            }
+
+    def decide_device_code(self, user_code: str, approve: bool) -> None:
+        """The person's answer for a pending code (KeyError for an unknown or decided one)."""
+        with self._lock:
+            now = self._clock()
+            record = self._device_codes.decide(user_code, APPROVED if approve else DENIED, now)
+            if approve:
+                self._audit.device.approvals += 1
+            else:
+                self._audit.device.denials += 1
+            kind = EventKind.DEVICE_APPROVED if approve else EventKind.DEVICE_DENIED
+            self._audit.event(now, kind, record.client_id, f"user_code={record.user_code}")
+            self._changed.notify_all()
+
+    def pending_device_codes(self) -> List[PendingDeviceCode]:
+        with self._lock:
+            return self._device_codes.pending(self._clock())
+
+    def wait_for_pending_device_code(self, timeout: float) -> PendingDeviceCode:
+        """The oldest pending device code, once there is one; TimeoutError after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                pending = self._device_codes.pending(self._clock())
+                if pending:
+                    return pending[0]
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("no device code is pending")
+                self._changed.wait(remaining)
+
+    def device_code_grant(
+        self, *, client: ClientInfo, device_code: str, resource: Optional[str], dpop_jkt: Optional[str] = None
+    ) -> TokenGrant:
+        """One poll of the device grant (RFC 8628 §3.4, §3.5): the chain once the person approved,
+        else the error the poll is answered with. A code gives tokens once."""
+
+        def grant(now: float) -> Tuple[TokenGrant, str]:
+            record, answer = self._device_codes.poll(device_code, client.client_id, now)
+            if record is None or answer != "tokens":
+                if record is not None:
+                    self._audit.device.poll(answer)
+                raise poll_error(answer, record)
+            problem = None
+            if resource is None:
+                if self._require_resource:
+                    problem = "the resource parameter is required"
+            elif resource != record.resource:
+                problem = "resource does not match the device authorization request"
+            if problem is not None:  # the code is not spent: the client may poll again, rightly
+                self._audit.device.poll("invalid_target")
+                raise OAuthError("invalid_target", problem)
+            self._audit.device.poll("tokens")
+            record.status = SPENT
+            chain = self._new_chain_locked(client.client_id, record.resource, record.scope)
+            chain.dpop_jkt = dpop_jkt
+            refresh_token: Optional[str] = None
+            if self._options.issue_refresh_tokens and "refresh_token" in client.grant_types:
+                refresh_token = self._issue_refresh(chain)
+            access = self._issue_access(chain, record.scope, now)
+            detail = f"device code={fingerprint(device_code)} user_code={record.user_code}"
+            if refresh_token is not None:
+                detail += f" -> rt={fingerprint(refresh_token)}"
+            return dataclasses.replace(access, refresh_token=refresh_token), detail
+
+        return self._run_grant(DEVICE_CODE_GRANT, client.client_id, f"device code={fingerprint(device_code)}", grant)
 
     # -------------------------------------------------------------- assertions
 
