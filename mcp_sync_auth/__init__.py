@@ -17,6 +17,7 @@ from ._mcp.client import MCPClient
 from ._oauth.challenge import BearerChallenge
 from ._oauth.discovery import AuthorizationServerMetadata, Discovery, ProtectedResourceMetadata
 from ._oauth.identity_assertion import IdentityProviderSettings
+from ._oauth.revocation import LogoutResult
 from ._oauth.settings import AuthorizationHandler, ClientSettings, LoginOptions
 from ._stores.file import FileTokenStore
 from ._stores.inventory import InspectableStore, Inventory, Unreadable
@@ -48,6 +49,7 @@ from .errors import (
     RefreshInterrupted,
     RegistrationFailed,
     ResourceMismatch,
+    RevocationFailed,
     SealedRecordInvalid,
     StateMismatch,
     StoreFull,
@@ -90,6 +92,7 @@ __all__ = [
     "LockTimeout",
     "LoginKey",
     "LoginOptions",
+    "LogoutResult",
     "MCPAuth",
     "MCPAuthError",
     "MCPAuthKeywords",
@@ -107,6 +110,7 @@ __all__ = [
     "RegistrationStore",
     "Reservation",
     "ResourceMismatch",
+    "RevocationFailed",
     "SealedRecordInvalid",
     "StateMismatch",
     "StoreFull",

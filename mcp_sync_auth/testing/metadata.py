@@ -32,6 +32,7 @@ class ServerUrls:
     authorization_endpoint: str
     token_endpoint: str
     registration_endpoint: str
+    revocation_endpoint: str = ""
 
 
 class MetadataEndpoints:
@@ -72,6 +73,8 @@ class MetadataEndpoints:
         }
         if options.allow_registration:
             document["registration_endpoint"] = urls.registration_endpoint
+        if options.revocation and urls.revocation_endpoint:
+            document["revocation_endpoint"] = urls.revocation_endpoint
         document.update(
             {
                 "scopes_supported": list(options.scopes_supported),

@@ -42,6 +42,8 @@ class ServerOptions:
     dpop_nonce_at_resource: bool = False
     dpop_proof_window: float = 60.0
     """How far (seconds) a proof's iat may be from the server's clock, either way."""
+    revocation: bool = True
+    """Token revocation (RFC 7009) at ``/revoke``, advertised as ``revocation_endpoint``; False: 404."""
 
     def __post_init__(self) -> None:
         # Normalise through object.__setattr__: the dataclass is frozen.
@@ -60,6 +62,7 @@ class ServerOptions:
             "auto_consent",
             "issue_refresh_tokens",
             "anonymous_jwt_bearer",
+            "revocation",
         )
         for name in flags:
             object.__setattr__(self, name, bool(getattr(self, name)))

@@ -21,6 +21,7 @@ from .models import ChainSummary, ClientInfo
 from .options import ServerOptions
 from .overrides import freeze_overrides
 from .registration import RegistrationEndpoint
+from .revocation import Revocation, RevocationEndpoint
 from .serving import ThreadedHttpServing
 from .state import AuthState
 from .token_endpoint import TokenEndpoint
@@ -112,6 +113,7 @@ class StrictAuthServer(ThreadedHttpServing):
         dpop_nonce_at_token: bool = False,
         dpop_nonce_at_resource: bool = False,
         dpop_proof_window: float = 60.0,
+        revocation: bool = True,
     ) -> None:
         _dpop_needs_pyjwt(dpop)
         super().__init__(host)
@@ -132,6 +134,7 @@ class StrictAuthServer(ThreadedHttpServing):
             dpop_nonce_at_token=dpop_nonce_at_token,
             dpop_nonce_at_resource=dpop_nonce_at_resource,
             dpop_proof_window=dpop_proof_window,
+            revocation=revocation,
         )
         self._state = AuthState(
             clock=clock,
@@ -152,6 +155,7 @@ class StrictAuthServer(ThreadedHttpServing):
             tools_page_size=tools_page_size,
             required_scopes=required_scopes or {},
         )
+        self._revocation = RevocationEndpoint(self._state, audiences=lambda: self.assertion_audiences)
 
     # ------------------------------------------------------------- lifecycle
 
@@ -166,6 +170,7 @@ class StrictAuthServer(ThreadedHttpServing):
             authorization_endpoint=self.authorization_endpoint,
             token_endpoint=self.token_endpoint,
             registration_endpoint=self.registration_endpoint,
+            revocation_endpoint=self.revocation_endpoint,
         )
 
     def _build_routes(self) -> RouteTable:
@@ -197,6 +202,7 @@ class StrictAuthServer(ThreadedHttpServing):
             "/register": {"POST": RegistrationEndpoint(self._state)},
             "/authorize": {"GET": authorize},
             "/token": {"POST": token},
+            "/revoke": {"POST": self._revocation},
             "/mcp": {"POST": mcp.post, "GET": mcp.not_allowed, "DELETE": mcp.not_allowed},
         }
 
@@ -227,6 +233,33 @@ class StrictAuthServer(ThreadedHttpServing):
     @property
     def token_endpoint(self) -> str:
         return self.base_url + "/token"
+
+    @property
+    def revocation_endpoint(self) -> str:
+        """RFC 7009 ``/revoke``, advertised while :attr:`revocation` is on."""
+        return self.base_url + "/revoke"
+
+    @property
+    def revocation(self) -> bool:
+        """False: no ``revocation_endpoint`` in the metadata, and ``/revoke`` answers 404."""
+        return self._state.options.revocation
+
+    @revocation.setter
+    def revocation(self, value: bool) -> None:
+        self._state.update_options(revocation=value)
+
+    def revocations(self) -> Tuple[Revocation, ...]:
+        """Every revocation answered 200, in order: what the token was, which client, its hint."""
+        return self._revocation.log
+
+    @property
+    def refused_revocations(self) -> int:
+        """Revocation requests answered with an error (a fault, failed client authentication...)."""
+        return self._revocation.refused
+
+    def fail_revocations(self, count: int = 1) -> None:
+        """Answer the next ``count`` revocation requests 503 (nothing is revoked)."""
+        self._revocation.fail_next(count)
 
     @property
     def assertion_audiences(self) -> Tuple[str, ...]:
