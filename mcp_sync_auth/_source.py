@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Union
 
 import requests
 
@@ -47,6 +47,10 @@ _shared_discoveries_guard = threading.Lock()
 ChallengeReader = Callable[[], Optional[BearerChallenge]]
 NOT_TOLD = "local_only: the server was not told, the tokens stay valid there until they expire"
 NO_REVOCATION = "the authorization server offers no token revocation, the tokens stay valid there until they expire"
+NO_METADATA = (
+    "no authorization server metadata is known for this client (configured without an issuer), so no "
+    "revocation endpoint: the tokens stay valid at the server until they expire"
+)
 
 
 def shared_discovery(timeouts: Timeouts) -> Discovery:
@@ -373,27 +377,26 @@ class ChainSource:
         if chain is None:
             return LogoutResult(self.server_url, removed=False)
         # Found before the lock is taken: a metadata fetch must not hold up the chain's refreshes.
-        revoker = None if local_only else self._revoker(chain)
+        revoker = NOT_TOLD if local_only else self._revoker(chain)
 
         def tell_server(tokens: Optional[TokenSet]) -> LogoutResult:
             if tokens is None:
                 return LogoutResult(self.server_url, removed=False)
-            if local_only:
-                return LogoutResult(self.server_url, local_only=True, reason=NOT_TOLD)
-            if revoker is None:
-                return LogoutResult(self.server_url, local_only=True, reason=NO_REVOCATION)
+            if isinstance(revoker, str):
+                return LogoutResult(self.server_url, local_only=True, reason=revoker)
             return LogoutResult(self.server_url, revoked=revoker.revoke_all(tokens))
 
         result = chain.manager.forget(tell_server)
         assert result is not None
         return result
 
-    def _revoker(self, chain: _Chain) -> Optional[TokenRevoker]:
-        """The chain's authorization server's revocation endpoint, with the chain's client; None when
-        it has none (or the client was configured by hand without an issuer: no metadata to ask)."""
+    def _revoker(self, chain: _Chain) -> Union[TokenRevoker, str]:
+        """A revoker for the chain's authorization server and client, or why there is none: the
+        server advertises no revocation endpoint, or no metadata names one (a client configured by
+        hand without an issuer: the chain's issuer is then its token endpoint)."""
         key = chain.manager.key
-        if chain.token_endpoint is None or (self.client.token_endpoint is not None and self.client.issuer is None):
-            return None
+        if chain.token_endpoint is None or key.issuer == chain.token_endpoint:
+            return NO_METADATA
         try:
             endpoint = self._discovery.authorization_server(key.issuer).revocation_endpoint
         except DiscoveryError as exc:
@@ -402,9 +405,8 @@ class ChainSource:
                 transient=True,
             ) from None
         if endpoint is None:
-            return None
-        client = self._flow.token_client(chain.token_endpoint, chain.registration)
-        return TokenRevoker(endpoint, client)
+            return NO_REVOCATION
+        return TokenRevoker(endpoint, self._flow.token_client(chain.token_endpoint, chain.registration))
 
     # -- what the server may see echoed ------------------------------------------------------------
 

@@ -154,7 +154,7 @@ def cmd_logout(args: argparse.Namespace) -> int:
     client_id = getattr(args, "client_id", None)
     chains = [
         r
-        for r in take_inventory(store).records
+        for r in store.records()
         if r.key.resource == wanted and r.key.account == account and client_id in (None, r.key.client_id)
     ]
     if not chains:
