@@ -36,7 +36,7 @@ def assert_clean(*outputs, tokens):
 
 
 def test_logout_revokes_and_says_so(chain, server, store_dir, capsys):
-    auth, tokens = chain
+    _, tokens = chain
     assert cli(store_dir, "logout", server.mcp_url) == 0
     captured = capsys.readouterr()
     assert captured.out.strip() == (

@@ -90,7 +90,7 @@ def test_logout_revokes_the_refresh_token_then_the_access_token_and_the_chain_is
         clock=clock,
         interactive=False,
     )
-    with pytest.raises(AuthorizationRequired, match="log in|Log in"):
+    with pytest.raises(AuthorizationRequired, match=r"[Ll]og in"):
         fresh.access_token()
     assert refresh_with(http, server, client_id, old.refresh_token) == "invalid_grant"
     assert echo_call(http, server.mcp_url, bearer(old.access_token)) == "http 401"
