@@ -41,6 +41,7 @@ from .options import ISS_MODES
 from .overrides import REMOVE
 from .pkce import s256_challenge
 from .redis_server import RedisNotAvailable, RedisServer
+from .revocation import Revocation
 from .server import StrictAuthServer
 from .token_endpoint import MALFORMED_BODY
 from .workload import WorkloadIssuer
@@ -70,6 +71,7 @@ __all__ = [
     "IdentityProviderAudit",
     "RedisNotAvailable",
     "RedisServer",
+    "Revocation",
     "StrictAuthServer",
     "WorkloadIssuer",
     "auto_consent_handler",

@@ -55,7 +55,9 @@ class StrictAuthServer(ThreadedHttpServing):
     ``GET /authorize`` (code + PKCE S256 + resource, automatic consent), ``POST /token``
     (authorization_code, refresh_token, client_credentials and the RFC 7523 JWT bearer grant; clients
     authenticate with a secret or with ``private_key_jwt``; the JWT bearer grant also takes ID-JAGs
-    from a trusted :class:`IdentityProvider`) and ``/mcp``.
+    from a trusted :class:`IdentityProvider`), ``POST /revoke`` (RFC 7009, the client authenticated
+    as at ``/token``; a refresh token ends its chain; ``revocation=False`` turns it off, and
+    :meth:`revocations`, :meth:`fail_revocations` are its audit and fault switch) and ``/mcp``.
 
     Knobs (constructor keywords, also settable at run time): ``scopes_supported``,
     ``serve_metadata``, ``path_metadata`` (False: no document at the path-inserted URL),

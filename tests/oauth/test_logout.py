@@ -19,7 +19,7 @@ from mcp_sync_auth import (
     RevocationFailed,
 )
 from mcp_sync_auth.testing import StrictAuthServer
-from mcp_sync_auth.testing.revocation import Revocation
+from mcp_sync_auth.testing import Revocation
 
 from ..conftest import TTL
 from ..helpers import wait_until
