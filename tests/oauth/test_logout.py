@@ -18,8 +18,7 @@ from mcp_sync_auth import (
     MCPAuth,
     RevocationFailed,
 )
-from mcp_sync_auth.testing import StrictAuthServer
-from mcp_sync_auth.testing import Revocation
+from mcp_sync_auth.testing import Revocation, StrictAuthServer
 
 from ..conftest import TTL
 from ..helpers import wait_until

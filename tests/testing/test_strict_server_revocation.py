@@ -4,8 +4,7 @@ a token it does not know, keeps an audit of what it revoked, and can be made to 
 
 import pytest
 
-from mcp_sync_auth.testing import StrictAuthServer
-from mcp_sync_auth.testing import Revocation
+from mcp_sync_auth.testing import Revocation, StrictAuthServer
 
 from ..workers import echo_call
 
