@@ -5,6 +5,7 @@ when revocation failed; ``--local-only`` forgets them anyway; a server without a
 gets "only the local copy was removed". Nothing secret is printed."""
 
 import socket
+import threading
 
 import pytest
 
@@ -12,8 +13,10 @@ from mcp_sync_auth import FileTokenStore, MCPAuth
 from mcp_sync_auth.cli.main import main
 from mcp_sync_auth.testing import StrictAuthServer
 
+from ..conftest import TTL
+from ..helpers import wait_until
 from ..machine.keys import make_key, private_pem, public_pem
-from .shell import run
+from .shell import finish, run, start
 
 MARKER = "SECRETMARK"
 
@@ -125,3 +128,29 @@ def test_a_private_key_jwt_client_logs_out_with_its_key(server, store_dir, tmp_p
 def test_nothing_stored_is_said_and_exits_0(server, tmp_path, capsys):
     assert cli(tmp_path / "empty", "logout", server.mcp_url) == 0
     assert capsys.readouterr().out.strip() == f"no tokens were stored for {server.mcp_url}"
+
+
+def test_a_logout_in_another_process_waits_for_the_refresh_in_flight(chain, server, store_dir, clock):
+    """The refresh (here) holds the chain's lock while its grant is held at the server; the logout
+    (a real process) must wait for it and revoke what it stored, leaving nothing behind."""
+    auth, _ = chain
+    clock.advance(TTL + 1)
+    server.hold_token_requests()
+    refresher = threading.Thread(target=auth.access_token)
+    refresher.start()
+    try:
+        wait_until(lambda: server.held_token_requests == 1, what="the refresh at the server")
+        seen = sum(server.audit.metadata_requests.values())
+        logout = start(store_dir, "logout", server.mcp_url)
+        # Its metadata request comes just before it asks for the chain's lock.
+        wait_until(lambda: sum(server.audit.metadata_requests.values()) > seen, what="the logout's metadata request")
+    finally:
+        server.release_token_requests()
+        refresher.join(30)
+    code, out, err = finish(logout)
+    assert code == 0, err
+    assert "revoked the refresh token and the access token" in out
+    assert FileTokenStore(store_dir).records() == []
+    (summary,) = server.chains()
+    assert summary.generation == 1 and not summary.alive  # the rotated chain is the one revoked
+    assert server.audit.refresh_ok == 1 and server.audit.reuse_detections == 0
