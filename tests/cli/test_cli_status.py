@@ -14,7 +14,7 @@ from mcp_sync_auth.cli import status as cli_status
 from mcp_sync_auth.cli.main import main
 
 from ..conftest import TTL
-from ..helpers import wait_until
+from ..helpers import start_lock_holder, wait_until
 
 MARKER = "SECRETMARK"
 
@@ -134,8 +134,6 @@ def test_a_chain_another_holder_is_refreshing_says_refreshing(auth, server, stor
 
 def test_the_refreshing_probe_reads_the_kernels_lock_table(auth, store_dir):
     """What status relies on, alone: a lock held by another process shows, and no lock is taken."""
-    from ..helpers import start_lock_holder  # noqa: PLC0415
-
     store = FileTokenStore(store_dir)
     assert not store.refresh_in_flight(auth.key)
     holder = start_lock_holder(store_dir, auth.key)
