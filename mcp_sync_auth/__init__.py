@@ -18,6 +18,7 @@ from ._oauth.challenge import BearerChallenge
 from ._oauth.device import DeviceCode
 from ._oauth.discovery import AuthorizationServerMetadata, Discovery, ProtectedResourceMetadata
 from ._oauth.identity_assertion import IdentityProviderSettings
+from ._oauth.revocation import LogoutResult
 from ._oauth.settings import AuthorizationHandler, ClientSettings, LoginOptions
 from ._stores.file import FileTokenStore
 from ._stores.inventory import InspectableStore, Inventory, Unreadable
@@ -51,6 +52,7 @@ from .errors import (
     RefreshInterrupted,
     RegistrationFailed,
     ResourceMismatch,
+    RevocationFailed,
     SealedRecordInvalid,
     StateMismatch,
     StoreFull,
@@ -96,6 +98,7 @@ __all__ = [
     "LockTimeout",
     "LoginKey",
     "LoginOptions",
+    "LogoutResult",
     "MCPAuth",
     "MCPAuthError",
     "MCPAuthKeywords",
@@ -113,6 +116,7 @@ __all__ = [
     "RegistrationStore",
     "Reservation",
     "ResourceMismatch",
+    "RevocationFailed",
     "SealedRecordInvalid",
     "StateMismatch",
     "StoreFull",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Union
 
 import requests
 
@@ -21,6 +21,7 @@ from ._oauth.challenge import BearerChallenge
 from ._oauth.discovery import Discovery
 from ._oauth.login import AuthorizationFlow
 from ._oauth.registration import ClientRegistration, Registrar
+from ._oauth.revocation import LOCAL_ONLY_HINT, LogoutResult, TokenRevoker
 from ._oauth.settings import ClientSettings, LoginOptions
 from ._refresh.manager import Clock, TokenManager
 from ._refresh.singleflight import SingleFlight
@@ -34,6 +35,7 @@ from .errors import (
     CorruptTokenCache,
     DiscoveryError,
     InsufficientScope,
+    RevocationFailed,
     login_needed,
 )
 
@@ -43,6 +45,12 @@ _shared_discoveries: dict[Timeouts, Discovery] = {}
 _shared_discoveries_guard = threading.Lock()
 
 ChallengeReader = Callable[[], Optional[BearerChallenge]]
+NOT_TOLD = "local_only: the server was not told, the tokens stay valid there until they expire"
+NO_REVOCATION = "the authorization server offers no token revocation, the tokens stay valid there until they expire"
+NO_METADATA = (
+    "no authorization server metadata is known for this client (configured without an issuer), so no "
+    "revocation endpoint: the tokens stay valid at the server until they expire"
+)
 
 
 def shared_discovery(timeouts: Timeouts) -> Discovery:
@@ -95,6 +103,7 @@ class ChainSource:
         self._login_timeout = login.timeout
         if discovery is None:
             discovery = Discovery(session, timeout=timeouts) if session is not None else shared_discovery(timeouts)
+        self._discovery = discovery
         registrar = Registrar(
             store,
             session=session,
@@ -359,10 +368,45 @@ class ChainSource:
         # The endpoint goes into the store too: a process that knows only the URL can then refresh.
         chain.manager.save_response(token_response, token_endpoint=chain.token_endpoint)
 
-    def logout(self) -> None:
+    def logout(self, *, local_only: bool = False) -> LogoutResult:
+        """Revoke the chain's refresh token, then its access token, at the authorization server
+        (RFC 7009), then forget the chain; all under the chain's lock, so that no refresh in any
+        process rotates it meanwhile. A failed revocation (RevocationFailed) forgets nothing.
+        ``local_only``: forget without telling the server."""
         chain = self._current()
-        if chain is not None:
-            chain.manager.forget()
+        if chain is None:
+            return LogoutResult(self.server_url, removed=False)
+        # Found before the lock is taken: a metadata fetch must not hold up the chain's refreshes.
+        revoker = NOT_TOLD if local_only else self._revoker(chain)
+
+        def tell_server(tokens: Optional[TokenSet]) -> LogoutResult:
+            if tokens is None:
+                return LogoutResult(self.server_url, removed=False)
+            if isinstance(revoker, str):
+                return LogoutResult(self.server_url, local_only=True, reason=revoker)
+            return LogoutResult(self.server_url, revoked=revoker.revoke_all(tokens))
+
+        result = chain.manager.forget(tell_server)
+        assert result is not None
+        return result
+
+    def _revoker(self, chain: _Chain) -> Union[TokenRevoker, str]:
+        """A revoker for the chain's authorization server and client, or why there is none: the
+        server advertises no revocation endpoint, or no metadata names one (a client configured by
+        hand without an issuer: the chain's issuer is then its token endpoint)."""
+        key = chain.manager.key
+        if chain.token_endpoint is None or key.issuer == chain.token_endpoint:
+            return NO_METADATA
+        try:
+            endpoint = self._discovery.authorization_server(key.issuer).revocation_endpoint
+        except DiscoveryError as exc:
+            raise RevocationFailed(
+                f"cannot find out whether {key.issuer} revokes tokens ({exc}); the tokens are kept. {LOCAL_ONLY_HINT}",
+                transient=True,
+            ) from None
+        if endpoint is None:
+            return NO_REVOCATION
+        return TokenRevoker(endpoint, self._flow.token_client(chain.token_endpoint, chain.registration))
 
     # -- what the server may see echoed ------------------------------------------------------------
 

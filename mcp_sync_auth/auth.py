@@ -25,6 +25,7 @@ from ._oauth.challenge import BearerChallenge, bearer_challenge, dpop_error
 from ._oauth.discovery import Discovery
 from ._oauth.dpop import KEYS, NONCES, USE_DPOP_NONCE
 from ._oauth.identity_assertion import IdentityProviderSettings
+from ._oauth.revocation import LogoutResult
 from ._oauth.settings import AuthorizationHandler, ClientSettings, DevicePrompt, LoginOptions
 from ._oauth.workload import WorkloadTokenProvider
 from ._refresh.manager import Clock
@@ -224,9 +225,13 @@ class MCPAuth(AuthBase):
         as this auth's chain, replacing whatever was there, dead or alive."""
         self._source.save_token(token_response)
 
-    def logout(self) -> None:
-        """Forget this chain's tokens, here and in the store."""
-        self._source.logout()
+    def logout(self, *, local_only: bool = False) -> LogoutResult:
+        """Log out: revoke the refresh token, then the access token, at the authorization server
+        (RFC 7009, when it advertises ``revocation_endpoint``), then forget the chain here and in the
+        store. If revocation fails, :class:`RevocationFailed` is raised and the tokens are kept.
+        ``local_only=True`` forgets them without telling the server. The result says what was done
+        (``describe()`` in one line)."""
+        return self._source.logout(local_only=local_only)
 
     # -- requests hooks --------------------------------------------------------------------------
 

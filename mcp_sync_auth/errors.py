@@ -92,6 +92,18 @@ class TokenEndpointError(MCPAuthError):
         self.ambiguous = ambiguous
 
 
+class RevocationFailed(TokenEndpointError):
+    """Logging out could not revoke a token at the authorization server (RFC 7009): it could not be
+    reached, failed (5xx), or refused the request (``invalid_client``...). Nothing was forgotten: the
+    tokens are still stored, so the logout can be tried again, or made local only (``local_only=True``,
+    ``--local-only``), which forgets them without telling the server. ``revoked`` names the tokens the
+    server did revoke before the failure (the refresh token goes first)."""
+
+    def __init__(self, message: str, *, revoked: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.revoked = revoked
+
+
 class TokenStoreError(MCPAuthError):
     """The token store cannot be read or written safely (corrupt file, permissions, symlink...)."""
 

@@ -248,6 +248,28 @@ class TokenEndpointClient:
 
         return self._grant(build, dpop, generation)
 
+    # -- for other endpoints of the same server (revocation) --------------------------------------
+
+    @property
+    def session(self) -> requests.Session:
+        """The session token requests use (the caller's, with its proxies and CA settings)."""
+        return self._sessions.get()
+
+    @property
+    def timeouts(self) -> Timeouts:
+        return self._timeout
+
+    def authentication(self) -> tuple[dict[str, str], dict[str, str], tuple[Optional[str], ...]]:
+        """This client's authentication for one more request to its server, as for a token request:
+        the form fields, the headers (Basic credentials), and the secrets in them (never to be
+        echoed). A ``private_key_jwt`` client gets a fresh assertion each time."""
+        credentials = self._body_credentials()
+        form: dict[str, str] = {}
+        if credentials.pop("include_client_id"):
+            form["client_id"] = self.client_id
+        form.update({name: value for name, value in credentials.items() if value is not None})
+        return form, self._headers(), (credentials.get("client_assertion"), self._client_secret)
+
     # -- request ---------------------------------------------------------------------------------
 
     def _resource(self, resource: Optional[str] = None) -> dict[str, str]:

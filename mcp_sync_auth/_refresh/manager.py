@@ -61,6 +61,7 @@ WAIT_NOTICE_AFTER = 2.0
 Refresher = Callable[[TokenSet, int, Optional[str]], TokenSet]
 """(stored set, new generation, the record's resource indicator or None) -> the new set."""
 _Login = TypeVar("_Login", bound=AuthorizationRequired)
+_Told = TypeVar("_Told")
 
 
 @dataclasses.dataclass
@@ -198,12 +199,29 @@ class TokenManager:
         log.debug("stored a new token set for %s (generation %d)", self.key.describe(), generation)
         return tokens
 
-    def forget(self) -> None:
-        """Remove the chain from the store and from memory (logout)."""
+    def forget(self, first: Optional[Callable[[Optional[TokenSet]], _Told]] = None) -> Optional[_Told]:
+        """Remove the chain from the store and from memory (logout). ``first`` runs before, under the
+        chain's lock, with the newest set (the store's, or one the store could not take), so that no
+        refresh in any process rotates the chain meanwhile: it tells the server (revocation). If it
+        raises, nothing is forgotten. Returns what ``first`` returned."""
         with self.store.lock(self.key, self._lock_timeout):
+            told: Optional[_Told] = None
+            if first is not None:
+                told = first(self._newest_tokens())
             self.store.delete(self.key)
             self._memory.current = None
             self._memory.unsaved = None
+        return told
+
+    def _newest_tokens(self) -> Optional[TokenSet]:
+        unsaved = self._memory.unsaved
+        if unsaved is not None:
+            return unsaved.tokens
+        try:
+            record = self.store.load(self.key)
+        except CorruptTokenCache:
+            return None  # moved aside: its tokens are lost to us as well
+        return record.tokens if record is not None else None
 
     # -- the protocol ----------------------------------------------------------------------------
 

@@ -49,6 +49,10 @@ ENV_HOME = "MCP_SYNC_AUTH_HOME"
 # Lock files and record files share a folder; the lock file never holds data.
 _RECORD_SUFFIX = ".json"
 _LOCK_SUFFIX = ".lock"
+_KERNEL_LOCKS = Path("/proc/locks")
+# Without the kernel's table: a reservation younger than this is a refresh in flight, an older one the
+# leftover of a killed writer (a grant never lasts this long).
+_IN_FLIGHT_FOR = 300.0
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 # A FIFO put where a token file should be must not block the open: it is refused after fstat.
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
@@ -425,6 +429,21 @@ class FileTokenStore:
                     os.unlink(temp)
         self._fsync_directory()
 
+    def refresh_in_flight(self, key: ChainKey) -> bool:
+        """Whether another process holds the chain's lock now (a refresh, a login or a logout under
+        way), found without taking it: from the kernel's table of held locks where there is one
+        (Linux), else from a reservation a refresh made before its grant (a recent temp file)."""
+        lock_path = self.directory / (key.stem + _LOCK_SUFFIX)
+        held = _flock_held(lock_path)
+        if held is not None:
+            return held
+        now = time.time()
+        for temp in self.directory.glob(f".{key.stem}.*.tmp"):
+            with contextlib.suppress(OSError):
+                if now - temp.stat().st_mtime < _IN_FLIGHT_FOR:
+                    return True
+        return False
+
     def _holds_lock(self, key: _Lockable) -> bool:
         return self._holders.get(key.stem) == threading.get_ident()
 
@@ -723,3 +742,24 @@ def _require_private(
     if info.st_mode & forbidden:
         mode = stat.S_IMODE(info.st_mode)
         raise TokenStoreError(f"{what} {path} {exposed} (mode {mode:04o}); run: chmod {wanted:o} {path}{advice}")
+
+
+def _flock_held(path: Path) -> Optional[bool]:
+    """Whether anyone holds an ``flock`` on ``path``, read from /proc/locks (no lock taken); None
+    where the kernel does not say (not Linux)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return False  # no lock file: never locked
+    except OSError:
+        return None
+    where = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    try:
+        table = _KERNEL_LOCKS.read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    for line in table.splitlines():
+        fields = line.split()
+        if "FLOCK" in fields and where in fields and "->" not in fields:  # "->": a waiter, not a holder
+            return True
+    return False

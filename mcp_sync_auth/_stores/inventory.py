@@ -60,6 +60,19 @@ class InspectableStore(Protocol):
         by a good one meanwhile, None when it is gone (or is a registration that now reads)."""
 
 
+@runtime_checkable
+class BusyProbe(Protocol):
+    """Optional: a store that can tell, without taking any lock, that a chain is being refreshed."""
+
+    def refresh_in_flight(self, key: ChainKey) -> bool:
+        """Whether another holder is refreshing the chain now (its lock, lease or in-flight mark)."""
+
+
+def refresh_in_flight(store: ChainStore, key: ChainKey) -> bool:
+    """:meth:`BusyProbe.refresh_in_flight`; False for a store that cannot tell."""
+    return isinstance(store, BusyProbe) and store.refresh_in_flight(key)
+
+
 def take_inventory(store: ChainStore) -> Inventory:
     """The store's inventory; for a store without one, its readable chains and no verdicts."""
     if isinstance(store, InspectableStore):
@@ -73,4 +86,14 @@ def settle(store: ChainStore, entry: Unreadable, timeout: float) -> Optional[Cha
     return store.settle(entry, timeout)
 
 
-__all__ = ["EntryKind", "InspectableStore", "Inventory", "Problem", "Unreadable", "settle", "take_inventory"]
+__all__ = [
+    "BusyProbe",
+    "EntryKind",
+    "InspectableStore",
+    "Inventory",
+    "Problem",
+    "Unreadable",
+    "refresh_in_flight",
+    "settle",
+    "take_inventory",
+]

@@ -48,6 +48,15 @@ def add_lock_timeout(
     )
 
 
+def add_account(parser: argparse.ArgumentParser, shown: str = "") -> None:
+    """``--account NAME``: which of several logins to one server (each its own chain, kept apart)."""
+    parser.add_argument(
+        "--account",
+        metavar="NAME",
+        help=shown or "which login to this server, when one person or program holds several (default: default)",
+    )
+
+
 def add_verbosity(parser: argparse.ArgumentParser) -> None:
     said = parser.add_mutually_exclusive_group()
     said.add_argument("-v", "--verbose", action="count", default=0, help="say more on stderr (-vv: debugging detail)")

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import sys
-import time
 from typing import Any, Collection, Optional, Sequence, cast
 
 from .. import demo
-from .._chain.keys import ChainKey, ChainRecord, RegistrationKey
+from .._chain.keys import DEFAULT_ACCOUNT, ChainKey, ChainRecord, RegistrationKey
 from .._oauth.login import AuthorizationHandler
 from .._oauth.settings import GRANT_TYPES
 from .._oauth.signing import ALGORITHMS
-from .._stores.inventory import Unreadable, settle, take_inventory
+from .._stores.inventory import Unreadable, refresh_in_flight, settle, take_inventory
 from .._stores.protocol import ChainStore, TokenStore
 from .._stores.selection import STORE_ENVIRONMENT_VARIABLE, describe_store, store_from_spec
 from .._util.urls import canonical_resource
@@ -28,21 +28,12 @@ from ..auth import MCPAuth
 from ..errors import ConfigurationError, CorruptTokenCache, MissingExtra, TokenStoreError
 from . import errors as cli_errors
 from . import logs as cli_logs
+from . import status as cli_status
 from . import tools as cli_tools
-from .arguments import add_lock_timeout, add_verbosity, server_url
+from .arguments import add_account, add_lock_timeout, add_verbosity, server_url
 from .errors import EXIT_ERROR, EXIT_LOGIN_NEEDED, EXIT_OK, EXIT_TOOL_ERROR, EXIT_USAGE, UsageError
 
 __all__ = ["EXIT_ERROR", "EXIT_LOGIN_NEEDED", "EXIT_OK", "EXIT_TOOL_ERROR", "EXIT_USAGE", "build_parser", "main"]
-
-
-def _describe_expiry(record: ChainRecord, now: float) -> str:
-    tokens = record.tokens
-    if tokens is None:
-        return "-"
-    if tokens.expires_at is None:
-        return "never"
-    left = tokens.expires_at - now
-    return f"in {left:.0f} s" if left >= 0 else f"{-left:.0f} s ago"
 
 
 STORE_HELP = (
@@ -67,31 +58,45 @@ STATUS_LOCK_TIMEOUT = 10.0
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Every chain, and the verdict on every file that cannot be used (exit 1 if there is one).
-    Creates no folder, and locks only a corrupt file, to move it aside."""
+    Creates no folder, and locks only a corrupt file, to move it aside. ``--json``: the chains as
+    a JSON list (the schema is in :mod:`.status`), the problems on stderr."""
     store = _store(args)
-    print(f"store: {describe_store(store)}")
+    where = describe_store(store)
+    if not args.json:
+        print(f"store: {where}")
     wanted = canonical_resource(args.url) if args.url else None
+    account = args.account
     found = take_inventory(store)
-    records = [r for r in found.records if wanted is None or r.key.resource == wanted]
+    records = [r for r in found.records if _shown(r.key, wanted, account)]
     lock_timeout = args.lock_timeout
     problems: list[tuple[Unreadable, TokenStoreError]] = []
     for entry in found.unreadable:
         if _concerns(entry, wanted):
             record, error = _status_verdict(store, entry, STATUS_LOCK_TIMEOUT if lock_timeout is None else lock_timeout)
             if record is not None:  # replaced by a good one since the listing
-                if wanted is None or record.key.resource == wanted:
+                if _shown(record.key, wanted, account):
                     records.append(record)
             elif error is not None:
                 problems.append((entry, error))
+    now = cli_status.clock()
+    statuses = [cli_status.chain_status(r, store=where, now=now, busy=refresh_in_flight(store, r.key)) for r in records]
+    if args.json:
+        print(json.dumps(statuses, indent=2))
+        for entry, error in problems:
+            print(f"mcp-sync-auth: {entry.location}: {cli_errors.one_line(str(error))}", file=sys.stderr)
+        return EXIT_ERROR if problems else EXIT_OK
     if not records and not problems:
-        print(f"no chains stored in {describe_store(store)}" + (f" for {wanted}" if wanted else ""))
+        print(f"no chains stored in {where}" + (f" for {wanted}" if wanted else ""))
         return EXIT_OK
-    now = time.time()
-    for record in records:
-        _print_chain(record, now)
+    for status in statuses:
+        print("\n".join(cli_status.chain_lines(status)))
     for entry, error in problems:
         _print_problem(entry, error)
     return EXIT_ERROR if problems else EXIT_OK
+
+
+def _shown(key: ChainKey, wanted: Optional[str], account: Optional[str]) -> bool:
+    return (wanted is None or key.resource == wanted) and (account is None or key.account == account)
 
 
 def _concerns(entry: Unreadable, wanted: Optional[str]) -> bool:
@@ -112,22 +117,6 @@ def _status_verdict(
     except TokenStoreError as exc:  # CorruptTokenCache naming where it went; LockTimeout if held
         return None, exc
     return record, None
-
-
-def _print_chain(record: ChainRecord, now: float) -> None:
-    key = record.key
-    state = f"dead ({record.dead_reason})" if record.is_dead else "live"
-    scope = record.tokens.scope if record.tokens and record.tokens.scope else "-"
-    refresh = "yes" if record.tokens and record.tokens.refresh_token else "no"
-    print(key.resource)
-    print(f"  client      {key.client_id}")
-    print(f"  issuer      {key.issuer}")
-    if key.account != "default":
-        print(f"  account     {key.account}")
-    print(f"  state       {state}, generation {record.generation}")
-    print(f"  expires     {_describe_expiry(record, now)}")
-    print(f"  scope       {scope}")
-    print(f"  refreshable {refresh}")
 
 
 _PROBLEM_STATES = {
@@ -157,15 +146,25 @@ def _print_problem(entry: Unreadable, error: TokenStoreError) -> None:
 
 
 def cmd_logout(args: argparse.Namespace) -> int:
+    """Revoke, then forget, every chain of the server and account (RFC 7009; ``--local-only``:
+    forget without telling the server). A revocation that fails keeps that chain and exits 1."""
     store = _store(args)
     wanted = canonical_resource(args.url)
-    removed = 0
-    for record in store.records():
-        if record.key.resource == wanted:
-            with store.lock(record.key, timeout=args.lock_timeout):
-                store.delete(record.key)
-            removed += 1
-    print(f"removed {removed} chain(s) for {wanted}")
+    account = args.account or DEFAULT_ACCOUNT
+    client_id = getattr(args, "client_id", None)
+    chains = [
+        r
+        for r in store.records()
+        if r.key.resource == wanted and r.key.account == account and client_id in (None, r.key.client_id)
+    ]
+    if not chains:
+        print(f"no tokens were stored for {wanted}" + (f" (account {account})" if account != DEFAULT_ACCOUNT else ""))
+        return EXIT_OK
+    for _ in chains:  # each logout finds the newest chain left (a fresh auth: nothing cached)
+        result = _auth_from(args, interactive=False).logout(local_only=args.local_only)
+        if not result.removed:
+            break
+        print(result.describe())
     return EXIT_OK
 
 
@@ -201,6 +200,7 @@ def _auth_from(args: argparse.Namespace, *, interactive: bool) -> MCPAuth:
     return MCPAuth(
         args.url,
         store=_store(args),
+        account=getattr(args, "account", None) or DEFAULT_ACCOUNT,
         client_id=getattr(args, "client_id", None),
         client_secret=getattr(args, "client_secret", None) or os.environ.get("MCP_SYNC_AUTH_CLIENT_SECRET"),
         scopes=getattr(args, "scope", None),
@@ -217,7 +217,8 @@ def cmd_login(args: argparse.Namespace) -> int:
     auth = _auth_from(args, interactive=True)
     tokens = auth.login()
     key = auth.key
-    print(f"logged in to {key.resource} (issuer {key.issuer}, client {key.client_id})")
+    as_account = f", account {key.account}" if key.account != DEFAULT_ACCOUNT else ""
+    print(f"logged in to {key.resource} (issuer {key.issuer}, client {key.client_id}{as_account})")
     if tokens.scope:
         print(f"scope: {tokens.scope}")
     return EXIT_OK
@@ -300,6 +301,31 @@ def _add_store_option(parser: argparse.ArgumentParser, *, command: bool = True) 
     parser.add_argument("--store", default=default, metavar="STORE", help=STORE_HELP)
 
 
+def _add_status_command(commands: Any) -> None:
+    status = commands.add_parser("status", help="list stored chains (no secrets)")
+    status.add_argument("url", nargs="?", type=server_url, help="only chains for this MCP server")
+    status.add_argument("--json", action="store_true", help="the chains as a JSON list, for scripts")
+    add_account(status, "only the chains of this account (default: every account)")
+    add_lock_timeout(status, shown=f"{STATUS_LOCK_TIMEOUT:g} s; only a corrupt file is locked, to move it aside")
+    _add_store_option(status)
+    status.set_defaults(run=cmd_status)
+
+
+def _add_logout_command(commands: Any) -> None:
+    logout = commands.add_parser(
+        "logout", help="revoke the tokens of an MCP server at its authorization server, then forget them"
+    )
+    logout.add_argument("url", type=server_url)
+    logout.add_argument(
+        "--local-only", action="store_true", help="forget the tokens without telling the server (nothing is revoked)"
+    )
+    _add_client_options(logout)
+    add_account(logout)
+    add_lock_timeout(logout, 30.0, "30 s")
+    _add_store_option(logout)
+    logout.set_defaults(run=cmd_logout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mcp-sync-auth",
@@ -311,11 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_verbosity(parser)
     _add_store_option(parser, command=False)
     commands = parser.add_subparsers(dest="command", required=True)
-    status = commands.add_parser("status", help="list stored chains (no secrets)")
-    status.add_argument("url", nargs="?", type=server_url, help="only chains for this MCP server")
-    add_lock_timeout(status, shown=f"{STATUS_LOCK_TIMEOUT:g} s; only a corrupt file is locked, to move it aside")
-    _add_store_option(status)
-    status.set_defaults(run=cmd_status)
+    _add_status_command(commands)
     login = commands.add_parser("login", help="log in to an MCP server (browser, --headless or --device)")
     login.add_argument("url", type=server_url)
     how = login.add_mutually_exclusive_group()
@@ -324,23 +346,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", action="store_true", help="no browser here: show a code to enter on another device (RFC 8628)"
     )
     _add_client_options(login)
+    add_account(login)
     _add_login_option(login, login_flag=False)
     _add_store_option(login)
     login.set_defaults(run=cmd_login)
     token = commands.add_parser("token", help="print a valid access token (refreshed if needed)")
     token.add_argument("url", type=server_url)
     _add_client_options(token)
+    add_account(token)
     _add_login_option(token)
     _add_store_option(token)
     token.set_defaults(run=cmd_token)
-    logout = commands.add_parser("logout", help="forget the tokens stored for an MCP server")
-    logout.add_argument("url", type=server_url)
-    add_lock_timeout(logout, 30.0, "30 s")
-    _add_store_option(logout)
-    logout.set_defaults(run=cmd_logout)
+    _add_logout_command(commands)
     tools = commands.add_parser("tools", help="list the MCP server's tools as JSON")
     tools.add_argument("url", type=server_url)
     _add_client_options(tools)
+    add_account(tools)
     _add_login_option(tools)
     _add_store_option(tools)
     tools.set_defaults(run=cmd_tools)
@@ -353,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     given.add_argument("--json", type=cli_tools.json_object, metavar="OBJECT", help="all arguments as a JSON object")
     _add_client_options(call)
+    add_account(call)
     _add_login_option(call)
     _add_store_option(call)
     call.set_defaults(run=cmd_call)

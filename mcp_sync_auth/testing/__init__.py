@@ -48,6 +48,7 @@ from .options import ISS_MODES
 from .overrides import REMOVE
 from .pkce import s256_challenge
 from .redis_server import RedisNotAvailable, RedisServer
+from .revocation import Revocation
 from .server import StrictAuthServer
 from .token_endpoint import MALFORMED_BODY
 from .workload import WorkloadIssuer
@@ -80,6 +81,7 @@ __all__ = [
     "PendingDeviceCode",
     "RedisNotAvailable",
     "RedisServer",
+    "Revocation",
     "StrictAuthServer",
     "WorkloadIssuer",
     "auto_consent_handler",

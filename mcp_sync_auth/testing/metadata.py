@@ -33,6 +33,7 @@ class ServerUrls:
     token_endpoint: str
     registration_endpoint: str
     device_authorization_endpoint: str
+    revocation_endpoint: str = ""
 
 
 class MetadataEndpoints:
@@ -76,6 +77,8 @@ class MetadataEndpoints:
         if options.device_authorization:  # RFC 8628 §4
             document["device_authorization_endpoint"] = urls.device_authorization_endpoint
         grants = [*GRANT_TYPES, DEVICE_CODE_GRANT] if options.device_authorization else list(GRANT_TYPES)
+        if options.revocation and urls.revocation_endpoint:
+            document["revocation_endpoint"] = urls.revocation_endpoint
         document.update(
             {
                 "scopes_supported": list(options.scopes_supported),

@@ -47,6 +47,8 @@ class ServerOptions:
     device_code_ttl: float = 600.0
     device_interval: float = 5.0
     """The polling interval a device authorization names (seconds; 0 is sent as 0)."""
+    revocation: bool = True
+    """Token revocation (RFC 7009) at ``/revoke``, advertised as ``revocation_endpoint``; False: 404."""
 
     def __post_init__(self) -> None:
         # Normalise through object.__setattr__: the dataclass is frozen.
@@ -66,6 +68,7 @@ class ServerOptions:
             "issue_refresh_tokens",
             "anonymous_jwt_bearer",
             "device_authorization",
+            "revocation",
         )
         for name in flags:
             object.__setattr__(self, name, bool(getattr(self, name)))

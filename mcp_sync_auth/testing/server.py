@@ -23,6 +23,7 @@ from .models import ChainSummary, ClientInfo
 from .options import ServerOptions
 from .overrides import freeze_overrides
 from .registration import RegistrationEndpoint
+from .revocation import Revocation, RevocationEndpoint
 from .serving import ThreadedHttpServing
 from .state import AuthState
 from .token_endpoint import TokenEndpoint
@@ -56,7 +57,9 @@ class StrictAuthServer(ThreadedHttpServing):
     ``GET /authorize`` (code + PKCE S256 + resource, automatic consent), ``POST /token``
     (authorization_code, refresh_token, client_credentials and the RFC 7523 JWT bearer grant; clients
     authenticate with a secret or with ``private_key_jwt``; the JWT bearer grant also takes ID-JAGs
-    from a trusted :class:`IdentityProvider`) and ``/mcp``.
+    from a trusted :class:`IdentityProvider`), ``POST /revoke`` (RFC 7009, the client authenticated
+    as at ``/token``; a refresh token ends its chain; ``revocation=False`` turns it off, and
+    :meth:`revocations`, :meth:`fail_revocations` are its audit and fault switch) and ``/mcp``.
 
     Knobs (constructor keywords, also settable at run time): ``scopes_supported``,
     ``serve_metadata``, ``path_metadata`` (False: no document at the path-inserted URL),
@@ -122,6 +125,7 @@ class StrictAuthServer(ThreadedHttpServing):
         device_authorization: bool = False,
         device_code_ttl: float = 600.0,
         device_interval: float = 5.0,
+        revocation: bool = True,
     ) -> None:
         _dpop_needs_pyjwt(dpop)
         super().__init__(host)
@@ -145,6 +149,7 @@ class StrictAuthServer(ThreadedHttpServing):
             device_authorization=device_authorization,
             device_code_ttl=device_code_ttl,
             device_interval=device_interval,
+            revocation=revocation,
         )
         self._state = AuthState(
             clock=clock,
@@ -165,6 +170,7 @@ class StrictAuthServer(ThreadedHttpServing):
             tools_page_size=tools_page_size,
             required_scopes=required_scopes or {},
         )
+        self._revocation = RevocationEndpoint(self._state, audiences=lambda: self.assertion_audiences)
 
     # ------------------------------------------------------------- lifecycle
 
@@ -180,6 +186,7 @@ class StrictAuthServer(ThreadedHttpServing):
             token_endpoint=self.token_endpoint,
             registration_endpoint=self.registration_endpoint,
             device_authorization_endpoint=self.device_authorization_endpoint,
+            revocation_endpoint=self.revocation_endpoint,
         )
 
     def _build_routes(self) -> RouteTable:
@@ -215,6 +222,7 @@ class StrictAuthServer(ThreadedHttpServing):
             "/authorize": {"GET": authorize},
             "/token": {"POST": token},
             "/device_authorization": {"POST": device},
+            "/revoke": {"POST": self._revocation},
             "/mcp": {"POST": mcp.post, "GET": mcp.not_allowed, "DELETE": mcp.not_allowed},
         }
 
@@ -255,6 +263,33 @@ class StrictAuthServer(ThreadedHttpServing):
     @property
     def token_endpoint(self) -> str:
         return self.base_url + "/token"
+
+    @property
+    def revocation_endpoint(self) -> str:
+        """RFC 7009 ``/revoke``, advertised while :attr:`revocation` is on."""
+        return self.base_url + "/revoke"
+
+    @property
+    def revocation(self) -> bool:
+        """False: no ``revocation_endpoint`` in the metadata, and ``/revoke`` answers 404."""
+        return self._state.options.revocation
+
+    @revocation.setter
+    def revocation(self, value: bool) -> None:
+        self._state.update_options(revocation=value)
+
+    def revocations(self) -> Tuple[Revocation, ...]:
+        """Every revocation answered 200, in order: what the token was, which client, its hint."""
+        return self._revocation.log
+
+    @property
+    def refused_revocations(self) -> int:
+        """Revocation requests answered with an error (a fault, failed client authentication...)."""
+        return self._revocation.refused
+
+    def fail_revocations(self, count: int = 1) -> None:
+        """Answer the next ``count`` revocation requests 503 (nothing is revoked)."""
+        self._revocation.fail_next(count)
 
     @property
     def assertion_audiences(self) -> Tuple[str, ...]:

@@ -830,6 +830,37 @@ class AuthState(ReplayGuardedState, AuditedState[Audit]):
             self._audit.event(self._clock(), kind, client_id, f"{place}: {detail}")
             self._changed.notify_all()
 
+    # ------------------------------------------------------------ revocation (RFC 7009)
+
+    def revoke_token(self, token: str, client_id: Optional[str], hint: Optional[str]) -> str:
+        """Revoke ``token`` for the authenticated ``client_id``: what it was ("refresh_token",
+        "access_token"), "unknown" (nothing to do: RFC 7009 §2.2 still answers 200), or "not_owned"
+        (issued to another client; left alone). A refresh token ends its whole chain: every later
+        refresh is ``invalid_grant`` and its access tokens are refused. ``hint`` only orders the lookup."""
+        with self._lock:
+            now = self._clock()
+            order = ("access_token", "refresh_token") if hint == "access_token" else ("refresh_token", "access_token")
+            for kind in order:
+                if kind == "refresh_token" and token in self._refresh:
+                    chain = self._chains[self._refresh[token].chain_id]
+                    if chain.client_id != client_id:
+                        return "not_owned"
+                    self._revoke_chain_locked(now, chain, "refresh token revoked by the client")
+                    self._changed.notify_all()
+                    return kind
+                if kind == "access_token" and token in self._access:
+                    record = self._access[token]
+                    if record.client_id != client_id:
+                        return "not_owned"
+                    record.revoked = True
+                    self._audit.access_token_revocations += 1
+                    self._audit.event(
+                        now, EventKind.ACCESS_TOKENS_REVOKED, client_id, "count=1 (revoked by the client)"
+                    )
+                    self._changed.notify_all()
+                    return kind
+            return "unknown"
+
     # ------------------------------------------------------------ test levers
 
     def revoke_chain_of(self, refresh_token: str) -> bool:

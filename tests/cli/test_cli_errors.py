@@ -190,7 +190,7 @@ def test_library_warnings_reach_stderr_once_as_one_line(auth, server, store_dir,
     stray.chmod(0o600)
     assert cli(store_dir, "logout", server.mcp_url) == 0  # lists the chains: the stray file is skipped
     captured = capsys.readouterr()
-    assert "removed 1 chain" in captured.out
+    assert "only the local copy was removed" in captured.out
     (line,) = lines(captured.err)
     assert line.startswith("mcp-sync-auth: skipping an unreadable token file: ")
 

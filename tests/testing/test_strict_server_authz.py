@@ -178,6 +178,7 @@ def test_authorization_server_metadata(strict, http):
         "authorization_endpoint": strict.base_url + "/authorize",
         "token_endpoint": strict.base_url + "/token",
         "registration_endpoint": strict.base_url + "/register",
+        "revocation_endpoint": strict.base_url + "/revoke",
         "scopes_supported": ["mcp"],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],

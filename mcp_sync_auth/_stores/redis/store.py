@@ -244,6 +244,19 @@ class RedisTokenStore:
     def _lease_of(self, key: StoreKey) -> Optional[Lease]:
         return _HELD.at(self.identity, self._name(key, "lease")).lease
 
+    def refresh_in_flight(self, key: ChainKey) -> bool:
+        """Whether some process on some host holds the chain's lease or has a grant marked in flight
+        now (read with EXISTS: no lease is taken)."""
+        doing = f"reading the lease of {key.describe()}"
+        if int(self._call(doing, "exists", self._name(key, "lease"))) > 0:
+            return True
+        # A mark outlives its grant (a failed one leaves it): only one whose deadline is ahead counts.
+        deadline = self._call(doing, "hget", self._name(key, "inflight"), "deadline_ms")
+        if deadline is None:
+            return False
+        seconds, micros = self._call(doing, "time")
+        return int(_text(deadline)) > int(seconds) * 1000 + int(micros) // 1000
+
     def held_leases(self) -> dict[str, str]:
         """The owner token of each lease this process holds on this store now, by key name (the chaos
         run checks, before each grant, that Redis still names that owner)."""
