@@ -35,6 +35,8 @@ PUBLIC = [
     "Inventory",
     "IssuerMismatch",
     "JSONRPCError",
+    "KeychainUnavailable",
+    "KeyringTokenStore",
     "LockTimeout",
     "LoginKey",
     "LoginOptions",
