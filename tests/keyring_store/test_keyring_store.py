@@ -258,3 +258,30 @@ def test_without_the_extra_the_error_names_it(monkeypatch, tmp_path):
     store = KeyringTokenStore(tmp_path / "k")
     with pytest.raises(MissingExtra, match=r"mcp-sync-auth\[keyring\]"):
         store.load(ChainKey("https://mcp.example/mcp", "https://as.example", "c"))
+
+
+def test_a_keychain_locked_during_the_grant_keeps_the_new_set_in_memory(
+    server, client_id, clock, keyring_store, secret_service, caplog
+):
+    """The grant went out with the keychain open; it locks before the answer is stored. The rotated
+    set lives on in this process (the old one is spent), as with a full disk: no second grant."""
+    auth = keyring_auth(server, client_id, clock, keyring_store)
+    auth.save_token(server.mint_tokens(client_id))
+    key = the_key(keyring_store)
+    clock.advance(TTL + 1)
+    server.hold_token_requests()
+    answer = {}
+    caller = threading.Thread(target=lambda: answer.setdefault("token", auth.access_token()))
+    caller.start()
+    server.wait_for_held_token_requests(1, timeout=30)
+    secret_service.lock()
+    server.release_token_requests()
+    caller.join(60)
+    fresh = answer["token"]
+    assert server.audit.grants["refresh_token"] == 1 and server.audit.refresh_ok == 1
+    assert auth.access_token() == fresh  # from memory: the store still holds the spent set
+    assert server.audit.grants["refresh_token"] == 1
+    assert server.audit.reuse_detections == 0
+    with pytest.raises(KeychainUnavailable):
+        keyring_store.load(key)
+    assert "lives only in this process" in caplog.text and MARK not in caplog.text
