@@ -13,8 +13,10 @@ Design:
   :class:`~.file.FileTokenStore`, so the refresh protocol, ``try_lock``, generations and the fork
   rules are the file store's), and one small index file per entry naming its key and generation.
   A keychain cannot list its entries portably; the index is how ``records()`` and ``status`` find
-  the chains. It is written after the keychain entry and removed after it, so an index with no
-  entry behind it is a loss to report, never a race of a normal write.
+  the chains. It is written after the keychain entry and removed after it. A writer killed between
+  the two loses nothing: the entry already holds the new record, and the next lock holder that
+  reads it writes the index again. An index with no entry behind it is a loss to report (or a
+  logout running right now), never a step of a normal write.
 - **Reserve before spend**: :meth:`reserve` writes the current record to its entry again (a locked
   or read-only keychain is found out there, before any grant) and reserves the index's room on
   disk. If the keychain still refuses the new record afterwards, the manager keeps it in memory
@@ -32,6 +34,7 @@ chain with long JWTs and a DPoP key may not fit there, and the store then says s
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -53,7 +56,7 @@ from .document import (
     registration_to_document,
 )
 from .file import FileTokenStore, _kind_of, _quarantine_name, _read_file, _room_for, _StemKey, default_directory
-from .inventory import EntryKind, Inventory, Unreadable
+from .inventory import EntryKind, Inventory, Problem, Unreadable
 from .keychain import DEFAULT_SERVICE, DEFAULT_TIMEOUT, Keychain
 from .reservation import Reservation
 
@@ -180,19 +183,26 @@ class KeyringTokenStore(FileTokenStore):
             "generation": generation,
         }
 
-    def _read_index(self, path: Path) -> tuple[Optional[dict[str, Any]], str]:
-        """The index document at ``path`` (None when there is none, or with why it is unusable)."""
-        found = _read_file_or_index(path)
+    def _read_index(self, path: Path, kind: EntryKind) -> Optional[_IndexRead]:
+        """The index file at ``path``: None when there is none, else the key it names (None when it
+        names none) and, for one that cannot be used, the problem and why."""
+        found = _read_file(path)
         if found is None:
-            return None, ""
-        doc, why = found
-        return doc, why
+            return None
+        if found.problem == "refused":  # insecure, a symbolic link, not a regular file: left alone
+            return _IndexRead(None, "refused", found.reason)
+        stem = path.name[: -len(".json")]
+        key = _indexed_key(found.doc, kind, stem) if found.doc is not None else None
+        if key is None:
+            return _IndexRead(None, "corrupt", found.reason if found.doc is None else "it names no key of this store")
+        return _IndexRead(key, None, "")
 
     def _repair_index(self, key: _Entered, generation: int) -> None:
         """Under the lock: an index missing or behind its entry (a writer killed between the two
         writes) is written again, so that listings find the chain."""
-        doc, why = self._read_index(self.path_for(key))
-        if doc is None or why or doc.get("generation") != generation:
+        path = self.path_for(key)
+        read = self._read_index(path, "chain" if isinstance(key, ChainKey) else "registration")
+        if read is None or read.key != key or _indexed_generation(path) != generation:
             self._write_document(key, self._index_document(key, generation))
 
     def _entry_document(self, key: _Entered) -> Optional[dict[str, Any]]:
@@ -278,15 +288,18 @@ class KeyringTokenStore(FileTokenStore):
 
     def _listed(self, path: Path, kind: EntryKind) -> Union[ChainRecord, Unreadable, None]:
         stem = path.name[: -len(".json")]
-        doc, why = self._read_index(path)
-        if doc is None:
-            return None
-        key = _indexed_key(doc, kind, stem) if not why else None
-        if key is None:
-            error = CorruptTokenCache(
-                f"the keyring index file {path} is unreadable ({why or 'it names no key of this store'})"
-            )
-            return Unreadable(str(path), stem, kind, "corrupt", error, None)
+        read = self._read_index(path, kind)
+        if read is None:
+            return None  # gone since the listing
+        if read.key is None:
+            assert read.problem is not None
+            error: TokenStoreError
+            if read.problem == "refused":
+                error = TokenStoreError(read.reason)
+            else:
+                error = CorruptTokenCache(f"the keyring index file {path} is unreadable ({read.reason})")
+            return Unreadable(str(path), stem, kind, read.problem, error, None)
+        key = read.key
         try:
             if isinstance(key, ChainKey):
                 return self.load(key)
@@ -294,23 +307,58 @@ class KeyringTokenStore(FileTokenStore):
             return None
         except CorruptTokenCache as exc:
             return Unreadable(self._entry_label(key), stem, kind, "corrupt", exc, key)
-        except TokenStoreError as exc:
+        except TokenStoreError as exc:  # a keychain that is locked or does not answer, a newer entry
             return Unreadable(self._entry_label(key), stem, kind, "refused", exc, key)
 
     def settle(self, entry: Unreadable, timeout: float) -> Optional[ChainRecord]:
         if entry.key is None:
-            stem_key = _StemKey(entry.name)
-            with self._locked(stem_key, timeout):
-                path = self.path_for(stem_key)
-                doc, why = self._read_index(path)
-                if doc is None:
-                    return None
-                self._corrupt_entry(stem_key, why or "it names no key of this store")
+            return self._settle_index(entry, timeout)
         key = entry.key
         if entry.problem != "corrupt":
-            return self._settled(key)
+            return self._settled(key)  # nothing to move: no lock needed
         with self._locked(key, timeout):
             return self._settled(key)
+
+    def _settle_index(self, entry: Unreadable, timeout: float) -> Optional[ChainRecord]:
+        """An index file that names no key: a refused one is reported as it is. A corrupt one is dealt
+        with under its lock: the keychain entry of the same name still says which chain it holds,
+        so a good entry gets its index written again (nothing is lost); else both are moved aside."""
+        stem_key = _StemKey(entry.name)
+        path = self.path_for(stem_key)
+        read = self._read_index(path, entry.kind)
+        if read is not None and read.problem == "refused":
+            raise TokenStoreError(read.reason)
+        with self._locked(stem_key, timeout):
+            read = self._read_index(path, entry.kind)
+            if read is None:
+                return None
+            if read.key is not None:
+                return self._settled(read.key)  # replaced by a good one meanwhile
+            key = self._key_in_entry(stem_key, entry.kind)
+            if key is None:
+                self._corrupt_entry(stem_key, read.reason)
+        with self._locked(key, timeout):  # the same lock file: a key's stem names it
+            found = self._settled(key)
+            self._repair_index(key, found.generation if found is not None else 0)
+            log.warning("rewrote the unreadable keyring index of %s from its keychain entry", key.describe())
+            return found
+
+    def _key_in_entry(self, stem_key: _StemKey, kind: EntryKind) -> Optional[_Entered]:
+        """The key a keychain entry's record names, when it is a good record for this stem."""
+        try:
+            raw = self.keychain.get(self._entry_name(stem_key))
+            doc = loads_shallow(raw) if raw is not None and len(raw) <= _MAX_ENTRY_CHARS else None
+            if not isinstance(doc, dict) or not isinstance(doc.get("key"), dict):
+                return None
+            key: _Entered
+            if kind == "chain":
+                key = document_to_record(doc).key
+            else:
+                key = RegistrationKey(str(doc["key"].get("issuer")))
+                document_to_registration(key, doc)
+        except (ValueError, RecursionError):
+            return None
+        return key if key.stem == stem_key.stem else None
 
     def _settled(self, key: _Entered) -> Optional[ChainRecord]:
         if isinstance(key, ChainKey):
@@ -360,21 +408,20 @@ def _encode(doc: dict[str, Any]) -> str:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
 
-def _read_file_or_index(path: Path) -> Optional[tuple[Optional[dict[str, Any]], str]]:
-    """An index file read as the file store reads its files: None when absent, else the document
-    (or None) and why it is unusable ("" when it is fine)."""
+@dataclasses.dataclass(frozen=True)
+class _IndexRead:
+    key: Optional[_Entered]
+    problem: Optional[Problem]
+    reason: str
+
+
+def _indexed_generation(path: Path) -> Optional[int]:
     found = _read_file(path)
-    if found is None:
-        return None
-    if found.doc is None:
-        return {}, found.reason or "it cannot be read"
-    doc = found.doc
-    if found.problem == "refused":
-        return doc, found.reason
-    return doc, ""
+    generation = None if found is None or found.doc is None else found.doc.get("generation")
+    return generation if is_integer(generation) else None
 
 
-def _indexed_key(doc: dict[str, Any], kind: EntryKind, stem: str) -> Optional[_Entered]:
+def _indexed_key(doc: dict[str, Any], kind: str, stem: str) -> Optional[_Entered]:
     """The key an index document names, when it is an index of ours for the file named ``stem``."""
     if doc.get("schema") != _INDEX_SCHEMA or doc.get("kind") != kind:
         return None
