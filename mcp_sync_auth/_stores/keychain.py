@@ -13,21 +13,45 @@ hash of the chain's key) and the kind of failure.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from typing import Any, Callable, Optional, TypeVar
 
 from .._util.keyring_extra import keyring_module
-from ..errors import KeychainUnavailable
+from ..errors import ConfigurationError, KeychainUnavailable
 
-__all__ = ["DEFAULT_SERVICE", "DEFAULT_TIMEOUT", "Keychain", "backend_name", "unusable_reason"]
+__all__ = [
+    "DEFAULT_SERVICE",
+    "DEFAULT_TIMEOUT",
+    "KEYRING_TIMEOUT_VARIABLE",
+    "Keychain",
+    "backend_name",
+    "keyring_timeout",
+    "unusable_reason",
+]
 
 DEFAULT_SERVICE = "mcp-sync-auth"
 DEFAULT_TIMEOUT = 5.0
+KEYRING_TIMEOUT_VARIABLE = "MCP_SYNC_AUTH_KEYRING_TIMEOUT"
 _ADVICE = "unlock the keychain, or use the file store (MCP_SYNC_AUTH_STORE=file)"
 # keyring's backends that store nothing: no keychain at all.
 _EMPTY_BACKENDS = ("keyring.backends.fail", "keyring.backends.null")
 
 T = TypeVar("T")
+
+
+def keyring_timeout() -> float:
+    """Seconds each keychain call may take: ``$MCP_SYNC_AUTH_KEYRING_TIMEOUT``, else 5."""
+    text = os.environ.get(KEYRING_TIMEOUT_VARIABLE, "").strip()
+    if not text:
+        return DEFAULT_TIMEOUT
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise ConfigurationError(f"{KEYRING_TIMEOUT_VARIABLE} must be a positive number of seconds, not {text!r}")
+    return seconds
 
 
 def backend_name(backend: object) -> str:
@@ -47,11 +71,11 @@ def _is_empty(backend: object) -> bool:
 class Keychain:
     """Get, set and delete secrets of one service name in one keyring backend, each within ``timeout``."""
 
-    def __init__(
-        self, service: str = DEFAULT_SERVICE, *, timeout: float = DEFAULT_TIMEOUT, backend: Any = None
-    ) -> None:
-        if timeout <= 0:
-            raise ValueError("the keychain timeout must be positive")
+    def __init__(self, service: str = DEFAULT_SERVICE, *, timeout: Optional[float] = None, backend: Any = None) -> None:
+        if timeout is None:
+            timeout = keyring_timeout()
+        if not 0 < timeout < float("inf"):
+            raise ConfigurationError("the keychain timeout must be a positive number of seconds")
         self.service = service
         self.timeout = timeout
         self._backend = backend

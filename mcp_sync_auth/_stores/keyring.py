@@ -57,7 +57,7 @@ from .document import (
 )
 from .file import FileTokenStore, _kind_of, _quarantine_name, _read_file, _room_for, _StemKey, default_directory
 from .inventory import EntryKind, Inventory, Problem, Unreadable
-from .keychain import DEFAULT_SERVICE, DEFAULT_TIMEOUT, Keychain
+from .keychain import DEFAULT_SERVICE, Keychain
 from .reservation import Reservation
 
 __all__ = ["KeyringReservation", "KeyringTokenStore", "default_keyring_directory"]
@@ -80,14 +80,15 @@ class KeyringTokenStore(FileTokenStore):
     """Tokens in the system keychain (through ``keyring``); locks and an index of chains in a folder.
 
     ``service`` is the keychain's service name for every entry; ``timeout`` bounds each keychain call
-    (seconds); ``backend`` is a keyring backend object, by default the one ``keyring`` chooses."""
+    (seconds; by default ``$MCP_SYNC_AUTH_KEYRING_TIMEOUT``, else 5); ``backend`` is a keyring backend
+    object, by default the one ``keyring`` chooses."""
 
     def __init__(
         self,
         directory: Union[str, os.PathLike[str], None] = None,
         *,
         service: str = DEFAULT_SERVICE,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: Optional[float] = None,
         backend: Any = None,
     ) -> None:
         super().__init__(directory if directory is not None else default_keyring_directory())

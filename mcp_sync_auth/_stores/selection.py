@@ -11,7 +11,8 @@ Accepted forms (what :data:`FORMS` lists in messages):
   keychain; an error when no keychain is usable here;
 - ``auto``: the keychain store when a keychain is usable, else the default file store; one log line
   (``mcp_sync_auth`` logger, INFO when the keychain is chosen, WARNING when it falls back) says which
-  was chosen and why;
+  was chosen and why (each keychain call, the probe included, may take
+  ``$MCP_SYNC_AUTH_KEYRING_TIMEOUT`` seconds, 5 by default);
 - ``file`` (or ``file:``): the default file store (a folder of that name: ``./file``).
 
 Nothing here ever quotes a password: a refused value is only shown through
@@ -98,10 +99,10 @@ def _parse(text: str, what: str, report: Optional[Callable[[str], None]] = None)
     )
 
 
-def keyring_store(what: str = "the token store", **options: object) -> KeyringTokenStore:
+def keyring_store(what: str = "the token store") -> KeyringTokenStore:
     """The keychain store, after checking that its keychain answers; ConfigurationError naming the
     reason (and the way out) when it does not."""
-    store = KeyringTokenStore(**options)  # type: ignore[arg-type]
+    store = KeyringTokenStore()
     why = unusable_reason(store.keychain)
     if why is not None:
         raise ConfigurationError(

@@ -233,6 +233,14 @@ def test_keyring_and_auto_say_what_they_chose(server, client_id, clock, secret_s
     assert code == 2
     assert "keyring was asked for, but no keychain is usable here" in err and "MCP_SYNC_AUTH_STORE=file" in err
 
+    secret_service.lock()  # a locked keyring and nobody to type its password
+    code, out, err = run(None, "status", environment={**base, "MCP_SYNC_AUTH_STORE": "auto"})
+    assert code == 0, err
+    assert "auto chose the file store" in err and "it is locked" in err
+    code, out, err = run(None, "status", environment={**base, "MCP_SYNC_AUTH_KEYRING_TIMEOUT": "soon",
+                                                         "MCP_SYNC_AUTH_STORE": "keyring"})
+    assert code == 2 and "MCP_SYNC_AUTH_KEYRING_TIMEOUT must be a positive number" in err
+
 
 def test_auto_falls_back_to_the_file_store_when_the_keychain_hangs(tmp_path_factory, tmp_path):
     """A keychain that never answers (a stopped daemon still owns its bus name) costs auto one
@@ -246,9 +254,9 @@ def test_auto_falls_back_to_the_file_store_when_the_keychain_hangs(tmp_path_fact
         assert code == 0, err
         assert "auto chose the file store" in err and "did not answer within 5 s" in err
         assert f"store: folder {tmp_path / 'home'}" in out
-        env["MCP_SYNC_AUTH_STORE"] = "keyring"
+        env.update(MCP_SYNC_AUTH_STORE="keyring", MCP_SYNC_AUTH_KEYRING_TIMEOUT="0.5")
         code, _, err = run(None, "status", environment=env)
-        assert code == 2 and "did not answer within 5 s" in err
+        assert code == 2 and "did not answer within 0.5 s" in err
     finally:
         session.close()
 
