@@ -65,10 +65,12 @@ class SecretServiceSession:
     def _wait_for_default_collection(self, env, timeout=30.0):
         """Poll, in a process of its own (so that this one's D-Bus state stays clean), until the
         default collection exists and is unlocked: the daemon is then ready for every test."""
+        # Only looks: get_default_collection would try to create a collection the daemon has not made
+        # yet, and a creation prompt nobody answers spoils the session.
         probe = (
             "import secretstorage\n"
             "c = secretstorage.dbus_init()\n"
-            "col = secretstorage.get_default_collection(c)\n"
+            "col = secretstorage.Collection(c, '/org/freedesktop/secrets/aliases/default')\n"
             "assert not col.is_locked()\n"
         )
         deadline = time.monotonic() + timeout
@@ -86,7 +88,7 @@ class SecretServiceSession:
         """Lock the default collection, as a screen lock or a timeout would."""
         script = (
             "import secretstorage\n"
-            "col = secretstorage.get_default_collection(secretstorage.dbus_init())\n"
+            "col = secretstorage.Collection(secretstorage.dbus_init(), '/org/freedesktop/secrets/aliases/default')\n"
             "col.lock()\nassert col.is_locked()\n"
         )
         subprocess.run([sys.executable, "-c", script], env={**os.environ, **self.environment}, check=True,
