@@ -95,6 +95,20 @@ class KeyringTokenStore(FileTokenStore):
         self.keychain = Keychain(service, timeout=timeout, backend=backend)
         self._folder_id = hashlib.sha256(str(self.directory).encode("utf-8")).hexdigest()[:16]
 
+    def _ensure_directory(self) -> None:
+        # The default folder sits in the file store's: create that one as the file store would (0700),
+        # not with the umask's mode.
+        if not self._checked and self.directory == Path(os.path.abspath(default_keyring_directory())):
+            try:
+                self.directory.parent.parent.mkdir(parents=True, exist_ok=True)
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(self.directory.parent, 0o700)
+            except OSError as exc:
+                raise TokenStoreError(
+                    f"cannot create the token folder {self.directory.parent}: {exc.strerror}"
+                ) from exc
+        super()._ensure_directory()
+
     @property
     def identity(self) -> str:
         return f"keyring:{self.keychain.service}:{self.directory}"

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from mcp_sync_auth import ChainRecord, KeyringTokenStore, TokenStore
+from mcp_sync_auth import ChainRecord, FileTokenStore, KeyringTokenStore, TokenStore
 from mcp_sync_auth._chain.keys import RegistrationKey
 from mcp_sync_auth._stores.document import record_to_document
 from mcp_sync_auth._stores.inventory import InspectableStore, settle, take_inventory
@@ -122,3 +122,15 @@ def _encoded(rec):
     import json  # noqa: PLC0415
 
     return json.dumps(record_to_document(rec))
+
+
+def test_the_default_folder_is_private_and_apart_from_the_file_stores_files(
+    secret_service_backend, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("MCP_SYNC_AUTH_HOME", str(tmp_path / "home"))
+    store = KeyringTokenStore(backend=secret_service_backend)
+    store.save(record())
+    assert store.directory == tmp_path / "home" / "keyring"
+    assert oct(os.stat(tmp_path / "home").st_mode & 0o777) == "0o700"
+    assert oct(os.stat(store.directory).st_mode & 0o777) == "0o700"
+    assert FileTokenStore(tmp_path / "home").inventory().unreadable == []  # the index is not its business
