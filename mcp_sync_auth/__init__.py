@@ -22,6 +22,7 @@ from ._oauth.revocation import LogoutResult
 from ._oauth.settings import AuthorizationHandler, ClientSettings, LoginOptions
 from ._stores.file import FileTokenStore
 from ._stores.inventory import InspectableStore, Inventory, Unreadable
+from ._stores.keyring import KeyringTokenStore  # keyring is imported only when one is used
 from ._stores.memory import MemoryTokenStore
 from ._stores.protocol import ChainStore, RegistrationStore, TokenStore
 from ._stores.redis import RedisTokenStore  # redis-py is imported only when one is built
@@ -43,6 +44,7 @@ from .errors import (
     InsufficientScope,
     IssuerMismatch,
     JSONRPCError,
+    KeychainUnavailable,
     LockTimeout,
     MCPAuthError,
     MCPProtocolError,
@@ -95,6 +97,8 @@ __all__ = [
     "Inventory",
     "IssuerMismatch",
     "JSONRPCError",
+    "KeychainUnavailable",
+    "KeyringTokenStore",
     "LockTimeout",
     "LoginKey",
     "LoginOptions",

@@ -157,6 +157,11 @@ class StoreFull(TokenStoreError):
     refreshes normally."""
 
 
+class KeychainUnavailable(TokenStoreError):
+    """The system keychain did not answer in time, is locked, or refused a call. Nothing was sent on
+    its account: unlock the keychain, or choose the file store (``MCP_SYNC_AUTH_STORE=file``)."""
+
+
 class LockTimeout(TokenStoreError):
     """The store's lock for a chain could not be taken in time. No refresh was attempted without it."""
 

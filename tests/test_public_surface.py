@@ -38,6 +38,8 @@ PUBLIC = [
     "Inventory",
     "IssuerMismatch",
     "JSONRPCError",
+    "KeychainUnavailable",
+    "KeyringTokenStore",
     "LockTimeout",
     "LoginKey",
     "LoginOptions",

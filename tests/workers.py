@@ -25,7 +25,8 @@ TTL_FOR_CYCLES = 300.0  # tests/conftest.py's TTL: the lifetime of every access 
 
 
 def make_store(config):
-    """The store a worker uses: ``redis_url`` (a Redis store, ``redis_options`` for it), None with
+    """The store a worker uses: ``redis_url`` (a Redis store, ``redis_options`` for it), ``keyring``
+    (a keyring store whose index and locks are in ``store_dir``), None with
     ``store_from_environment`` (MCPAuth's own choice: $MCP_SYNC_AUTH_STORE), else the token folder
     ``store_dir``."""
     if config.get("store_from_environment"):
@@ -38,7 +39,24 @@ def make_store(config):
             module, _, name = config["store_class"].partition(":")
             kind = getattr(importlib.import_module(module), name)
         return kind.from_url(config["redis_url"], **config.get("redis_options", {}))
+    if config.get("keyring"):
+        return make_keyring_store(config)
     return FileTokenStore(config["store_dir"])
+
+
+def make_keyring_store(config):
+    """A keyring store in ``store_dir`` on the Secret Service of $DBUS_SESSION_BUS_ADDRESS (the test's
+    private one); ``store_class`` names a naive baseline instead."""
+    from keyring.backends import SecretService  # noqa: PLC0415 (only with the [keyring] extra)
+
+    from mcp_sync_auth import KeyringTokenStore  # noqa: PLC0415
+
+    kind = KeyringTokenStore
+    if config.get("store_class"):
+        module, _, name = config["store_class"].partition(":")
+        kind = getattr(importlib.import_module(module), name)
+    # A loaded 2-core machine may be slow to answer, but a keychain call never waits forever.
+    return kind(config["store_dir"], backend=SecretService.Keyring(), timeout=60.0)
 
 
 def own_dpop_key_per_process():

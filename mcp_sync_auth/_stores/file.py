@@ -613,9 +613,13 @@ class FileTokenStore:
         A temp file of more than the record's size, filled with spaces and fsynced: the record is later
         written over its start. JSON allows trailing whitespace, so the file parses at every moment
         of that write, and a killed writer's leftover is recovered like any other."""
-        self._ensure_directory()
         key = current.key
         size = _room_for(len(_encode(record_to_document(current))))
+        return FileReservation(self, key, self._padded_temp(key, size))
+
+    def _padded_temp(self, key: ChainKey, size: int) -> Path:
+        """A temp file beside the key's record holding ``size`` spaces, fsynced; StoreFull if not."""
+        self._ensure_directory()
         temp: Optional[str] = None
         try:
             fd, temp = tempfile.mkstemp(dir=self.directory, prefix=f".{key.stem}.", suffix=".tmp")
@@ -634,7 +638,7 @@ class FileTokenStore:
                 f"of {key.describe()} ({exc.strerror or exc}); no refresh was sent and the chain is intact: "
                 "free some space (or fix the folder) and call again"
             ) from exc
-        return FileReservation(self, key, Path(temp))
+        return Path(temp)
 
     def _write_document(self, key: StoreKey, doc: dict[str, Any]) -> None:
         self._ensure_directory()

@@ -6,7 +6,14 @@ Accepted forms (what :data:`FORMS` lists in messages):
   :class:`~.file.FileTokenStore` there;
 - ``file:///abs/path`` (percent-encoded as a URL is; ``file://localhost/abs/path`` too): the same;
 - ``memory:``: a :class:`~.memory.MemoryTokenStore`, for this process only;
-- ``redis://``, ``rediss://`` and ``unix://`` URLs: the Redis store, for many hosts.
+- ``redis://``, ``rediss://`` and ``unix://`` URLs: the Redis store, for many hosts;
+- ``keyring`` (or ``keyring:``): a :class:`~.keyring.KeyringTokenStore`, secrets in the system
+  keychain; an error when no keychain is usable here;
+- ``auto``: the keychain store when a keychain is usable, else the default file store; one log line
+  (``mcp_sync_auth`` logger, INFO when the keychain is chosen, WARNING when it falls back) says which
+  was chosen and why (each keychain call, the probe included, may take
+  ``$MCP_SYNC_AUTH_KEYRING_TIMEOUT`` seconds, 5 by default);
+- ``file`` (or ``file:``): the default file store (a folder of that name: ``./file``).
 
 Nothing here ever quotes a password: a refused value is only shown through
 :func:`~mcp_sync_auth._util.urls.shown_url`.
@@ -14,15 +21,18 @@ Nothing here ever quotes a password: a refused value is only shown through
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 from urllib.parse import unquote, urlsplit
 
 from .._util.urls import shown_url
 from ..errors import ConfigurationError
 from .file import FileTokenStore
+from .keychain import unusable_reason
+from .keyring import KeyringTokenStore
 from .memory import MemoryTokenStore
 from .protocol import TokenStore
 from .redis import RedisTokenStore
@@ -31,7 +41,12 @@ __all__ = ["FORMS", "REDIS_SCHEMES", "STORE_ENVIRONMENT_VARIABLE", "describe_sto
 
 STORE_ENVIRONMENT_VARIABLE = "MCP_SYNC_AUTH_STORE"
 REDIS_SCHEMES = ("redis", "rediss", "unix")
-FORMS = "a folder path, file:///absolute/path, memory:, or a redis://, rediss:// or unix:// URL"
+FORMS = "a folder path, file:///absolute/path, file, keyring, auto, memory:, or a redis://, rediss:// or unix:// URL"
+KEYRING_FORMS = ("keyring", "keyring:")
+AUTO_FORMS = ("auto", "auto:")
+DEFAULT_FILE_FORMS = ("file", "file:")
+
+log = logging.getLogger("mcp_sync_auth")
 
 # What looks like a URL scheme. One letter is a Windows drive (C:\x, C:/x), not a scheme.
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
@@ -40,23 +55,33 @@ _LOCAL_HOSTS = ("", "localhost")
 _USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^\s'\"<>]*@")
 
 
-def store_from_spec(spec: Optional[str], *, what: Optional[str] = None) -> TokenStore:
+def store_from_spec(
+    spec: Optional[str], *, what: Optional[str] = None, report: Optional[Callable[[str], None]] = None
+) -> TokenStore:
     """The store ``spec`` names (see the module's docstring for the forms).
 
     None or an empty string means ``$MCP_SYNC_AUTH_STORE`` when it is set (and not empty), else the
     default :class:`FileTokenStore` (``$MCP_SYNC_AUTH_HOME``, else the user's cache folder). A value
     that names no store raises ConfigurationError; ``what`` names where it came from in the message
-    (``--store``, say). The message never contains a password."""
+    (``--store``, say). The message never contains a password. ``report`` receives the line saying
+    what ``auto`` chose."""
     text = (spec or "").strip()
     if not text:
         text = os.environ.get(STORE_ENVIRONMENT_VARIABLE, "").strip()
         if not text:
             return FileTokenStore()
         what = STORE_ENVIRONMENT_VARIABLE
-    return _parse(text, what or "the token store")
+    return _parse(text, what or "the token store", report)
 
 
-def _parse(text: str, what: str) -> TokenStore:
+def _parse(text: str, what: str, report: Optional[Callable[[str], None]] = None) -> TokenStore:
+    word = text.lower()
+    if word in DEFAULT_FILE_FORMS:
+        return FileTokenStore()
+    if word in KEYRING_FORMS:
+        return keyring_store(what)
+    if word in AUTO_FORMS:
+        return auto_store(what, report)
     scheme_match = _SCHEME.match(text)
     if scheme_match is None or len(scheme_match.group(1)) == 1:
         return FileTokenStore(_expanded(text, what))
@@ -72,6 +97,39 @@ def _parse(text: str, what: str) -> TokenStore:
     raise ConfigurationError(
         f"{what}: {shown_url(text)} names no token store; give {FORMS} (a folder whose name has a colon: ./name)"
     )
+
+
+def keyring_store(what: str = "the token store") -> KeyringTokenStore:
+    """The keychain store, after checking that its keychain answers; ConfigurationError naming the
+    reason (and the way out) when it does not."""
+    store = KeyringTokenStore()
+    why = unusable_reason(store.keychain)
+    if why is not None:
+        raise ConfigurationError(
+            f"{what}: keyring was asked for, but no keychain is usable here: {why}. "
+            "Fix the keychain, or use the file store (MCP_SYNC_AUTH_STORE=file or auto)"
+        )
+    return store
+
+
+def auto_store(what: str = "the token store", report: Optional[Callable[[str], None]] = None) -> TokenStore:
+    """The keychain store when a keychain is usable, else the default file store. Says which in one
+    log line, and to ``report`` too when given (the CLI prints it on stderr)."""
+    store = KeyringTokenStore()
+    why = unusable_reason(store.keychain)
+    chosen: TokenStore
+    if why is None:
+        chosen, line = store, f"mcp-sync-auth: {what}=auto chose the system keychain: {describe_store(store)}"
+    else:
+        chosen = FileTokenStore()
+        line = (
+            f"mcp-sync-auth: {what}=auto chose the file store (folder {chosen.directory}): "
+            f"no keychain is usable ({why})"
+        )
+    log.log(logging.INFO if why is None else logging.WARNING, "%s", line)
+    if report is not None:
+        report(line)
+    return chosen
 
 
 def _expanded(text: str, what: str) -> Path:
@@ -127,6 +185,8 @@ def _redis_store(text: str, what: str) -> TokenStore:
 
 def describe_store(store: object) -> str:
     """One line for people saying where ``store`` keeps its tokens; never a password."""
+    if isinstance(store, KeyringTokenStore):
+        return store.location
     if isinstance(store, FileTokenStore):
         return f"folder {store.directory}"
     if isinstance(store, MemoryTokenStore):

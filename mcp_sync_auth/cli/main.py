@@ -47,7 +47,7 @@ def _store(args: argparse.Namespace) -> TokenStore:
     """The store ``--store`` names, else ``$MCP_SYNC_AUTH_STORE``, else the default folder. A value
     that names no store is a usage error (exit 2), said in one line without any password."""
     try:
-        return store_from_spec(args.store, what="--store")
+        return store_from_spec(args.store, what="--store", report=lambda line: print(line, file=sys.stderr))
     except ConfigurationError as exc:
         raise UsageError(str(exc)) from None
 

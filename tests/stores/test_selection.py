@@ -113,7 +113,7 @@ def test_what_names_no_store_is_refused_without_the_password(spec):
     assert "\n" not in message
 
 
-@pytest.mark.parametrize("spec", ["http://example.com/", "s3://bucket/path", "keyring:", "gopher:x"])
+@pytest.mark.parametrize("spec", ["http://example.com/", "s3://bucket/path", "vault:", "gopher:x"])
 def test_an_unknown_scheme_names_the_forms_accepted(spec):
     with pytest.raises(ConfigurationError) as refused:
         store_from_spec(spec)
@@ -243,3 +243,11 @@ def test_describe_never_shows_a_password_even_of_a_store_that_shows_it():
         text = describe_store(store)
         assert SECRET not in text and "***@" in text, text
     assert describe_store(Unnamed("Multi\nLine")) == "Multi Line"  # one line
+
+
+def test_file_names_the_default_folder_and_a_folder_called_keyring_is_still_a_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("MCP_SYNC_AUTH_HOME", str(tmp_path / "home"))
+    assert folder_of(store_from_spec("file")) == tmp_path / "home"
+    monkeypatch.chdir(tmp_path)
+    assert folder_of(store_from_spec("./keyring")) == tmp_path / "keyring"
+    assert folder_of(store_from_spec("./auto")) == tmp_path / "auto"
