@@ -27,10 +27,12 @@ from ._refresh.singleflight import SingleFlight
 from ._stores.inventory import Unreadable, settle, take_inventory
 from ._stores.protocol import TokenStore
 from ._util.redact import clean_server_text
+from ._util.sessions import DEFAULT_OPTIONS, ConnectionOptions, SessionSource
 from ._util.timeouts import Timeouts
 from .errors import (
     AuthorizationRequired,
     ConfigurationError,
+    ConnectionSetupError,
     CorruptTokenCache,
     DiscoveryError,
     InsufficientScope,
@@ -39,18 +41,20 @@ from .errors import (
 
 # One login flight per (store, server, account) in the process, shared by every MCPAuth.
 _login_flights: SingleFlight[TokenSet] = SingleFlight()
-_shared_discoveries: dict[Timeouts, Discovery] = {}
+_shared_discoveries: dict[tuple[Timeouts, ConnectionOptions], Discovery] = {}
 _shared_discoveries_guard = threading.Lock()
 
 ChallengeReader = Callable[[], Optional[BearerChallenge]]
 
 
-def shared_discovery(timeouts: Timeouts) -> Discovery:
-    """One metadata cache per process (and timeout), for every MCPAuth that brings no session of its own."""
+def shared_discovery(timeouts: Timeouts, options: ConnectionOptions = DEFAULT_OPTIONS) -> Discovery:
+    """One metadata cache per process (and timeout and connection options), for every MCPAuth that
+    brings no session of its own."""
+    key = (timeouts, options)
     with _shared_discoveries_guard:
-        discovery = _shared_discoveries.get(timeouts)
+        discovery = _shared_discoveries.get(key)
         if discovery is None:
-            discovery = _shared_discoveries[timeouts] = Discovery(timeout=timeouts)
+            discovery = _shared_discoveries[key] = Discovery(http=SessionSource(None, options), timeout=timeouts)
         return discovery
 
 
@@ -80,6 +84,7 @@ class ChainSource:
         clock: Clock = time.time,
         session: Optional[requests.Session] = None,
         discovery: Optional[Discovery] = None,
+        connection: ConnectionOptions = DEFAULT_OPTIONS,
     ) -> None:
         self.server_url = server_url
         self.store = store
@@ -93,11 +98,18 @@ class ChainSource:
         self._grant_deadline = timeouts.grant_total
         self._lock_timeout = lock_timeout if lock_timeout is not None else self._grant_deadline + 10
         self._login_timeout = login.timeout
+        # The one request path of every OAuth request of this chain: the caller's session (or ours),
+        # with its verify= and proxies=. MCPClient takes it too (http_source).
+        self.http = SessionSource(session, connection)
         if discovery is None:
-            discovery = Discovery(session, timeout=timeouts) if session is not None else shared_discovery(timeouts)
+            discovery = (
+                Discovery(http=self.http, timeout=timeouts)
+                if session is not None
+                else shared_discovery(timeouts, connection)
+            )
         registrar = Registrar(
             store,
-            session=session,
+            http=self.http,
             timeout=timeouts,
             lock_timeout=self._lock_timeout,
             clock=clock,
@@ -109,6 +121,7 @@ class ChainSource:
             discovery=discovery,
             registrar=registrar,
             session=session,
+            http=self.http,
             timeout=timeouts,
             clock=clock,
             login=login,
@@ -299,6 +312,8 @@ class ChainSource:
         configured by hand), the loss is the clearer error to show."""
         try:
             return self.login(challenge, automatic=True, rejected=rejected)
+        except ConnectionSetupError:
+            raise  # a certificate or a proxy to fix: clearer than the loss, and nothing else helps
         except DiscoveryError as exc:
             raise lost from exc
 

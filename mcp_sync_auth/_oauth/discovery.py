@@ -34,7 +34,7 @@ from .._util.timeouts import TimeoutLike, Timeouts
 from .._util.untrusted import loads_shallow, read_at_most
 from .._util.urls import canonical_resource, require_secure
 from .._util.urls import origin as origin_of
-from ..errors import ConfigurationError, DiscoveryError, IssuerMismatch, ResourceMismatch
+from ..errors import ConfigurationError, DiscoveryConnectionError, DiscoveryError, IssuerMismatch, ResourceMismatch
 from .challenge import BearerChallenge
 
 PRM_SUFFIX = "/.well-known/oauth-protected-resource"
@@ -399,6 +399,7 @@ class Discovery:
         self,
         session: Optional[requests.Session] = None,
         *,
+        http: Optional[SessionSource] = None,
         timeout: TimeoutLike = 10.0,
         cache_ttl: float = 300.0,
         cache_size: int = 64,
@@ -406,7 +407,8 @@ class Discovery:
     ) -> None:
         if cache_size < 1 or cache_ttl < 0:
             raise ConfigurationError("cache_size must be at least 1 and cache_ttl must not be negative")
-        self._sessions = SessionSource(session)
+        # http: the auth's one request path (its session, verify= and proxies=); else our own.
+        self._sessions = http if http is not None else SessionSource(session)
         self._timeout = Timeouts.of(timeout)
         self._cache_ttl = cache_ttl
         self._cache_size = cache_size
@@ -565,14 +567,19 @@ class Discovery:
         errors, 5xx and unusable bodies raise DiscoveryError, so a broken server never reads as absent.
         """
         try:
-            response = self._sessions.get().get(
+            response = self._sessions.request(
+                "GET",
                 url,
+                failure=DiscoveryConnectionError,
+                details={"url": url},
                 headers=_METADATA_HEADERS,
                 timeout=self._timeout.for_requests,
                 allow_redirects=False,
                 stream=True,
                 auth=no_auth,
             )
+        except DiscoveryConnectionError:
+            raise
         except (requests.RequestException, ValueError) as exc:
             # ValueError: http.client and urllib3 refuse some URLs before requests can wrap the error.
             raise DiscoveryError(f"could not fetch {_show(url)}: {type(exc).__name__}", url=url) from exc

@@ -21,7 +21,7 @@ from .models import ChainSummary, ClientInfo
 from .options import ServerOptions
 from .overrides import freeze_overrides
 from .registration import RegistrationEndpoint
-from .serving import ThreadedHttpServing
+from .serving import ServerTLS, ThreadedHttpServing
 from .state import AuthState
 from .token_endpoint import TokenEndpoint
 from .workload import WorkloadIssuer
@@ -77,6 +77,10 @@ class StrictAuthServer(ThreadedHttpServing):
     (``use_dpop_nonce`` otherwise, and every answer there carries ``DPoP-Nonce``; the two places have
     nonces of their own), ``dpop_proof_window`` is how far a proof's ``iat`` may be from the clock.
     All four are settable at run time; turning DPoP on needs the ``jwt`` extra (MissingExtra).
+
+    ``tls``: serve HTTPS, from an :class:`ssl.SSLContext` or a ``(certfile, keyfile)`` pair; the issuer
+    and every URL are then ``https://HOST:PORT`` (``host="localhost"`` for a certificate naming it).
+    :meth:`request_log` lists every request served (method, path, peer) and every connection.
     """
 
     _server_name = "StrictAuthServer"
@@ -112,9 +116,10 @@ class StrictAuthServer(ThreadedHttpServing):
         dpop_nonce_at_token: bool = False,
         dpop_nonce_at_resource: bool = False,
         dpop_proof_window: float = 60.0,
+        tls: Optional[ServerTLS] = None,
     ) -> None:
         _dpop_needs_pyjwt(dpop)
-        super().__init__(host)
+        super().__init__(host, tls)
         options = ServerOptions(
             scopes_supported=_scope_tuple(scopes_supported),
             serve_metadata=serve_metadata,
