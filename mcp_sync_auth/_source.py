@@ -54,7 +54,9 @@ def shared_discovery(timeouts: Timeouts, options: ConnectionOptions = DEFAULT_OP
     with _shared_discoveries_guard:
         discovery = _shared_discoveries.get(key)
         if discovery is None:
-            discovery = _shared_discoveries[key] = Discovery(http=SessionSource(None, options), timeout=timeouts)
+            discovery = _shared_discoveries[key] = Discovery(
+                timeout=timeouts, verify=options.verify, proxies=options.proxy_map
+            )
         return discovery
 
 
@@ -99,11 +101,11 @@ class ChainSource:
         self._lock_timeout = lock_timeout if lock_timeout is not None else self._grant_deadline + 10
         self._login_timeout = login.timeout
         # The one request path of every OAuth request of this chain: the caller's session (or ours),
-        # with its verify= and proxies=. MCPClient takes it too (http_source).
+        # with its verify= and proxies=. MCPClient takes it too (MCPAuth._http_source).
         self.http = SessionSource(session, connection)
         if discovery is None:
             discovery = (
-                Discovery(http=self.http, timeout=timeouts)
+                Discovery(session, verify=connection.verify, proxies=connection.proxy_map, timeout=timeouts)
                 if session is not None
                 else shared_discovery(timeouts, connection)
             )

@@ -200,8 +200,8 @@ class MCPAuth(AuthBase):
         return f"MCPAuth({self.server_url!r}, client_id={self._source.client_id!r}, store={self.store!r})"
 
     @property
-    def http_source(self) -> SessionSource:
-        """The one request path this auth's requests take (its session, ``verify``, ``proxies``)."""
+    def _http_source(self) -> SessionSource:
+        # The one request path of this auth's requests (session, verify, proxies): MCPClient's too.
         return self._source.http
 
     @property

@@ -368,9 +368,9 @@ def _request_path(
     proxies: Optional[Mapping[str, str]],
 ) -> tuple[SessionSource, bool]:
     """Where MCP calls go through, and whether the session is ours to close. Without a session or
-    ``verify``/``proxies`` of its own the client takes its auth's (an MCPAuth's ``http_source``), so
+    ``verify``/``proxies`` of its own the client takes its auth's (an MCPAuth's ``_http_source``), so
     that a session, CA bundle or proxy given once to MCPAuth reaches the MCP calls too."""
-    borrowed = getattr(auth, "http_source", None)
+    borrowed = getattr(auth, "_http_source", None)
     borrowed = borrowed if isinstance(borrowed, SessionSource) else None
     if verify is not None or proxies is not None or borrowed is None:
         options = ConnectionOptions.of(verify, proxies)

@@ -105,6 +105,7 @@ class ThreadedHttpServing:
             raise RuntimeError(self._not_started_message)
         return self._base_url
 
+    @property
     def request_log(self) -> RequestLogSnapshot:
         """Every request served so far (method, path without query, peer) and every connection."""
         if self._httpd is None:

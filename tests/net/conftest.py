@@ -16,9 +16,6 @@ from mcp_sync_auth.testing import StrictAuthServer
 from ..conftest import TTL
 from ..helpers import wait_until
 
-trustme = pytest.importorskip("trustme")
-pytest.importorskip("proxy")
-
 ROOT = Path(__file__).resolve().parents[2]
 # Upstream connections of the proxy leave from this address, so the server can tell them apart.
 PROXY_SOURCE_IP = "127.0.0.2"
@@ -40,9 +37,13 @@ def clean_network_environment(monkeypatch):
         monkeypatch.delenv(name.lower(), raising=False)
 
 
+def private_ca():
+    return pytest.importorskip("trustme").CA()
+
+
 @pytest.fixture
 def ca():
-    return trustme.CA()
+    return private_ca()
 
 
 @pytest.fixture
@@ -56,18 +57,39 @@ def ca_bundle(ca, tmp_path):
 def wrong_ca_bundle(tmp_path):
     """A second private CA, which never issued the server's certificate."""
     path = tmp_path / "other-ca.pem"
-    trustme.CA().cert_pem.write_to_path(str(path))
+    private_ca().cert_pem.write_to_path(str(path))
     return str(path)
 
 
 @pytest.fixture
-def https_server(ca, tmp_path, clock):
+def serve(ca, tmp_path, clock):
+    """Start a StrictAuthServer on ``host``: over HTTPS with a certificate of the private CA (for
+    127.0.0.1 and localhost), or plain HTTP with ``tls=False``. Stopped at the end of the test."""
     cert = ca.issue_cert("127.0.0.1", "localhost")
     certfile, keyfile = tmp_path / "server.pem", tmp_path / "server.key"
     cert.cert_chain_pems[0].write_to_path(str(certfile))
     cert.private_key_pem.write_to_path(str(keyfile))
-    with StrictAuthServer(access_token_ttl=TTL, clock=clock, token_marker="SECRETMARK", tls=(str(certfile), str(keyfile))) as strict:
-        yield strict
+    started = []
+
+    def start(host="127.0.0.1", tls=True):
+        server = StrictAuthServer(
+            access_token_ttl=TTL,
+            clock=clock,
+            token_marker="SECRETMARK",
+            host=host,
+            tls=(str(certfile), str(keyfile)) if tls else None,
+        )
+        started.append(server.start())
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def https_server(serve):
+    return serve()
 
 
 def browser_trusting(ca_bundle):
@@ -102,11 +124,25 @@ class RecordingProxy:
         )
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "proxy",
-                "--hostname", "127.0.0.1", "--port", "0", "--port-file", str(port_file),
-                "--num-workers", "1", "--num-acceptors", "1",
-                "--plugins", "tests.net.proxy_recorder.RecordingPlugin",
-                "--log-level", "WARNING", "--log-file", str(tmp_path / "proxy.log"),
+                sys.executable,
+                "-m",
+                "proxy",
+                "--hostname",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--port-file",
+                str(port_file),
+                "--num-workers",
+                "1",
+                "--num-acceptors",
+                "1",
+                "--plugins",
+                "tests.net.proxy_recorder.RecordingPlugin",
+                "--log-level",
+                "WARNING",
+                "--log-file",
+                str(tmp_path / "proxy.log"),
             ],
             env=env,
             stdout=subprocess.DEVNULL,
@@ -151,6 +187,7 @@ class RecordingProxy:
 
 @pytest.fixture
 def proxy(tmp_path):
+    pytest.importorskip("proxy")
     started = RecordingProxy(tmp_path)
     try:
         yield started
