@@ -61,14 +61,20 @@ def wrong_ca_bundle(tmp_path):
     return str(path)
 
 
+def tls_files(ca, tmp_path, name):
+    """A certificate of ``ca`` for 127.0.0.1 and localhost, as ``(certfile, keyfile)``."""
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    certfile, keyfile = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+    cert.cert_chain_pems[0].write_to_path(str(certfile))
+    cert.private_key_pem.write_to_path(str(keyfile))
+    return str(certfile), str(keyfile)
+
+
 @pytest.fixture
 def serve(ca, tmp_path, clock):
     """Start a StrictAuthServer on ``host``: over HTTPS with a certificate of the private CA (for
     127.0.0.1 and localhost), or plain HTTP with ``tls=False``. Stopped at the end of the test."""
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    certfile, keyfile = tmp_path / "server.pem", tmp_path / "server.key"
-    cert.cert_chain_pems[0].write_to_path(str(certfile))
-    cert.private_key_pem.write_to_path(str(keyfile))
+    files = tls_files(ca, tmp_path, "server")
     started = []
 
     def start(host="127.0.0.1", tls=True):
@@ -77,7 +83,7 @@ def serve(ca, tmp_path, clock):
             clock=clock,
             token_marker="SECRETMARK",
             host=host,
-            tls=(str(certfile), str(keyfile)) if tls else None,
+            tls=files if tls else None,
         )
         started.append(server.start())
         return server
