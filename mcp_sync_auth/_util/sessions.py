@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import threading
 from typing import Any, Mapping, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
@@ -106,6 +107,9 @@ class SessionSource:
         self._given = session
         self._own: Optional[requests.Session] = None
         self.options = options
+        # One source serves discovery, registration and the grants of a chain from many threads:
+        # they must not each make (and leak) a session of their own.
+        self._guard = threading.Lock()
         fork.reset_in_child(self)
 
     @property
@@ -116,9 +120,10 @@ class SessionSource:
     def get(self) -> requests.Session:
         if self._given is not None:
             return self._given
-        if self._own is None:
-            self._own = requests.Session()
-        return self._own
+        with self._guard:
+            if self._own is None:
+                self._own = requests.Session()
+            return self._own
 
     def request(
         self,
@@ -185,19 +190,29 @@ class SessionSource:
         proxy = proxy_host(chosen) if chosen else "the configured proxy"
         message = (
             f"could not reach {host} through the proxy {proxy} ({type(exc).__name__}). Check HTTPS_PROXY "
-            f"(HTTP_PROXY for http://) or proxies=, or add {host} to NO_PROXY to connect directly"
+            f"(HTTP_PROXY for http://) or proxies=, or add {_hostname(url)} to NO_PROXY to connect directly"
         )
         return failure(message, kind="proxy", host=host, proxy=proxy, **details)
 
     def close(self) -> None:
         """Close our own session (never the caller's); a later ``get`` opens a new one."""
-        own, self._own = self._own, None
+        with self._guard:
+            own, self._own = self._own, None
         if own is not None:
             own.close()
 
     def _reset_after_fork(self) -> None:
-        # The pooled connections stay the parent's; the child opens its own on first use.
+        # The pooled connections stay the parent's; the child opens its own on first use. The lock
+        # may have been held by a thread that does not exist in the child.
+        self._guard = threading.Lock()
         self._own = None
+
+
+def _hostname(url: str) -> str:
+    try:
+        return urlsplit(url).hostname or "?"
+    except ValueError:
+        return "?"
 
 
 def _host(url: str) -> str:

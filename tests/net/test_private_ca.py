@@ -135,6 +135,20 @@ def test_a_refresh_refused_by_the_wrong_ca_spends_nothing(https_server, clock, c
     assert https_server.audit.grants_ok == {"authorization_code": 1, "refresh_token": 1}
 
 
+def test_an_mcp_clients_own_verify_wins_over_its_auths(https_server, clock, ca_bundle, wrong_ca_bundle):
+    auth = make_auth(https_server, clock, ca_bundle, verify=ca_bundle)
+    auth.login()
+    with MCPClient(https_server.mcp_url, auth=auth) as client:
+        assert client.list_tools()
+    served = len(https_server.request_log.requests)
+    with (
+        MCPClient(https_server.mcp_url, auth=auth, verify=wrong_ca_bundle) as client,
+        pytest.raises(MCPConnectionError, match="verify="),
+    ):
+        client.list_tools()
+    assert len(https_server.request_log.requests) == served
+
+
 def test_verify_naming_a_missing_file_is_refused_at_once(https_server, tmp_path):
     with pytest.raises(ConfigurationError, match="does not exist"):
         MCPAuth(https_server.mcp_url, store=MemoryTokenStore(), verify=str(tmp_path / "missing.pem"))
