@@ -139,6 +139,10 @@ class RecordingProxy:
                 "0",
                 "--port-file",
                 str(port_file),
+                # An idle tunnel is never cut mid-test (the default is 10 s): on a loaded machine
+                # the client could reuse a connection the proxy has just closed.
+                "--timeout",
+                "600",
                 "--num-workers",
                 "1",
                 "--num-acceptors",
