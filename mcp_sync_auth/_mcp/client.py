@@ -372,10 +372,9 @@ def _request_path(
     that a session, CA bundle or proxy given once to MCPAuth reaches the MCP calls too."""
     borrowed = getattr(auth, "_http_source", None)
     borrowed = borrowed if isinstance(borrowed, SessionSource) else None
-    if verify is not None or proxies is not None or borrowed is None:
-        options = ConnectionOptions.of(verify, proxies)
-    else:
-        options = borrowed.options
+    options = ConnectionOptions.of(verify, proxies)
+    if borrowed is not None:
+        options = options.over(borrowed.options)  # the client's own settings win, field by field
     if session is None and borrowed is not None:
         session = borrowed.given
     owned = session is None

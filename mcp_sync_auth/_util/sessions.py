@@ -64,6 +64,13 @@ class ConnectionOptions:
             frozen = tuple(sorted(proxies.items()))
         return cls(verify, frozen)
 
+    def over(self, base: ConnectionOptions) -> ConnectionOptions:
+        """These options, with ``base``'s for what these leave unset."""
+        return ConnectionOptions(
+            self.verify if self.verify is not None else base.verify,
+            self.proxies if self.proxies is not None else base.proxies,
+        )
+
     @property
     def proxy_map(self) -> Optional[dict[str, str]]:
         return dict(self.proxies) if self.proxies is not None else None

@@ -44,3 +44,9 @@ def test_equal_options_are_one_cache_key():
     first = ConnectionOptions.of("/", {"https": "http://p:1", "http": "http://p:1"})
     second = ConnectionOptions.of("/", {"http": "http://p:1", "https": "http://p:1"})
     assert first == second and hash(first) == hash(second)
+
+
+def test_options_given_over_others_win_field_by_field():
+    auths = ConnectionOptions.of("/", {"https": "http://p:1"})
+    assert ConnectionOptions.of(False).over(auths) == ConnectionOptions.of(False, {"https": "http://p:1"})
+    assert ConnectionOptions.of().over(auths) == auths
