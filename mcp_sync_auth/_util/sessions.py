@@ -148,7 +148,8 @@ class SessionSource:
         try:
             return session.request(method, url, **self.options.request_arguments(), **arguments)
         except requests.exceptions.ProxyError as exc:
-            # Before SSLError: a TLS failure with the proxy itself is a proxy problem.
+            # urllib3 reports a failure to reach or tunnel through the proxy (even a TLS one with an
+            # https:// proxy) as a ProxyError: the proxy setting is what to change.
             raise self._proxy_failure(session, url, exc, failure, details or {}) from None
         except requests.exceptions.SSLError as exc:
             raise self._certificate_failure(session, url, exc, failure, details or {}) from None
