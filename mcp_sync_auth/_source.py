@@ -28,10 +28,12 @@ from ._refresh.singleflight import SingleFlight
 from ._stores.inventory import Unreadable, settle, take_inventory
 from ._stores.protocol import TokenStore
 from ._util.redact import clean_server_text
+from ._util.sessions import DEFAULT_OPTIONS, ConnectionOptions, SessionSource
 from ._util.timeouts import Timeouts
 from .errors import (
     AuthorizationRequired,
     ConfigurationError,
+    ConnectionSetupError,
     CorruptTokenCache,
     DiscoveryError,
     InsufficientScope,
@@ -41,7 +43,7 @@ from .errors import (
 
 # One login flight per (store, server, account) in the process, shared by every MCPAuth.
 _login_flights: SingleFlight[TokenSet] = SingleFlight()
-_shared_discoveries: dict[Timeouts, Discovery] = {}
+_shared_discoveries: dict[tuple[Timeouts, ConnectionOptions], Discovery] = {}
 _shared_discoveries_guard = threading.Lock()
 
 ChallengeReader = Callable[[], Optional[BearerChallenge]]
@@ -53,12 +55,16 @@ NO_METADATA = (
 )
 
 
-def shared_discovery(timeouts: Timeouts) -> Discovery:
-    """One metadata cache per process (and timeout), for every MCPAuth that brings no session of its own."""
+def shared_discovery(timeouts: Timeouts, options: ConnectionOptions = DEFAULT_OPTIONS) -> Discovery:
+    """One metadata cache per process (and timeout and connection options), for every MCPAuth that
+    brings no session of its own."""
+    key = (timeouts, options)
     with _shared_discoveries_guard:
-        discovery = _shared_discoveries.get(timeouts)
+        discovery = _shared_discoveries.get(key)
         if discovery is None:
-            discovery = _shared_discoveries[timeouts] = Discovery(timeout=timeouts)
+            discovery = _shared_discoveries[key] = Discovery(
+                timeout=timeouts, verify=options.verify, proxies=options.proxy_map
+            )
         return discovery
 
 
@@ -88,6 +94,7 @@ class ChainSource:
         clock: Clock = time.time,
         session: Optional[requests.Session] = None,
         discovery: Optional[Discovery] = None,
+        connection: ConnectionOptions = DEFAULT_OPTIONS,
     ) -> None:
         self.server_url = server_url
         self.store = store
@@ -101,12 +108,19 @@ class ChainSource:
         self._grant_deadline = timeouts.grant_total
         self._lock_timeout = lock_timeout if lock_timeout is not None else self._grant_deadline + 10
         self._login_timeout = login.timeout
+        # The one request path of every OAuth request of this chain: the caller's session (or ours),
+        # with its verify= and proxies=. MCPClient takes it too (MCPAuth._http_source).
+        self.http = SessionSource(session, connection)
         if discovery is None:
-            discovery = Discovery(session, timeout=timeouts) if session is not None else shared_discovery(timeouts)
+            discovery = (
+                Discovery(session, verify=connection.verify, proxies=connection.proxy_map, timeout=timeouts)
+                if session is not None
+                else shared_discovery(timeouts, connection)
+            )
         self._discovery = discovery
         registrar = Registrar(
             store,
-            session=session,
+            http=self.http,
             timeout=timeouts,
             lock_timeout=self._lock_timeout,
             clock=clock,
@@ -118,6 +132,7 @@ class ChainSource:
             discovery=discovery,
             registrar=registrar,
             session=session,
+            http=self.http,
             timeout=timeouts,
             clock=clock,
             login=login,
@@ -308,6 +323,8 @@ class ChainSource:
         configured by hand), the loss is the clearer error to show."""
         try:
             return self.login(challenge, automatic=True, rejected=rejected)
+        except ConnectionSetupError:
+            raise  # a certificate or a proxy to fix: clearer than the loss, and nothing else helps
         except DiscoveryError as exc:
             raise lost from exc
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Optional, Sequence, TypedDict, Union
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, TypedDict, Union
 
 import requests
 from requests.auth import AuthBase
@@ -34,6 +34,7 @@ from ._stores.protocol import TokenStore
 from ._stores.selection import store_from_spec
 from ._util.headers import presented_token
 from ._util.logs import warn_limited
+from ._util.sessions import ConnectionOptions, SessionSource, Verify
 from ._util.timeouts import TimeoutLike, Timeouts, positive_seconds
 from ._util.urls import canonical_resource, origin, require_secure
 from .errors import ChallengeError, ConfigurationError
@@ -147,6 +148,13 @@ class MCPAuth(AuthBase):
     else a :class:`FileTokenStore` in the user's cache folder, shared by every process of the user.
     ``timeout`` (seconds, a ``(connect, read)`` pair, or :class:`Timeouts`) applies to every HTTP
     request the auth sends; ``lock_timeout`` bounds the wait for another holder's refresh.
+
+    Every request the auth sends (discovery, registration, every grant) goes through ``session``
+    (default: one of its own) with ``requests``' environment (``HTTPS_PROXY``, ``NO_PROXY``,
+    ``REQUESTS_CA_BUNDLE``...) and, when given, ``verify`` (False, or a CA bundle path that wins over
+    the environment) and ``proxies`` (a ``requests`` proxies mapping). :class:`MCPClient` given this
+    auth and no session of its own uses the same for its MCP calls. A certificate or proxy failure
+    raises :class:`~mcp_sync_auth.errors.ConnectionSetupError` naming the host and the setting.
     """
 
     def __init__(
@@ -162,6 +170,8 @@ class MCPAuth(AuthBase):
         lock_timeout: Optional[float] = None,
         clock: Clock = time.time,
         session: Optional[requests.Session] = None,
+        verify: Optional[Verify] = None,
+        proxies: Optional[Mapping[str, str]] = None,
         discovery: Optional[Discovery] = None,
         **keywords: Unpack[MCPAuthKeywords],
     ) -> None:
@@ -189,10 +199,16 @@ class MCPAuth(AuthBase):
             clock=clock,
             session=session,
             discovery=discovery,
+            connection=ConnectionOptions.of(verify, proxies),
         )
 
     def __repr__(self) -> str:
         return f"MCPAuth({self.server_url!r}, client_id={self._source.client_id!r}, store={self.store!r})"
+
+    @property
+    def _http_source(self) -> SessionSource:
+        # The one request path of this auth's requests (session, verify, proxies): MCPClient's too.
+        return self._source.http
 
     @property
     def client(self) -> ClientSettings:

@@ -315,3 +315,50 @@ class ToolError(MCPProtocolError):
     def __reduce__(self) -> tuple[Any, ...]:
         # As JSONRPCError: ``result`` is a required argument that BaseException does not know about.
         return (type(self), (self.message, self.result), dict(self.__dict__))
+
+
+class ConnectionSetupError(MCPAuthError):
+    """A request never reached its server for a reason a setting can fix: the server's certificate
+    was not trusted (``kind`` ``"certificate"``: change ``REQUESTS_CA_BUNDLE`` or ``verify=``), or the
+    proxy failed (``kind`` ``"proxy"``: change ``HTTPS_PROXY``/``NO_PROXY`` or ``proxies=``).
+
+    ``host`` is the server's host, ``proxy`` the proxy's ``host:port`` (never its credentials). Raised
+    as the error of the place that failed, which also derives from this class:
+    a :class:`DiscoveryError`, :class:`RegistrationFailed`, :class:`TokenEndpointError` (transient: the
+    server saw nothing) or :class:`MCPProtocolError`.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str = "",
+        host: Optional[str] = None,
+        proxy: Optional[str] = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.kind = kind
+        self.host = host
+        self.proxy = proxy
+
+
+class DiscoveryConnectionError(DiscoveryError, ConnectionSetupError):
+    """Discovery (metadata or the probe of the MCP URL) failed on a certificate or a proxy."""
+
+
+class RegistrationConnectionError(RegistrationFailed, ConnectionSetupError):
+    """Dynamic client registration failed on a certificate or a proxy."""
+
+
+class TokenEndpointConnectionError(TokenEndpointError, ConnectionSetupError):
+    """A token request failed on a certificate or a proxy; the token endpoint saw nothing of it."""
+
+
+class RevocationConnectionError(RevocationFailed, ConnectionSetupError):
+    """A revocation request failed on a certificate or a proxy: nothing was revoked by it, and the
+    tokens are kept."""
+
+
+class MCPConnectionError(MCPProtocolError, ConnectionSetupError):
+    """A request of :class:`~mcp_sync_auth.MCPClient` failed on a certificate or a proxy."""

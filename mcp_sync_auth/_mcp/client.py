@@ -22,6 +22,7 @@ from requests.auth import AuthBase
 
 from .. import _version
 from .._util.redact import clean_server_text
+from .._util.sessions import ConnectionOptions, SessionSource, Verify
 from .._util.urls import checked_server_url
 from ..errors import ConfigurationError, MCPProtocolError, ToolError
 from . import jsonrpc
@@ -79,6 +80,11 @@ class MCPClient:
     ``protocol_version`` pins a revision: one of 2025-03-26, 2025-06-18, 2025-11-25 (negotiated with
     ``initialize``), or 2026-07-28 (stateless). Without it the newest handshake revision is offered
     and whatever supported revision the server picks is used.
+
+    MCP calls go through ``session``, else the session ``auth`` was given, else one of the client's
+    own, with ``verify``/``proxies`` (else ``auth``'s) and ``requests``' environment (``HTTPS_PROXY``,
+    ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``). A certificate or proxy failure raises
+    :class:`~mcp_sync_auth.errors.MCPConnectionError`, naming the host and the setting to change.
     """
 
     def __init__(
@@ -90,6 +96,8 @@ class MCPClient:
         protocol_version: Optional[str] = None,
         timeout: float = 60.0,
         client_info: Optional[Mapping[str, Any]] = None,
+        verify: Optional[Verify] = None,
+        proxies: Optional[Mapping[str, str]] = None,
     ) -> None:
         if protocol_version is not None and protocol_version not in SUPPORTED_VERSIONS:
             supported = ", ".join(SUPPORTED_VERSIONS)
@@ -99,9 +107,9 @@ class MCPClient:
         self.url = checked_server_url(url)
         self._client_info = _client_info(client_info)
         self._requested_version = protocol_version
-        self._owns_session = session is None
-        self._session = session if session is not None else _new_session()
-        self._transport = StreamableHTTP(url, session=self._session, auth=auth, timeout=timeout)
+        http, self._owns_session = _request_path(session, auth, verify, proxies)
+        self._session = http.get()
+        self._transport = StreamableHTTP(url, http=http, auth=auth, timeout=timeout)
         self._next_id = jsonrpc.IdCounter()
         self._connect_lock = threading.Lock()
         self._connection: Optional[_Connection] = None
@@ -351,6 +359,26 @@ class MCPClient:
 
 
 # -- helpers -----------------------------------------------------------------------------------------
+
+
+def _request_path(
+    session: Optional[requests.Session],
+    auth: Optional[AuthBase],
+    verify: Optional[Verify],
+    proxies: Optional[Mapping[str, str]],
+) -> tuple[SessionSource, bool]:
+    """Where MCP calls go through, and whether the session is ours to close. Without a session or
+    ``verify``/``proxies`` of its own the client takes its auth's (an MCPAuth's ``_http_source``), so
+    that a session, CA bundle or proxy given once to MCPAuth reaches the MCP calls too."""
+    borrowed = getattr(auth, "_http_source", None)
+    borrowed = borrowed if isinstance(borrowed, SessionSource) else None
+    options = ConnectionOptions.of(verify, proxies)
+    if borrowed is not None:
+        options = options.over(borrowed.options)  # the client's own settings win, field by field
+    if session is None and borrowed is not None:
+        session = borrowed.given
+    owned = session is None
+    return SessionSource(session if session is not None else _new_session(), options), owned
 
 
 def _new_session() -> requests.Session:

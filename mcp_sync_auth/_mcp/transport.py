@@ -24,9 +24,10 @@ from requests.structures import CaseInsensitiveDict
 from .._util.headers import bearer_token
 from .._util.logs import cause_of, warn_limited
 from .._util.redact import clean_server_text, redact_secrets
+from .._util.sessions import SessionSource
 from .._util.untrusted import json_object, json_value, read_at_most
 from .._util.www_authenticate import parse_www_authenticate
-from ..errors import ChallengeError, MCPProtocolError
+from ..errors import ChallengeError, MCPConnectionError, MCPProtocolError
 from .jsonrpc import METHOD_NOT_FOUND, JsonObject, RequestId, error_of, is_request, is_response
 from .jsonrpc import response_error as rpc_response_error
 from .jsonrpc import response_result as rpc_response_result
@@ -118,9 +119,9 @@ def _pieces(response: requests.Response) -> Iterator[bytes]:
 class StreamableHTTP:
     """Sends JSON-RPC messages to one MCP endpoint with one ``requests`` session and auth."""
 
-    def __init__(self, url: str, *, session: requests.Session, auth: Optional[AuthBase], timeout: float) -> None:
+    def __init__(self, url: str, *, http: SessionSource, auth: Optional[AuthBase], timeout: float) -> None:
         self.url = url
-        self._session = session
+        self._http = http
         self._auth = auth
         self._timeout = timeout
 
@@ -130,8 +131,15 @@ class StreamableHTTP:
         # Bytes, not json=: a bytes body can be sent again by the auth layer after a 401.
         body = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         all_headers = {"Content-Type": "application/json", "Accept": ACCEPT, **headers}
-        return self._session.post(
-            self.url, data=body, headers=all_headers, auth=self._auth, timeout=self._timeout, stream=True
+        return self._http.request(
+            "POST",
+            self.url,
+            failure=MCPConnectionError,
+            data=body,
+            headers=all_headers,
+            auth=self._auth,
+            timeout=self._timeout,
+            stream=True,
         )
 
     def request(
@@ -177,7 +185,14 @@ class StreamableHTTP:
 
     def delete_session(self, headers: Mapping[str, str]) -> int:
         """DELETE the session named in ``headers``; the status (405 means the server keeps it)."""
-        with self._session.delete(self.url, headers=dict(headers), auth=self._auth, timeout=self._timeout) as response:
+        with self._http.request(
+            "DELETE",
+            self.url,
+            failure=MCPConnectionError,
+            headers=dict(headers),
+            auth=self._auth,
+            timeout=self._timeout,
+        ) as response:
             return response.status_code
 
     # -- status ------------------------------------------------------------------------------------

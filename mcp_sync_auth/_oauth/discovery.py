@@ -29,12 +29,12 @@ import requests
 from .._refresh.singleflight import SingleFlight
 from .._util import fork
 from .._util.redact import clean_server_text
-from .._util.sessions import SessionSource, no_auth
+from .._util.sessions import ConnectionOptions, SessionSource, Verify, no_auth
 from .._util.timeouts import TimeoutLike, Timeouts
 from .._util.untrusted import loads_shallow, read_at_most
 from .._util.urls import canonical_resource, require_secure
 from .._util.urls import origin as origin_of
-from ..errors import ConfigurationError, DiscoveryError, IssuerMismatch, ResourceMismatch
+from ..errors import ConfigurationError, DiscoveryConnectionError, DiscoveryError, IssuerMismatch, ResourceMismatch
 from .challenge import BearerChallenge
 
 PRM_SUFFIX = "/.well-known/oauth-protected-resource"
@@ -395,13 +395,17 @@ class Discovery:
 
     Share one object between threads. Errors are never cached; "no protected resource metadata"
     (a 2025-03-26 server) is. Call ``invalidate`` when a server's metadata may have changed, for
-    example when it moved to another authorization server.
+    example when it moved to another authorization server. ``session``, ``verify`` and ``proxies``
+    are used as by :class:`~mcp_sync_auth.MCPAuth`: every fetch goes through ``requests``'
+    environment (``HTTPS_PROXY``, ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``), with these on top.
     """
 
     def __init__(
         self,
         session: Optional[requests.Session] = None,
         *,
+        verify: Optional[Verify] = None,
+        proxies: Optional[Mapping[str, str]] = None,
         timeout: TimeoutLike = 10.0,
         cache_ttl: float = 300.0,
         cache_size: int = 64,
@@ -409,7 +413,7 @@ class Discovery:
     ) -> None:
         if cache_size < 1 or cache_ttl < 0:
             raise ConfigurationError("cache_size must be at least 1 and cache_ttl must not be negative")
-        self._sessions = SessionSource(session)
+        self._sessions = SessionSource(session, ConnectionOptions.of(verify, proxies))
         self._timeout = Timeouts.of(timeout)
         self._cache_ttl = cache_ttl
         self._cache_size = cache_size
@@ -568,14 +572,19 @@ class Discovery:
         errors, 5xx and unusable bodies raise DiscoveryError, so a broken server never reads as absent.
         """
         try:
-            response = self._sessions.get().get(
+            response = self._sessions.request(
+                "GET",
                 url,
+                failure=DiscoveryConnectionError,
+                details={"url": url},
                 headers=_METADATA_HEADERS,
                 timeout=self._timeout.for_requests,
                 allow_redirects=False,
                 stream=True,
                 auth=no_auth,
             )
+        except DiscoveryConnectionError:
+            raise
         except (requests.RequestException, ValueError) as exc:
             # ValueError: http.client and urllib3 refuse some URLs before requests can wrap the error.
             raise DiscoveryError(f"could not fetch {_show(url)}: {type(exc).__name__}", url=url) from exc

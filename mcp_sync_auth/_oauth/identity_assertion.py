@@ -16,8 +16,9 @@ from typing import Callable, Optional, Sequence
 import requests
 
 from .._util.credential_files import read_credential
+from .._util.sessions import SessionSource
 from .._util.timeouts import TimeoutLike
-from ..errors import ConfigurationError, TokenEndpointError
+from ..errors import ConfigurationError, TokenEndpointConnectionError, TokenEndpointError
 from .token_client import TOKEN_EXCHANGE_GRANT, TokenEndpointClient
 
 ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"
@@ -70,6 +71,7 @@ class IdentityAssertions:
         settings: IdentityProviderSettings,
         *,
         session: Optional[requests.Session] = None,
+        http: Optional[SessionSource] = None,
         timeout: TimeoutLike = 30.0,
         clock: Callable[[], float],
     ) -> None:
@@ -81,6 +83,7 @@ class IdentityAssertions:
             client_secret=settings.client_secret,
             auth_method=method,
             session=session,
+            http=http,
             timeout=timeout,
             clock=clock,
         )
@@ -100,6 +103,8 @@ class IdentityAssertions:
                 resource=resource,
                 scopes=scopes,
             )
+        except TokenEndpointConnectionError:
+            raise  # it names the identity provider's host and the setting to change
         except TokenEndpointError as exc:
             raise TokenEndpointError(
                 f"the identity provider refused to exchange the ID token for an ID-JAG: {exc}",

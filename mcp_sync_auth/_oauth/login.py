@@ -90,6 +90,7 @@ class AuthorizationFlow:
         registrar: Registrar,
         session: Optional[requests.Session],
         timeout: Timeouts,
+        http: Optional[SessionSource] = None,
         clock: Callable[[], float],
         login: LoginOptions,
         browser: Optional[Browser] = None,
@@ -98,8 +99,9 @@ class AuthorizationFlow:
         self.settings = settings
         self._discovery = discovery
         self._registrar = registrar
-        self._session = session
-        self._sessions = SessionSource(session)  # for the probe of the MCP URL
+        # Every request of the login (the probe, the grants, the identity provider's exchange) takes
+        # this one path: the caller's session, verify= and proxies=.
+        self._sessions = http if http is not None else SessionSource(session)
         self._timeout = timeout
         self._clock = clock
         self._handler = login.authorization_handler
@@ -115,7 +117,7 @@ class AuthorizationFlow:
         self._assertions = client_assertions(settings, clock)
         self._workload = workload_token(settings, clock)
         self._identity = (
-            IdentityAssertions(settings.identity_provider, session=session, timeout=timeout, clock=clock)
+            IdentityAssertions(settings.identity_provider, http=self._sessions, timeout=timeout, clock=clock)
             if settings.grant_type == "id_jag" and settings.identity_provider is not None
             else None
         )
@@ -140,7 +142,7 @@ class AuthorizationFlow:
         """No metadata at the well-known URLs, and no 401 of this URL started the login: ask the URL.
         Its 401 may name the metadata (checked against the URL like any other); a plain 401 is a
         2025-03-26 server (None); anything else means the URL is wrong, and nothing is spent on it."""
-        answer = probe(self._sessions.get(), self.resource, self._timeout)
+        answer = probe(self._sessions, self.resource, self._timeout)
         if not answer.protected:
             raise not_a_resource(self.resource, answer, protected_resource_metadata_urls(self.resource))
         if answer.challenge is not None and answer.challenge.resource_metadata:
@@ -254,7 +256,7 @@ class AuthorizationFlow:
             assertions=self._assertions if registration.auth_method == "private_key_jwt" else None,
             audience=registration.issuer,
             resource=resource if resource is not None else self.resource,
-            session=self._session,
+            http=self._sessions,
             timeout=self._timeout,
             clock=self._clock,
         )

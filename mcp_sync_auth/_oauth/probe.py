@@ -15,9 +15,9 @@ from typing import Optional
 import requests
 
 from .._util.redact import clean_server_text
-from .._util.sessions import no_auth
+from .._util.sessions import SessionSource, no_auth
 from .._util.timeouts import Timeouts
-from ..errors import ChallengeError, DiscoveryError, ResourceMismatch
+from ..errors import ChallengeError, DiscoveryConnectionError, DiscoveryError, ResourceMismatch
 from .challenge import BearerChallenge, bearer_challenge
 
 # A JSON-RPC request every MCP server knows and that changes nothing: no session is opened.
@@ -45,12 +45,15 @@ class ProbeAnswer:
         return self.status in PROTECTED
 
 
-def probe(session: requests.Session, url: str, timeout: Timeouts) -> ProbeAnswer:
+def probe(http: SessionSource, url: str, timeout: Timeouts) -> ProbeAnswer:
     """POST an unauthenticated ``ping`` to ``url``. Redirects are not followed and the body is not
     read. Raises DiscoveryError when the server cannot be reached or fails (5xx)."""
     try:
-        response = session.post(
+        response = http.request(
+            "POST",
             url,
+            failure=DiscoveryConnectionError,
+            details={"url": url},
             data=_PING,
             headers=_HEADERS,
             timeout=timeout.for_requests,
@@ -58,6 +61,8 @@ def probe(session: requests.Session, url: str, timeout: Timeouts) -> ProbeAnswer
             stream=True,
             auth=no_auth,
         )
+    except DiscoveryConnectionError:
+        raise
     except (requests.RequestException, ValueError) as exc:
         raise DiscoveryError(f"could not reach the MCP server {url!r}: {type(exc).__name__}", url=url) from exc
     try:

@@ -24,7 +24,7 @@ from .._util.sessions import SessionSource
 from .._util.timeouts import TimeoutLike, Timeouts
 from .._util.untrusted import json_object, read_at_most
 from .._util.urls import require_secure
-from ..errors import CorruptTokenCache, RegistrationFailed
+from ..errors import CorruptTokenCache, RegistrationConnectionError, RegistrationFailed
 from .client_auth import choose_auth_method
 
 log = logging.getLogger(__name__)
@@ -114,13 +114,14 @@ class Registrar:
         store: TokenStore,
         *,
         session: Optional[requests.Session] = None,
+        http: Optional[SessionSource] = None,
         timeout: TimeoutLike = 30.0,
         lock_timeout: float = 60.0,
         clock: Callable[[], float] = time.time,
         client_name: str = "mcp-sync-auth",
     ) -> None:
         self._store = store
-        self._sessions = SessionSource(session)
+        self._sessions = http if http is not None else SessionSource(session)
         self._timeout = Timeouts.of(timeout)
         self._lock_timeout = lock_timeout
         self._clock = clock
@@ -213,8 +214,10 @@ class Registrar:
         if scopes:
             request["scope"] = " ".join(scopes)
         try:
-            response = self._sessions.get().post(
+            response = self._sessions.request(
+                "POST",
                 endpoint,
+                failure=RegistrationConnectionError,
                 json=request,
                 headers={"Accept": "application/json"},
                 timeout=self._timeout.for_requests,
@@ -223,6 +226,8 @@ class Registrar:
             )
             with response:
                 raw = read_at_most(response, MAX_RESPONSE_BYTES)
+        except RegistrationConnectionError:
+            raise
         except requests.exceptions.RequestException as exc:
             raise RegistrationFailed(f"registration at {endpoint} failed: {type(exc).__name__}") from None
         body = json_object(raw)

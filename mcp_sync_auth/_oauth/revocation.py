@@ -19,7 +19,7 @@ from .._util.redact import clean_server_text, fingerprint
 from .._util.sessions import no_auth
 from .._util.untrusted import json_object, read_at_most
 from .._util.urls import require_secure
-from ..errors import RevocationFailed
+from ..errors import RevocationConnectionError, RevocationFailed
 from .token_client import TokenEndpointClient
 
 log = logging.getLogger(__name__)
@@ -94,8 +94,11 @@ class TokenRevoker:
         what = f"revoking the {kind.replace('_', ' ')} at {self.endpoint}"
         log.debug("revoking %s <%s> at %s", kind, fingerprint(token), self.endpoint)
         try:
-            response = self._client.session.post(
+            response = self._client.http.request(
+                "POST",
                 self.endpoint,
+                failure=RevocationConnectionError,
+                details={"transient": True},
                 data=form,
                 headers=headers,
                 timeout=timeouts.for_grants,
@@ -103,6 +106,14 @@ class TokenRevoker:
                 stream=True,
                 auth=no_auth,
             )
+        except RevocationConnectionError as exc:
+            raise RevocationConnectionError(
+                f"{what} failed: {exc} The tokens are kept. {LOCAL_ONLY_HINT}",
+                kind=exc.kind,
+                host=exc.host,
+                proxy=exc.proxy,
+                transient=True,
+            ) from None
         except requests.exceptions.RequestException as exc:
             raise RevocationFailed(
                 f"{what} failed: no answer ({type(exc).__name__}); the tokens are kept. {LOCAL_ONLY_HINT}",

@@ -25,7 +25,7 @@ from .._util.sessions import SessionSource
 from .._util.timeouts import TimeoutLike, Timeouts
 from .._util.untrusted import json_object, read_at_most
 from .._util.urls import require_secure
-from ..errors import ConfigurationError, TokenEndpointError
+from ..errors import ConfigurationError, TokenEndpointConnectionError, TokenEndpointError
 from .assertions import CLIENT_ASSERTION_TYPE, ClientAssertions
 from .client_auth import AUTH_METHODS, choose_auth_method
 from .dpop import KEYS, NONCES, USE_DPOP_NONCE, DPoPKey
@@ -54,6 +54,7 @@ class TokenEndpointClient:
         audience: Optional[str] = None,
         resource: Optional[str] = None,
         session: Optional[requests.Session] = None,
+        http: Optional[SessionSource] = None,
         timeout: TimeoutLike = 30.0,
         clock: Callable[[], float],
     ) -> None:
@@ -74,7 +75,7 @@ class TokenEndpointClient:
         # RFC 7523 (as its revision requires): the audience is the authorization server's issuer.
         self._audience = audience or self.token_endpoint
         self.resource = resource
-        self._sessions = SessionSource(session)
+        self._sessions = http if http is not None else SessionSource(session)
         self._timeout = Timeouts.of(timeout)
         self._clock = clock
 
@@ -251,9 +252,9 @@ class TokenEndpointClient:
     # -- for other endpoints of the same server (revocation) --------------------------------------
 
     @property
-    def session(self) -> requests.Session:
-        """The session token requests use (the caller's, with its proxies and CA settings)."""
-        return self._sessions.get()
+    def http(self) -> SessionSource:
+        """The request path token requests use (the caller's session, its proxies and CA settings)."""
+        return self._sessions
 
     @property
     def timeouts(self) -> Timeouts:
@@ -341,14 +342,20 @@ class TokenEndpointClient:
         # The body must be read before this, so that the grant ends within Timeouts.grant_total.
         read_by = time.monotonic() + self._timeout.grant_total - self._timeout.for_grants[1]
         try:
-            response = self._sessions.get().post(
+            response = self._sessions.request(
+                "POST",
                 url,
+                # Refused before a byte reached the server: nothing was spent, the chain is intact.
+                failure=TokenEndpointConnectionError,
+                details={"transient": True, "ambiguous": False},
                 data=body,
                 headers=headers,
                 timeout=self._timeout.for_grants,
                 allow_redirects=False,
                 stream=True,
             )
+        except TokenEndpointConnectionError:
+            raise
         except (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError) as exc:
             raise self._transport_error(where, "could not connect", exc, ambiguous=False) from None
         except requests.exceptions.Timeout as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -18,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Optional, Set, Tuple
 
 from .http_types import Request, Response, RouteTable, json_response
+from .request_log import RequestLog
 
 __all__ = ["StrictHTTPServer", "StrictRequestHandler", "logger"]
 
@@ -25,6 +27,8 @@ logger = logging.getLogger("mcp_sync_auth.testing")
 
 MAX_BODY = 1 << 20
 MAX_LINE = 1 << 16
+# A TLS client that stalls in the handshake must not hold its handler thread for ever.
+HANDSHAKE_TIMEOUT = 10.0
 
 
 class StrictHTTPServer(ThreadingHTTPServer):
@@ -35,12 +39,31 @@ class StrictHTTPServer(ThreadingHTTPServer):
     request_queue_size = 512
     allow_reuse_address = True
 
-    def __init__(self, server_address: Tuple[str, int]) -> None:
+    def __init__(self, server_address: Tuple[str, int], tls: Optional[ssl.SSLContext] = None) -> None:
         super().__init__(server_address, StrictRequestHandler)
+        if tls is not None:
+            # The handshake runs in the handler thread (finish_request), never in the accept loop,
+            # so one client failing or stalling it does not stop the others being accepted.
+            self.socket = tls.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
         self.routes: RouteTable = {}
         self.stopping = threading.Event()
+        self.request_log = RequestLog()
         self._connections: Set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if isinstance(request, ssl.SSLSocket):
+            try:
+                request.settimeout(HANDSHAKE_TIMEOUT)
+                request.do_handshake()
+                request.settimeout(None)
+            except (ssl.SSLError, OSError):
+                # An untrusted certificate is refused by the client here: nothing was requested.
+                logger.debug("TLS handshake with %s failed", client_address, exc_info=True)
+                return
+        host, port = client_address[:2]
+        self.request_log.connection((str(host), int(port)))
+        super().finish_request(request, client_address)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         # Tracked in the accept loop, before the handler thread starts, so that a
@@ -109,10 +132,12 @@ class StrictRequestHandler(BaseHTTPRequestHandler):
     # ---------------------------------------------------------------- plumbing
 
     def _dispatch(self) -> None:
+        path, _, query = self.path.partition("?")
+        host, port = self.client_address[:2]
+        self.server.request_log.request(self.command, path, (str(host), int(port)))
         body = self._read_body()
         if body is None:
             return
-        path, _, query = self.path.partition("?")
         methods = self.server.routes.get(path)
         if methods is None:
             self._send(json_response(404, {"error": "not_found"}))

@@ -28,7 +28,7 @@ from .jwt_keys import KeySource, load_public_key
 from .jwt_signer import JwtSigner, SignerKeys, subject_claims, with_extra_claims
 from .models import ClientInfo
 from .scopes import parse_scope
-from .serving import ThreadedHttpServing
+from .serving import ServerTLS, ThreadedHttpServing
 
 __all__ = ["IdentityProvider"]
 
@@ -55,7 +55,7 @@ class IdentityProvider(SignerKeys, ThreadedHttpServing):
 
     ``clock`` gives the time of every token issued and checked (pass the strict server's);
     ``id_jag_lifetime`` is how long an ID-JAG lives (``expires_in``). The signing key (EC P-256, ES256)
-    is made per instance and never leaves it.
+    is made per instance and never leaves it. ``tls``: serve HTTPS (as :class:`StrictAuthServer`).
     """
 
     _server_name = "IdentityProvider"
@@ -68,8 +68,9 @@ class IdentityProvider(SignerKeys, ThreadedHttpServing):
         host: str = "127.0.0.1",
         id_jag_lifetime: float = 300.0,
         key_id: Optional[str] = None,
+        tls: Optional[ServerTLS] = None,
     ) -> None:
-        super().__init__(host)
+        super().__init__(host, tls)
         self._signer = JwtSigner("an IdentityProvider", "idp-" + secrets.token_hex(4) if key_id is None else key_id)
         self._key = load_public_key(self._signer.public_key)
         self._clock = clock

@@ -24,7 +24,7 @@ from .options import ServerOptions
 from .overrides import freeze_overrides
 from .registration import RegistrationEndpoint
 from .revocation import Revocation, RevocationEndpoint
-from .serving import ThreadedHttpServing
+from .serving import ServerTLS, ThreadedHttpServing
 from .state import AuthState
 from .token_endpoint import TokenEndpoint
 from .workload import WorkloadIssuer
@@ -87,6 +87,9 @@ class StrictAuthServer(ThreadedHttpServing):
     ``POST /device_authorization`` and the device grant at ``/token`` (for clients registered for
     it), with ``device_code_ttl`` and ``device_interval``; tests answer for the person with
     :meth:`approve_device` / :meth:`deny_device` and see what waits with :meth:`pending_device_codes`.
+    ``tls``: serve HTTPS, from an :class:`ssl.SSLContext` or a ``(certfile, keyfile)`` pair; the issuer
+    and every URL are then ``https://HOST:PORT`` (``host="localhost"`` for a certificate naming it).
+    :meth:`request_log` lists every request served (method, path, peer) and every connection.
     """
 
     _server_name = "StrictAuthServer"
@@ -126,9 +129,10 @@ class StrictAuthServer(ThreadedHttpServing):
         device_code_ttl: float = 600.0,
         device_interval: float = 5.0,
         revocation: bool = True,
+        tls: Optional[ServerTLS] = None,
     ) -> None:
         _dpop_needs_pyjwt(dpop)
-        super().__init__(host)
+        super().__init__(host, tls)
         options = ServerOptions(
             scopes_supported=_scope_tuple(scopes_supported),
             serve_metadata=serve_metadata,

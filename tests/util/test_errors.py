@@ -39,6 +39,9 @@ SAMPLES = {
     "actual": "https://evil.example",
     "suggestion": "https://as.example/mcp",
     "www_authenticate": 'Bearer error="invalid_token"',
+    "kind": "certificate",
+    "host": "as.example:8443",
+    "proxy": "proxy.corp:3128",
 }
 
 
