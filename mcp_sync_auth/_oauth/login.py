@@ -22,7 +22,6 @@ from .._util.credential_files import read_credential
 from .._util.sessions import SessionSource
 from .._util.timeouts import Timeouts
 from ..errors import (
-    AuthorizationFailed,
     AuthorizationRequired,
     ConfigurationError,
     RegistrationFailed,
@@ -42,6 +41,7 @@ from .discovery import (
 from .dpop import DPoPKey
 from .identity_assertion import IdentityAssertions
 from .loopback import CALLBACK_PATH, LoopbackReceiver
+from .paste import read_pasted_redirect
 from .pkce import build_authorization_request, code_from_redirect
 from .probe import not_a_resource, probe
 from .registration import METADATA_DOCUMENT, PRE_REGISTERED, WORKLOAD, ClientRegistration, Registrar
@@ -324,13 +324,18 @@ class AuthorizationFlow:
         receiver: Optional[LoopbackReceiver] = None
         redirect_uri = self.settings.redirect_uri
         if mode == _BROWSER:
-            receiver = LoopbackReceiver(_port_of(redirect_uri) if redirect_uri else self._registered_port(plan))
+            if redirect_uri:  # registered by hand: its own port and path, sent as given
+                receiver = LoopbackReceiver(redirect_uri=redirect_uri, resource=self.resource)
+            else:
+                receiver = LoopbackReceiver(self._registered_port(plan), resource=self.resource)
             redirect_uri = receiver.redirect_uri
         elif redirect_uri is None:
             redirect_uri = self._default_redirect_uri(plan)
         with contextlib.ExitStack() as stack:
             if receiver is not None:
-                stack.enter_context(receiver)  # listening before the URL is shown; closed however we leave
+                # Listening before the URL is shown; closed however we leave, after telling the
+                # browser how the login ended.
+                stack.enter_context(receiver)
             registration = self.registration(plan, redirect_uri, scopes)
             server = plan.server
             request = build_authorization_request(
@@ -343,16 +348,18 @@ class AuthorizationFlow:
                 resource=plan.resource_indicator,
                 scopes=scopes,
             )
+            if receiver is not None:
+                receiver.expect(request.state)
             redirect = self._follow(request.url, mode, receiver)
-        code = code_from_redirect(request, redirect)
-        client = self.token_client(plan.server.token_endpoint, registration, plan.resource_indicator)
-        tokens = client.exchange_code(
-            code,
-            redirect_uri=request.redirect_uri,
-            code_verifier=request.code_verifier,
-            generation=generation,
-            dpop=self.dpop_key_for(plan.server),
-        )
+            code = code_from_redirect(request, redirect)
+            client = self.token_client(plan.server.token_endpoint, registration, plan.resource_indicator)
+            tokens = client.exchange_code(
+                code,
+                redirect_uri=request.redirect_uri,
+                code_verifier=request.code_verifier,
+                generation=generation,
+                dpop=self.dpop_key_for(plan.server),
+            )
         return registration, tokens
 
     def dpop_key_for(self, server: AuthorizationServerMetadata) -> Optional[DPoPKey]:
@@ -448,16 +455,9 @@ def workload_token(settings: ClientSettings, clock: Callable[[], float]) -> Opti
 
 
 def paste_handler(url: str) -> str:
-    """Headless login: print the URL, read back the address the browser ended on."""
-    print(
-        "Open this URL in a browser, log in, then paste the full address of the page you land on "
-        f"(it starts with http://127.0.0.1):\n  {url}",
-        file=sys.stderr,
-    )
-    line = sys.stdin.readline()
-    if not line.strip():
-        raise AuthorizationFailed("no redirect URL was pasted")
-    return line.strip()
+    """Headless login: print the URL, read back the address the browser ended on (the whole URL,
+    the URL without its scheme, or its query: :mod:`.paste`)."""
+    return read_pasted_redirect(url)
 
 
 def _port_of(uri: str) -> int:
