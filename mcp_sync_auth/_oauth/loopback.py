@@ -115,6 +115,11 @@ def _first_values(query: str) -> dict[str, str]:
     return params
 
 
+def receivable_redirect_uri(redirect_uri: str) -> None:
+    """AuthorizationFailed unless a loopback receiver can listen where ``redirect_uri`` points."""
+    _listen_address(redirect_uri, 0)
+
+
 def _listen_address(redirect_uri: Optional[str], port: int) -> Tuple[str, int, int, str, str]:
     """(bind host, port, address family, callback path, host in URLs) for a receiver."""
     if redirect_uri is None:
@@ -125,10 +130,17 @@ def _listen_address(redirect_uri: Optional[str], port: int) -> Tuple[str, int, i
     except ValueError:
         fixed_port = -1
     host = (parts.hostname or "").lower()
-    if parts.scheme != "http" or host not in ("127.0.0.1", "localhost", "::1") or fixed_port < 0:
+    if (
+        parts.scheme != "http"
+        or host not in ("127.0.0.1", "localhost", "::1")
+        or fixed_port < 0
+        or parts.query
+        or parts.fragment
+        or parts.username is not None
+    ):
         raise AuthorizationFailed(
             f"the redirect URI {redirect_uri!r} is not one this program can receive: it must be "
-            "http://127.0.0.1:PORT/PATH (or localhost, or [::1])"
+            "http://127.0.0.1:PORT/PATH (or localhost, or [::1]), with no query or fragment"
         )
     if host == "::1":
         return "::1", fixed_port, socket.AF_INET6, parts.path or "/", "[::1]"

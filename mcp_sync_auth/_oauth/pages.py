@@ -15,20 +15,23 @@ from .._util.redact import clean_server_text
 _STYLE = (
     "body{font-family:sans-serif;margin:3em auto;max-width:38em;line-height:1.5;padding:0 1em}"
     "h1{font-size:1.6em}.ok{color:#17663a}.bad{color:#a1221b}.note{color:#555}"
-    "code{background:#f1f1f1;padding:0 .25em}"
+    "code{background:#f1f1f1;padding:0 .25em}pre code{display:block;padding:.6em 1em}"
 )
 
 
 @dataclasses.dataclass(frozen=True)
 class Page:
-    """A title and paragraphs of plain text (``tone``: ok, bad or note)."""
+    """A title and paragraphs of plain text (``tone``: ok, bad or note), and a command to run."""
 
     title: str
     paragraphs: tuple[str, ...]
     tone: str = "note"
+    command: Optional[str] = None
 
     def html(self) -> str:
         text = "".join(f"<p>{html.escape(paragraph)}</p>" for paragraph in self.paragraphs)
+        if self.command:
+            text += f"<pre><code>{html.escape(self.command)}</code></pre>"
         title = html.escape(self.title)
         return (
             "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
@@ -39,12 +42,14 @@ class Page:
     @property
     def text(self) -> str:
         """What the page says, as plain text (tests, logs)."""
-        return "\n".join((self.title, *self.paragraphs))
+        return "\n".join((self.title, *self.paragraphs, *((self.command,) if self.command else ())))
 
 
-def _again(resource: str) -> str:
-    command = f"mcp-sync-auth login {resource}" if resource else "mcp-sync-auth login URL"
-    return f"To try again, run {command} again (or start your program again)."
+AGAIN = "To try again, run this in the terminal (or start your program again):"
+
+
+def _login_command(resource: str) -> str:
+    return f"mcp-sync-auth login {resource}" if resource else "mcp-sync-auth login URL"
 
 
 def success_page(resource: str) -> Page:
@@ -61,12 +66,13 @@ def failure_page(resource: str, message: str, error_code: Optional[str], descrip
     if error_code:
         reason = clean_server_text(description) if description else "no reason given"
         first = f"The login was refused ({clean_server_text(error_code)}): {reason}."
-        return Page("The login was refused", (first, "Nothing was stored.", _again(resource)), "bad")
+        return Page("The login was refused", (first, "Nothing was stored.", AGAIN), "bad", _login_command(resource))
     said = message.rstrip(". ")
     return Page(
         "The login did not work",
-        (f"{said[:1].upper()}{said[1:]}.", "Nothing was stored.", _again(resource)),
+        (f"{said[:1].upper()}{said[1:]}.", "Nothing was stored.", AGAIN),
         "bad",
+        _login_command(resource),
     )
 
 
@@ -78,10 +84,11 @@ def ignored_page(resource: str) -> Page:
         (
             "This address takes only the answer to the login that mcp-sync-auth started, and this request "
             "does not belong to it (its state does not match), so it was ignored.",
-            f"If you are logging in{where}, finish in the tab that opened for it. "
-            "If that tab is gone, " + _again(resource)[0].lower() + _again(resource)[1:],
+            f"If you are logging in{where}, finish in the tab that opened for it. If that tab is gone, "
+            "run this in the terminal to start again (or start your program again):",
         ),
         "bad",
+        _login_command(resource),
     )
 
 
@@ -99,4 +106,4 @@ def not_found_page() -> Page:
     return Page("Not found", ("This address only receives the login redirect of mcp-sync-auth.",))
 
 
-__all__ = ["Page", "failure_page", "ignored_page", "not_found_page", "success_page", "waiting_page"]
+__all__ = ["AGAIN", "Page", "failure_page", "ignored_page", "not_found_page", "success_page", "waiting_page"]

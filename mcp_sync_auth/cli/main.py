@@ -29,6 +29,7 @@ from ..errors import ConfigurationError, CorruptTokenCache, MissingExtra, TokenS
 from . import errors as cli_errors
 from . import logs as cli_logs
 from . import tools as cli_tools
+from .callback import add_callback_options, redirect_uri_from
 from .arguments import add_lock_timeout, add_verbosity, server_url
 from .errors import EXIT_ERROR, EXIT_LOGIN_NEEDED, EXIT_OK, EXIT_TOOL_ERROR, EXIT_USAGE, UsageError
 
@@ -204,6 +205,7 @@ def _auth_from(args: argparse.Namespace, *, interactive: bool) -> MCPAuth:
         client_id=getattr(args, "client_id", None),
         client_secret=getattr(args, "client_secret", None) or os.environ.get("MCP_SYNC_AUTH_CLIENT_SECRET"),
         scopes=getattr(args, "scope", None),
+        redirect_uri=redirect_uri_from(args),
         **_machine_options(args),
         interactive=interactive,
         headless=getattr(args, "headless", False),
@@ -265,6 +267,7 @@ def _add_login_option(parser: argparse.ArgumentParser, *, login_flag: bool = Tru
     if login_flag:
         parser.add_argument("--login", action="store_true", help="log in if there is no usable chain")
     parser.add_argument("--authorization-handler", metavar="MODULE:FUNCTION", help=argparse.SUPPRESS)
+    add_callback_options(parser)
     add_lock_timeout(parser)
 
 

@@ -38,11 +38,12 @@ person answers a consent page."""
 PENDING_TTL = 600.0
 """Seconds a consent page can be answered, by the server's clock."""
 
-# The page must not be framed (clickjacking, RFC 6749 §10.13), cached or leak its URL.
+# The page must not be framed (clickjacking, RFC 6749 §10.13), cached or leak its URL. (No CSP
+# form-action: browsers apply it to the redirect after the post too, which goes to the client.)
 PAGE_HEADERS = (
     ("Cache-Control", "no-store"),
     ("X-Frame-Options", "DENY"),
-    ("Content-Security-Policy", "frame-ancestors 'none'; form-action 'self'"),
+    ("Content-Security-Policy", "frame-ancestors 'none'"),
     ("Referrer-Policy", "no-referrer"),
 )
 
