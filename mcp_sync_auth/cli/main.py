@@ -29,8 +29,8 @@ from ..errors import ConfigurationError, CorruptTokenCache, MissingExtra, TokenS
 from . import errors as cli_errors
 from . import logs as cli_logs
 from . import tools as cli_tools
-from .callback import add_callback_options, redirect_uri_from
 from .arguments import add_lock_timeout, add_verbosity, server_url
+from .callback import add_callback_options, redirect_uri_from
 from .errors import EXIT_ERROR, EXIT_LOGIN_NEEDED, EXIT_OK, EXIT_TOOL_ERROR, EXIT_USAGE, UsageError
 
 __all__ = ["EXIT_ERROR", "EXIT_LOGIN_NEEDED", "EXIT_OK", "EXIT_TOOL_ERROR", "EXIT_USAGE", "build_parser", "main"]

@@ -53,10 +53,12 @@ class BrowserLogin:
 
     @classmethod
     def of_program(cls, tmp_path, server, timeout=LOGIN_TIMEOUT):
-        return cls(tmp_path, lambda store: ["-m", "tests.browser.login_child", server.mcp_url, str(store), str(timeout)])
+        child = ["-m", "tests.browser.login_child", server.mcp_url]
+        return cls(tmp_path, lambda store: [*child, str(store), str(timeout)])
 
     def authorization_url(self):
-        wait_until(lambda: self._url_file.exists() or self.process.poll() is not None, HANG_GUARD, "the browser to open")
+        opened = lambda: self._url_file.exists() or self.process.poll() is not None  # noqa: E731
+        wait_until(opened, HANG_GUARD, "the browser to open")
         assert self._url_file.exists(), self.finish()
         return self._url_file.read_text()
 
