@@ -86,17 +86,20 @@ def read_pasted_redirect(
         flush=True,
     )
     base = _redirect_uri_of(authorization_url)
-    for attempt in range(1, attempts + 1):
+    refused: Optional[UnusablePaste] = None
+    for _ in range(attempts):
         line = read()
-        if not line:
+        if not line:  # end of input: the last refusal says what to paste, if there was one
+            if refused is not None:
+                raise refused
             raise AuthorizationFailed("no redirect URL was pasted (end of input); nothing was stored")
         try:
             return f"{base}?{redirect_query(line)}"
-        except UnusablePaste as refused:
-            if attempt == attempts:
-                raise
-            print(f"Cannot use that: {refused}. Paste it again:", file=stream, flush=True)
-    raise AssertionError("unreachable")  # pragma: no cover
+        except UnusablePaste as exc:
+            refused = exc
+            print(f"Cannot use that: {exc}. Paste it again:", file=stream, flush=True)
+    assert refused is not None
+    raise refused
 
 
 __all__ = ["WHAT_TO_PASTE", "UnusablePaste", "read_pasted_redirect", "redirect_query"]
