@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import socket
 import sys
+import threading
 from typing import Callable, Optional, Sequence
 from urllib.parse import urlsplit
 
@@ -40,7 +41,7 @@ from .discovery import (
 )
 from .dpop import DPoPKey
 from .identity_assertion import IdentityAssertions
-from .loopback import CALLBACK_PATH, LoopbackReceiver
+from .loopback import CALLBACK_PATH, BrowserNotStarted, LoopbackReceiver
 from .paste import read_pasted_redirect
 from .pkce import build_authorization_request, code_from_redirect
 from .probe import not_a_resource, probe
@@ -391,12 +392,19 @@ class AuthorizationFlow:
         if mode == _PASTE or receiver is None:
             return paste_handler(url)
         print(f"Opening the browser to log in. If it does not open, visit:\n  {url}", file=sys.stderr)
-        if not self._browser.open(url):
+        # Opened from a thread of its own: a browser command that runs until the browser is closed
+        # (one named by $BROWSER, a text browser) must not keep the receiver's page waiting for the
+        # outcome, which comes only once the redirect is taken here.
+        threading.Thread(
+            target=_open_browser, args=(self._browser, url, receiver), name="mcp-sync-auth-browser", daemon=True
+        ).start()
+        try:
+            return receiver.wait(self._login_timeout)
+        except BrowserNotStarted:
             if not self._browser.terminal():
-                raise self._nobody_to_log_in("no browser could be started")
+                raise self._nobody_to_log_in("no browser could be started") from None
             log.info("no browser could be opened; reading the redirect from the terminal")
             return paste_handler(url)
-        return receiver.wait(self._login_timeout)
 
     def _nobody_to_log_in(self, why: str) -> AuthorizationRequired:
         hint = (
@@ -452,6 +460,16 @@ def workload_token(settings: ClientSettings, clock: Callable[[], float]) -> Opti
         provider=settings.workload_token_provider,
         clock=clock,
     )
+
+
+def _open_browser(browser: Browser, url: str, receiver: LoopbackReceiver) -> None:
+    try:
+        started = browser.open(url)
+    except Exception:  # webbrowser.Error, OSError from a browser command: no browser, as with False
+        log.debug("opening the browser failed", exc_info=True)
+        started = False
+    if not started:
+        receiver.no_browser()
 
 
 def paste_handler(url: str) -> str:

@@ -28,6 +28,10 @@ OUTCOME_WAIT = 30.0
 ANSWER_WAIT = 5.0
 
 
+class BrowserNotStarted(AuthorizationFailed):
+    """The browser command failed before any redirect came: the login must reach the person otherwise."""
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     server: _Server
 
@@ -74,7 +78,8 @@ class _Server(http.server.ThreadingHTTPServer):
         self.resource = ""
         self.expected_state: Optional[str] = None
         self.received: Optional[str] = None
-        self.arrived = threading.Event()
+        self.no_browser = False
+        self.arrived = threading.Event()  # a redirect came, or the browser could not be started
         self.answered = threading.Event()
         self._outcome: Optional[Page] = None
         self._decided = threading.Event()
@@ -215,14 +220,23 @@ class LoopbackReceiver:
             self.failed(exc)
         else:
             self.succeeded()  # no-op when the flow said so already
-        if self._server.arrived.is_set():
+        if self._server.received is not None:
             self._server.answered.wait(ANSWER_WAIT)  # let the page reach the browser first
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
 
+    def no_browser(self) -> None:
+        """The browser could not be started: :meth:`wait` raises BrowserNotStarted, unless a redirect
+        came first."""
+        self._server.no_browser = True
+        self._server.arrived.set()
+
     def wait(self, timeout: float) -> str:
-        if not self._server.arrived.wait(timeout):
+        arrived = self._server.arrived.wait(timeout)
+        if arrived and self._server.received is None and self._server.no_browser:
+            raise BrowserNotStarted("no browser could be started")
+        if not arrived:
             raise AuthorizationFailed(
                 f"no login redirect arrived within {timeout:g} s (the browser tab was closed, or the login "
                 "was not finished there); nothing was stored: log in again"
