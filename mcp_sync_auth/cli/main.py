@@ -320,7 +320,12 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(run=cmd_status)
     login = commands.add_parser("login", help="log in to an MCP server (browser, or --headless)")
     login.add_argument("url", type=server_url)
-    login.add_argument("--headless", action="store_true", help="print the URL and read back the redirect")
+    login.add_argument(
+        "--headless",
+        action="store_true",
+        help="print the URL to open in any browser, then read back the address it lands on "
+        "(the whole URL, without http://, or just its code=...&state=... part)",
+    )
     _add_client_options(login)
     _add_login_option(login, login_flag=False)
     _add_store_option(login)
