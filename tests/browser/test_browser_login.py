@@ -212,3 +212,20 @@ def test_the_command_with_a_fixed_callback_port_logs_in_through_chromium(chromiu
         assert page.url.startswith(registered + "?")
         assert server.audit.last_authorization_params["redirect_uri"] == registered
         assert "You are logged in" in text
+
+
+def test_a_program_with_a_registered_redirect_uri_comes_back_to_its_path(chromium, tmp_path):
+    with StrictAuthServer(consent="page", loopback_any_port=False) as server:
+        registered = f"http://127.0.0.1:{_free_port()}/oauth/hand-callback"
+        client_id = server.register_client("by-hand", redirect_uris=[registered])
+        child = ["-m", "tests.browser.login_child", server.mcp_url]
+        login = BrowserLogin(tmp_path, lambda store: [*child, str(store), str(LOGIN_TIMEOUT), client_id, registered])
+        page = consent_page(chromium, login)
+        assert registered in page.locator("body").inner_text()  # where the page says the browser goes
+        page.click("#allow")
+        _, text = landed(page)
+        code, out, err = login.finish()
+        assert code == 0 and out.strip() == "LOGGED-IN", (out, err)
+        assert page.url.startswith(registered + "?") and "You are logged in" in text
+        (record,) = FileTokenStore(login.store_dir).records()
+        assert record.key.client_id == "by-hand"
