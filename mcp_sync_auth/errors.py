@@ -167,7 +167,15 @@ class LockTimeout(TokenStoreError):
 
 
 class AuthorizationFailed(MCPAuthError):
-    """A login (authorization code flow) could not complete; nothing was stored."""
+    """A login (authorization code flow) could not complete; nothing was stored.
+
+    ``error_code`` is the authorization server's ``error`` when it refused (``access_denied`` when
+    the person pressed Deny), else None.
+    """
+
+    def __init__(self, message: str, *, error_code: Optional[str] = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.error_code = error_code
 
 
 class DeviceLoginDenied(AuthorizationFailed):

@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import socket
 import sys
+import threading
 from typing import Callable, Optional, Sequence
 from urllib.parse import urlsplit
 
@@ -22,7 +23,6 @@ from .._util.credential_files import read_credential
 from .._util.sessions import SessionSource
 from .._util.timeouts import Timeouts
 from ..errors import (
-    AuthorizationFailed,
     AuthorizationRequired,
     ConfigurationError,
     RegistrationFailed,
@@ -42,7 +42,8 @@ from .discovery import (
 )
 from .dpop import DPoPKey
 from .identity_assertion import IdentityAssertions
-from .loopback import CALLBACK_PATH, LoopbackReceiver
+from .loopback import CALLBACK_PATH, BrowserNotStarted, LoopbackReceiver
+from .paste import read_pasted_redirect
 from .pkce import build_authorization_request, code_from_redirect
 from .probe import not_a_resource, probe
 from .registration import METADATA_DOCUMENT, PRE_REGISTERED, WORKLOAD, ClientRegistration, Registrar
@@ -365,13 +366,18 @@ class AuthorizationFlow:
         receiver: Optional[LoopbackReceiver] = None
         redirect_uri = self.settings.redirect_uri
         if mode == _BROWSER:
-            receiver = LoopbackReceiver(_port_of(redirect_uri) if redirect_uri else self._registered_port(plan))
+            if redirect_uri:  # registered by hand: its own port and path, sent as given
+                receiver = LoopbackReceiver(redirect_uri=redirect_uri, resource=self.resource)
+            else:
+                receiver = LoopbackReceiver(self._registered_port(plan), resource=self.resource)
             redirect_uri = receiver.redirect_uri
         elif redirect_uri is None:
             redirect_uri = self._default_redirect_uri(plan)
         with contextlib.ExitStack() as stack:
             if receiver is not None:
-                stack.enter_context(receiver)  # listening before the URL is shown; closed however we leave
+                # Listening before the URL is shown; closed however we leave, after telling the
+                # browser how the login ended.
+                stack.enter_context(receiver)
             registration = self.registration(plan, redirect_uri, scopes)
             server = plan.server
             request = build_authorization_request(
@@ -384,16 +390,18 @@ class AuthorizationFlow:
                 resource=plan.resource_indicator,
                 scopes=scopes,
             )
+            if receiver is not None:
+                receiver.expect(request.state)
             redirect = self._follow(request.url, mode, receiver, plan)
-        code = code_from_redirect(request, redirect)
-        client = self.token_client(plan.server.token_endpoint, registration, plan.resource_indicator)
-        tokens = client.exchange_code(
-            code,
-            redirect_uri=request.redirect_uri,
-            code_verifier=request.code_verifier,
-            generation=generation,
-            dpop=self.dpop_key_for(plan.server),
-        )
+            code = code_from_redirect(request, redirect)
+            client = self.token_client(plan.server.token_endpoint, registration, plan.resource_indicator)
+            tokens = client.exchange_code(
+                code,
+                redirect_uri=request.redirect_uri,
+                code_verifier=request.code_verifier,
+                generation=generation,
+                dpop=self.dpop_key_for(plan.server),
+            )
         return registration, tokens
 
     def dpop_key_for(self, server: AuthorizationServerMetadata) -> Optional[DPoPKey]:
@@ -425,12 +433,19 @@ class AuthorizationFlow:
         if mode == _PASTE or receiver is None:
             return paste_handler(url)
         print(f"Opening the browser to log in. If it does not open, visit:\n  {url}", file=sys.stderr)
-        if not self._browser.open(url):
+        # Opened from a thread of its own: a browser command that runs until the browser is closed
+        # (one named by $BROWSER, a text browser) must not keep the receiver's page waiting for the
+        # outcome, which comes only once the redirect is taken here.
+        threading.Thread(
+            target=_open_browser, args=(self._browser, url, receiver), name="mcp-sync-auth-browser", daemon=True
+        ).start()
+        try:
+            return receiver.wait(self._login_timeout)
+        except BrowserNotStarted:
             if not self._browser.terminal():
-                raise self._nobody_to_log_in("no browser could be started", plan)
+                raise self._nobody_to_log_in("no browser could be started", plan) from None
             log.info("no browser could be opened; reading the redirect from the terminal")
             return paste_handler(url)
-        return receiver.wait(self._login_timeout)
 
     def _nobody_to_log_in(self, why: str, plan: Plan) -> AuthorizationRequired:
         hint = (
@@ -493,17 +508,20 @@ def workload_token(settings: ClientSettings, clock: Callable[[], float]) -> Opti
     )
 
 
+def _open_browser(browser: Browser, url: str, receiver: LoopbackReceiver) -> None:
+    try:
+        started = browser.open(url)
+    except Exception:  # webbrowser.Error, OSError from a browser command: no browser, as with False
+        log.debug("opening the browser failed", exc_info=True)
+        started = False
+    if not started:
+        receiver.no_browser()
+
+
 def paste_handler(url: str) -> str:
-    """Headless login: print the URL, read back the address the browser ended on."""
-    print(
-        "Open this URL in a browser, log in, then paste the full address of the page you land on "
-        f"(it starts with http://127.0.0.1):\n  {url}",
-        file=sys.stderr,
-    )
-    line = sys.stdin.readline()
-    if not line.strip():
-        raise AuthorizationFailed("no redirect URL was pasted")
-    return line.strip()
+    """Headless login: print the URL, read back the address the browser ended on (the whole URL,
+    the URL without its scheme, or its query: :mod:`.paste`)."""
+    return read_pasted_redirect(url)
 
 
 def _port_of(uri: str) -> int:

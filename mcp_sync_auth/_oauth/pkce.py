@@ -127,7 +127,10 @@ def code_from_redirect(request: AuthorizationRequest, redirect_url: str) -> str:
     if error is not None:
         description = params.get("error_description", "")
         detail = clean_server_text(error) + (f": {clean_server_text(description)}" if description else "")
-        raise AuthorizationFailed(f"the authorization server refused the login ({detail})")
+        raise AuthorizationFailed(
+            f"the authorization server refused the login ({detail}); nothing was stored",
+            error_code=clean_server_text(error),
+        )
     code = params.get("code")
     if not code:
         raise AuthorizationFailed("the authorization response carries neither a code nor an error")

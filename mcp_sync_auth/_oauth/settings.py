@@ -154,7 +154,9 @@ class LoginOptions:
     ``interactive``: may this auth start a login by itself (None: yes, unless the client was configured
     by hand with a token endpoint)? ``authorization_handler``: a callable given the authorization URL that
     returns the redirect URL (tests, custom UIs). ``headless``: print the URL and read the redirect back
-    from the terminal instead of opening a browser. ``timeout``: seconds to wait for the person.
+    from the terminal instead of opening a browser (the whole address, the address without its
+    scheme, or its query; a bare code is refused: its state cannot be checked). ``timeout``: seconds
+    to wait for the person (for the browser to come back to the loopback receiver).
 
     ``method`` says how a person logs in: ``"browser"`` (the default: a browser and the loopback
     receiver, see below), ``"headless"`` (the same as ``headless=True``) or ``"device"``, the device

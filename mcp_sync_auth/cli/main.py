@@ -31,6 +31,7 @@ from . import logs as cli_logs
 from . import status as cli_status
 from . import tools as cli_tools
 from .arguments import add_account, add_lock_timeout, add_verbosity, server_url
+from .callback import add_callback_options, redirect_uri_from
 from .errors import EXIT_ERROR, EXIT_LOGIN_NEEDED, EXIT_OK, EXIT_TOOL_ERROR, EXIT_USAGE, UsageError
 
 __all__ = ["EXIT_ERROR", "EXIT_LOGIN_NEEDED", "EXIT_OK", "EXIT_TOOL_ERROR", "EXIT_USAGE", "build_parser", "main"]
@@ -204,6 +205,7 @@ def _auth_from(args: argparse.Namespace, *, interactive: bool) -> MCPAuth:
         client_id=getattr(args, "client_id", None),
         client_secret=getattr(args, "client_secret", None) or os.environ.get("MCP_SYNC_AUTH_CLIENT_SECRET"),
         scopes=getattr(args, "scope", None),
+        redirect_uri=redirect_uri_from(args),
         **_machine_options(args),
         interactive=interactive,
         headless=getattr(args, "headless", False),
@@ -267,6 +269,7 @@ def _add_login_option(parser: argparse.ArgumentParser, *, login_flag: bool = Tru
     if login_flag:
         parser.add_argument("--login", action="store_true", help="log in if there is no usable chain")
     parser.add_argument("--authorization-handler", metavar="MODULE:FUNCTION", help=argparse.SUPPRESS)
+    add_callback_options(parser)
     add_lock_timeout(parser)
 
 
@@ -341,7 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
     login = commands.add_parser("login", help="log in to an MCP server (browser, --headless or --device)")
     login.add_argument("url", type=server_url)
     how = login.add_mutually_exclusive_group()
-    how.add_argument("--headless", action="store_true", help="print the URL and read back the redirect")
+    how.add_argument(
+        "--headless",
+        action="store_true",
+        help="print the URL to open in any browser, then read back the address it lands on "
+        "(the whole URL, without http://, or just its code=...&state=... part)",
+    )
     how.add_argument(
         "--device", action="store_true", help="no browser here: show a code to enter on another device (RFC 8628)"
     )

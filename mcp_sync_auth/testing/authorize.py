@@ -1,4 +1,5 @@
-"""The authorization endpoint, ``GET /authorize``, with automatic consent (no UI).
+"""The authorization endpoint, ``GET /authorize``, with automatic consent (no UI), or with a consent
+page a person answers (``consent="page"``, :mod:`.consent_page`).
 
 Until the client and its redirect URI are known to be good, errors are a 400 page: redirecting
 to an unchecked URI would make this an open redirector (RFC 6749 §4.1.2.1). After that, every
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Tuple
 from urllib.parse import parse_qsl, urlencode
 
+from .consent_page import CodeRequest, PendingAuthorization, PendingAuthorizations, consent_page
 from .dpop import is_thumbprint
 from .errors import OAuthError
 from .forms import Pairs, decode_pairs, single_value, to_params
@@ -50,11 +52,19 @@ def _strict_pairs(query: str) -> Pairs:
         raise _NoRedirect(exc.error, exc.description) from None
 
 
-def _registered_redirect_uri(client: ClientInfo, pairs: Pairs) -> str:
+def _registered_redirect_uri(client: ClientInfo, pairs: Pairs, options: ServerOptions) -> str:
     redirect_uri = _only(pairs, "redirect_uri")
-    if not any(redirect_uri_matches(registered, redirect_uri) for registered in client.redirect_uris):
+    any_port = options.loopback_any_port
+    if not any(
+        redirect_uri_matches(registered, redirect_uri, any_loopback_port=any_port)
+        for registered in client.redirect_uris
+    ):
         raise _NoRedirect("invalid_redirect_uri", "redirect_uri is not registered for this client")
     return redirect_uri
+
+
+def _error_reply(error: OAuthError) -> List[Tuple[str, str]]:
+    return [("error", error.error), ("error_description", error.description)]
 
 
 def _only(pairs: Pairs, name: str) -> str:
@@ -65,10 +75,11 @@ def _only(pairs: Pairs, name: str) -> str:
 
 
 class AuthorizationEndpoint:
-    def __init__(self, state: AuthState, *, issuer: str, resource: ResourceOf) -> None:
+    def __init__(self, state: AuthState, *, issuer: str, resource: ResourceOf, pending: PendingAuthorizations) -> None:
         self._state = state
         self._issuer = issuer
         self._resource_of = resource
+        self._pending = pending
 
     def __call__(self, request: Request) -> Response:
         self._state.record_authorization_request(_first_values(request.query))
@@ -77,17 +88,42 @@ class AuthorizationEndpoint:
         try:
             pairs = _strict_pairs(request.query)
             client = self._client(pairs)
-            redirect_uri = _registered_redirect_uri(client, pairs)
+            redirect_uri = _registered_redirect_uri(client, pairs, options)
         except _NoRedirect as exc:
             self._state.record_authorization_failure(client.client_id if client else None, exc)
             return html_response(400, f"Authorization request refused: {exc.description}", NO_STORE)
+        state = single_value(pairs, "state")
         try:
-            code = self._authorize(client, pairs, options)
+            asked = self._check(client, pairs, options)
+            if options.consent == "page":
+                pending = self._pending.add(asked, client_name=client.client_name, state=state)
+                return consent_page(pending, self._issuer)
+            if not options.auto_consent:
+                raise OAuthError("access_denied", "the resource owner denied the request")
         except OAuthError as exc:
             self._state.record_authorization_failure(client.client_id, exc)
-            reply = [("error", exc.error), ("error_description", exc.description)]
-            return self._redirect(redirect_uri, reply, pairs, options)
-        return self._redirect(redirect_uri, [("code", code)], pairs, options)
+            return self._redirect(redirect_uri, _error_reply(exc), state, options)
+        return self._redirect(redirect_uri, [("code", self._issue(asked))], state, options)
+
+    def decide(self, pending: PendingAuthorization, allowed: bool) -> Response:
+        """The consent page's answer: a code, or ``access_denied``, sent back to the redirect URI."""
+        options = self._state.options
+        asked = pending.request
+        if allowed:
+            return self._redirect(asked.redirect_uri, [("code", self._issue(asked))], pending.state, options)
+        refusal = OAuthError("access_denied", "the resource owner denied the request")
+        self._state.record_authorization_failure(asked.client_id, refusal)
+        return self._redirect(asked.redirect_uri, _error_reply(refusal), pending.state, options)
+
+    def _issue(self, asked: CodeRequest) -> str:
+        return self._state.issue_code(
+            client_id=asked.client_id,
+            redirect_uri=asked.redirect_uri,
+            code_challenge=asked.code_challenge,
+            resource=asked.resource,
+            scope=asked.scope,
+            dpop_jkt=asked.dpop_jkt,
+        )
 
     def _client(self, pairs: Pairs) -> ClientInfo:
         client = self._state.get_client(_only(pairs, "client_id"))
@@ -95,8 +131,9 @@ class AuthorizationEndpoint:
             raise _NoRedirect("invalid_client", "unknown client")
         return client
 
-    def _authorize(self, client: ClientInfo, pairs: Pairs, options: ServerOptions) -> str:
-        """Check everything else, in RFC order; return a new code or raise the error to redirect."""
+    def _check(self, client: ClientInfo, pairs: Pairs, options: ServerOptions) -> CodeRequest:
+        """Check everything else, in RFC order; return what a code would be bound to, or raise the
+        error to redirect."""
         params = to_params(pairs, AUTHORIZE_MULTI_ERRORS)
         response_type = params.get("response_type")
         if response_type is None:
@@ -116,9 +153,7 @@ class AuthorizationEndpoint:
         resource = self._resource(params.get("resource"), options)
         scope = grantable_scope(params.get("scope"), client.scope, options.scopes_supported)
         dpop_jkt = self._dpop_jkt(params.get("dpop_jkt"), options)
-        if not options.auto_consent:
-            raise OAuthError("access_denied", "the resource owner denied the request")
-        return self._state.issue_code(
+        return CodeRequest(
             client_id=client.client_id,
             redirect_uri=params["redirect_uri"],
             code_challenge=challenge,
@@ -148,9 +183,8 @@ class AuthorizationEndpoint:
         return resource
 
     def _redirect(
-        self, redirect_uri: str, reply: List[Tuple[str, str]], pairs: Pairs, options: ServerOptions
+        self, redirect_uri: str, reply: List[Tuple[str, str]], state: Optional[str], options: ServerOptions
     ) -> Response:
-        state = single_value(pairs, "state")
         if state is not None:
             reply.append(("state", state))
         iss = self._iss(options.iss_mode)

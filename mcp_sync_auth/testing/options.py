@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Tuple
 
+from .consent_page import CONSENT_MODES
 from .dpop import DPOP_MODES
 from .overrides import EMPTY, freeze_overrides
 from .scopes import check_scope_tokens
@@ -29,6 +30,11 @@ class ServerOptions:
     root_metadata: bool = False
     allow_registration: bool = True
     auto_consent: bool = True
+    consent: str = "auto"
+    """"auto" (``auto_consent`` decides, no page) or "page" (an HTML page with Allow and Deny)."""
+    loopback_any_port: bool = True
+    """RFC 8252 §7.3: a registered loopback redirect URI matches on any port. False: exact match
+    only (servers that want a client registered by hand to come back to its one fixed port)."""
     iss_mode: str = "correct"
     issue_refresh_tokens: bool = True
     authorization_code_ttl: float = 60.0
@@ -53,6 +59,8 @@ class ServerOptions:
     def __post_init__(self) -> None:
         # Normalise through object.__setattr__: the dataclass is frozen.
         object.__setattr__(self, "scopes_supported", check_scope_tokens(self.scopes_supported))
+        if self.consent not in CONSENT_MODES:
+            raise ValueError(f"consent must be one of {CONSENT_MODES}, not {self.consent!r}")
         if self.iss_mode not in ISS_MODES:
             raise ValueError(f"iss_mode must be one of {ISS_MODES}, not {self.iss_mode!r}")
         ttl = float(self.authorization_code_ttl)
@@ -65,6 +73,7 @@ class ServerOptions:
             "root_metadata",
             "allow_registration",
             "auto_consent",
+            "loopback_any_port",
             "issue_refresh_tokens",
             "anonymous_jwt_bearer",
             "device_authorization",

@@ -75,11 +75,12 @@ def is_loopback(uri: str) -> bool:
     return parts is not None and parts.host in LOOPBACK_HOSTS
 
 
-def redirect_uri_matches(registered: str, requested: str) -> bool:
-    """Exact match, or for a loopback registration the same URI on any port."""
+def redirect_uri_matches(registered: str, requested: str, *, any_loopback_port: bool = True) -> bool:
+    """Exact match, or for a loopback registration the same URI on any port (unless
+    ``any_loopback_port`` is False)."""
     if registered == requested:
         return True
-    if "#" in requested:
+    if "#" in requested or not any_loopback_port:
         return False
     mine, theirs = _split(registered), _split(requested)
     if mine is None or theirs is None or mine.host not in LOOPBACK_HOSTS or theirs.userinfo:

@@ -9,6 +9,7 @@ from .._util.jwt_extra import jwt_module
 from .audit import Audit
 from .authorize import WRONG_ISSUER_SUFFIX, AuthorizationEndpoint
 from .client_metadata import ClientMetadata
+from .consent_page import CONSENT_PATH, ConsentEndpoint, PendingAuthorizations
 from .device import DeviceAuthorizationEndpoint
 from .device_codes import PendingDeviceCode
 from .dpop import PLACES, is_thumbprint
@@ -64,7 +65,9 @@ class StrictAuthServer(ThreadedHttpServing):
     Knobs (constructor keywords, also settable at run time): ``scopes_supported``,
     ``serve_metadata``, ``path_metadata`` (False: no document at the path-inserted URL),
     ``root_metadata`` (the same protected resource metadata at the root well-known URL too),
-    ``allow_registration``, ``auto_consent``, ``iss_mode``,
+    ``allow_registration``, ``auto_consent``, ``consent`` ("auto", the default: no page; "page": an
+    HTML consent page with Allow and Deny, posted to ``/authorize/consent``), ``loopback_any_port``
+    (False: a registered loopback redirect URI must match exactly, port included), ``iss_mode``,
     ``issue_refresh_tokens``, ``authorization_code_ttl``, ``prm_overrides``,
     ``as_metadata_overrides`` (documents only; map a field to :data:`REMOVE` to delete it) and
     ``anonymous_jwt_bearer`` (the JWT bearer grant without client authentication, default True).
@@ -111,6 +114,8 @@ class StrictAuthServer(ThreadedHttpServing):
         root_metadata: bool = False,
         allow_registration: bool = True,
         auto_consent: bool = True,
+        consent: str = "auto",
+        loopback_any_port: bool = True,
         iss_mode: str = "correct",
         issue_refresh_tokens: bool = True,
         authorization_code_ttl: float = 60.0,
@@ -140,6 +145,8 @@ class StrictAuthServer(ThreadedHttpServing):
             root_metadata=root_metadata,
             allow_registration=allow_registration,
             auto_consent=auto_consent,
+            consent=consent,
+            loopback_any_port=loopback_any_port,
             iss_mode=iss_mode,
             issue_refresh_tokens=issue_refresh_tokens,
             authorization_code_ttl=authorization_code_ttl,
@@ -163,6 +170,7 @@ class StrictAuthServer(ThreadedHttpServing):
             token_marker=token_marker,
             options=options,
         )
+        self._pending_consents = PendingAuthorizations(self._state.now)
         self._fault_delay = float(fault_delay)
         self._strict_accept = strict_accept
         self._token_marker = token_marker
@@ -214,7 +222,9 @@ class StrictAuthServer(ThreadedHttpServing):
             strict_accept=self._strict_accept,
             controls=self.mcp,
         )
-        authorize = AuthorizationEndpoint(self._state, issuer=self.issuer, resource=resource)
+        authorize = AuthorizationEndpoint(
+            self._state, issuer=self.issuer, resource=resource, pending=self._pending_consents
+        )
         device = DeviceAuthorizationEndpoint(
             self._state, resource=resource, audiences=self.assertion_audiences, verification_uri=self.verification_uri
         )
@@ -224,6 +234,7 @@ class StrictAuthServer(ThreadedHttpServing):
             AS_WELL_KNOWN: {"GET": metadata.authorization_server},
             "/register": {"POST": RegistrationEndpoint(self._state)},
             "/authorize": {"GET": authorize},
+            CONSENT_PATH: {"POST": ConsentEndpoint(self._pending_consents, authorize.decide)},
             "/token": {"POST": token},
             "/device_authorization": {"POST": device},
             "/revoke": {"POST": self._revocation},
@@ -429,6 +440,31 @@ class StrictAuthServer(ThreadedHttpServing):
     @auto_consent.setter
     def auto_consent(self, value: bool) -> None:
         self._state.update_options(auto_consent=value)
+
+    @property
+    def consent(self) -> str:
+        """ "auto": ``/authorize`` answers by itself (see :attr:`auto_consent`); "page": it shows a
+        consent page with Allow and Deny, for a person or a browser driven by a test."""
+        return self._state.options.consent
+
+    @consent.setter
+    def consent(self, value: str) -> None:
+        self._state.update_options(consent=value)
+
+    @property
+    def pending_consents(self) -> int:
+        """Consent pages shown and not answered yet."""
+        return len(self._pending_consents)
+
+    @property
+    def loopback_any_port(self) -> bool:
+        """True (RFC 8252 §7.3): a registered loopback redirect URI matches on any port; False: only
+        exactly, so a client registered by hand must come back to its one registered port."""
+        return self._state.options.loopback_any_port
+
+    @loopback_any_port.setter
+    def loopback_any_port(self, value: bool) -> None:
+        self._state.update_options(loopback_any_port=value)
 
     @property
     def iss_mode(self) -> str:

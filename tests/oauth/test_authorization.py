@@ -2,6 +2,7 @@
 
 import base64
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
@@ -132,8 +133,12 @@ def test_repeated_parameters_are_refused():
 def test_loopback_receiver_keeps_the_first_redirect_and_answers_a_page():
     with LoopbackReceiver() as receiver:
         url = receiver.redirect_uri + "?code=abc&state=xyz"
-        page = requests.get(url, timeout=10)
-        assert page.status_code == 200 and "close this window" in page.text
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(requests.get, url, timeout=30)  # held until the flow says how it ended
+            assert receiver.wait(5) == url
+            receiver.succeeded()
+            page = first.result()
+        assert page.status_code == 200 and "close this tab" in page.text
         requests.get(receiver.redirect_uri + "?code=later&state=xyz", timeout=10)
         assert requests.get(f"http://127.0.0.1:{receiver.port}/other", timeout=10).status_code == 404
         assert receiver.wait(5) == url
