@@ -65,6 +65,16 @@ def readme_server(tmp_path_factory):
         yield server, env
 
 
+def check_covering_tests(index, note):
+    files = re.findall(r"(?:tests|bench)/[\w/]+\.py|\.ci/run", note)
+    assert files, f"README block {index} says it is covered but names no test file: {note}"
+    for named in files:
+        assert (ROOT / named).exists(), f"README block {index} names {named}, which does not exist"
+    defined = "".join((ROOT / named).read_text() for named in files)
+    for test in re.findall(r"(?<![\w/])test_\w+(?!\.py)", note):
+        assert f"def {test}(" in defined, f"README block {index} names {test}, which none of {files} defines"
+
+
 def test_the_readme_has_code_blocks():
     assert len(blocks()) >= 6
 
@@ -73,9 +83,9 @@ def test_the_readme_has_code_blocks():
 def test_readme_block(index, readme_server, tmp_path):
     lang, code, covered = blocks()[index]
     if covered:
-        # Blocks that install packages or open a browser are exercised elsewhere; the file must exist.
-        named = covered.split()[0]
-        assert (ROOT / named).exists(), f"README block {index} names {named}, which does not exist"
+        # Blocks that install packages, open a browser or need a proxy are exercised elsewhere: every
+        # file the note names must exist, and every test it names must be defined in one of them.
+        check_covering_tests(index, covered)
         return
     server, env = readme_server
     code = code.replace(EXAMPLE_URL, server.mcp_url)

@@ -1,13 +1,20 @@
+import importlib.util
+
 import pytest
 
+from ..helpers import skip_unless_ci
 from .session import REASON_MISSING, SecretServiceSession, available
 
 
 def _start(tmp_path_factory, name):
-    pytest.importorskip("keyring", reason="the keyring extra is needed: pip install 'mcp-sync-auth[keyring]'")
-    pytest.importorskip("secretstorage", reason="secretstorage is needed for the Secret Service backend")
+    for module, why in (
+        ("keyring", "the keyring extra is needed: pip install 'mcp-sync-auth[keyring]'"),
+        ("secretstorage", "secretstorage is needed for the Secret Service backend"),
+    ):
+        if importlib.util.find_spec(module) is None:
+            skip_unless_ci(why)
     if not available():
-        pytest.skip(REASON_MISSING)
+        skip_unless_ci(REASON_MISSING)
     return SecretServiceSession(tmp_path_factory.mktemp(name)).start()
 
 
