@@ -37,6 +37,7 @@ from .errors import (
     CorruptTokenCache,
     DiscoveryError,
     InsufficientScope,
+    RevocationConnectionError,
     RevocationFailed,
     login_needed,
 )
@@ -417,10 +418,14 @@ class ChainSource:
         try:
             endpoint = self._discovery.authorization_server(key.issuer).revocation_endpoint
         except DiscoveryError as exc:
-            raise RevocationFailed(
-                f"cannot find out whether {key.issuer} revokes tokens ({exc}); the tokens are kept. {LOCAL_ONLY_HINT}",
-                transient=True,
-            ) from None
+            message = (
+                f"cannot find out whether {key.issuer} revokes tokens ({exc}); the tokens are kept. {LOCAL_ONLY_HINT}"
+            )
+            if isinstance(exc, ConnectionSetupError):  # a setting to change: say which, as every request does
+                raise RevocationConnectionError(
+                    message, kind=exc.kind, host=exc.host, proxy=exc.proxy, transient=True
+                ) from None
+            raise RevocationFailed(message, transient=True) from None
         if endpoint is None:
             return NO_REVOCATION
         return TokenRevoker(endpoint, self._flow.token_client(chain.token_endpoint, chain.registration))

@@ -77,13 +77,14 @@ def serve(ca, tmp_path, clock):
     files = tls_files(ca, tmp_path, "server")
     started = []
 
-    def start(host="127.0.0.1", tls=True):
+    def start(host="127.0.0.1", tls=True, **options):
         server = StrictAuthServer(
             access_token_ttl=TTL,
             clock=clock,
             token_marker="SECRETMARK",
             host=host,
             tls=files if tls else None,
+            **options,
         )
         started.append(server.start())
         return server
