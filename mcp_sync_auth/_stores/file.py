@@ -703,7 +703,7 @@ class FileReservation:
         self._temp: Optional[Path] = temp
 
     def __repr__(self) -> str:
-        return f"FileReservation({self._key.describe()}, {'open' if self._temp else 'closed'})"
+        return f"{type(self).__name__}({self._key.describe()}, {'open' if self._temp else 'closed'})"
 
     def commit(self, record: ChainRecord) -> None:
         temp, self._temp = self._temp, None
@@ -711,6 +711,10 @@ class FileReservation:
             raise RuntimeError("a reservation is committed at most once")
         if record.key != self._key:
             raise ValueError("a reservation holds room for one chain only")
+        self._fill(temp, record)
+
+    def _fill(self, temp: Path, record: ChainRecord) -> None:
+        """Write ``record`` into the reserved room and put it in place."""
         self._store._replace_with(temp, _encode(record_to_document(record)), self._store.path_for(record.key))
 
     def release(self) -> None:

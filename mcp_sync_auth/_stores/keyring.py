@@ -55,8 +55,16 @@ from .document import (
     record_to_document,
     registration_to_document,
 )
-from .file import FileTokenStore, _kind_of, _quarantine_name, _read_file, _room_for, _StemKey, default_directory
-from .inventory import EntryKind, Inventory, Problem, Unreadable
+from .file import (
+    FileReservation,
+    FileTokenStore,
+    _quarantine_name,
+    _read_file,
+    _room_for,
+    _StemKey,
+    default_directory,
+)
+from .inventory import EntryKind, Problem, Unreadable
 from .keychain import DEFAULT_SERVICE, Keychain
 from .reservation import Reservation
 
@@ -282,26 +290,9 @@ class KeyringTokenStore(FileTokenStore):
 
     # -- listing ---------------------------------------------------------------------------------
 
-    def inventory(self) -> Inventory:
-        """Every chain the index names, read from the keychain, and a verdict for each entry that
-        cannot be used (a keychain that does not answer is a verdict too, not a hang). Creates,
-        locks and moves nothing."""
-        if not self._existing_directory():
-            return Inventory([])
-        records: list[ChainRecord] = []
-        unreadable: list[Unreadable] = []
-        for path in sorted(self.directory.glob("*.json")):
-            kind = _kind_of(path.name)
-            if kind is None:
-                continue
-            entry = self._listed(path, kind)
-            if isinstance(entry, ChainRecord):
-                records.append(entry)
-            elif entry is not None:
-                unreadable.append(entry)
-        return Inventory(records, unreadable)
-
-    def _listed(self, path: Path, kind: EntryKind) -> Union[ChainRecord, Unreadable, None]:
+    def _entry_at(self, path: Path, kind: EntryKind) -> Union[ChainRecord, Unreadable, None]:
+        """The file store's listing, each index read through the keychain (a keychain that does not
+        answer is a verdict too, not a hang). Creates, locks and moves nothing."""
         stem = path.name[: -len(".json")]
         read = self._read_index(path, kind)
         if read is None:
@@ -382,23 +373,12 @@ class KeyringTokenStore(FileTokenStore):
         return None
 
 
-class KeyringReservation:
+class KeyringReservation(FileReservation):
     """Room for one chain's next record: the keychain took a write, and the index's room is on disk."""
 
-    def __init__(self, store: KeyringTokenStore, key: ChainKey, temp: Path) -> None:
-        self._store = store
-        self._key = key
-        self._temp: Optional[Path] = temp
+    _store: KeyringTokenStore
 
-    def __repr__(self) -> str:
-        return f"KeyringReservation({self._key.describe()}, {'open' if self._temp else 'closed'})"
-
-    def commit(self, record: ChainRecord) -> None:
-        temp, self._temp = self._temp, None
-        if temp is None:
-            raise RuntimeError("a reservation is committed at most once")
-        if record.key != self._key:
-            raise ValueError("a reservation holds room for one chain only")
+    def _fill(self, temp: Path, record: ChainRecord) -> None:
         store = self._store
         try:
             store.keychain.set(store._entry_name(record.key), _encode(record_to_document(record)))
@@ -407,11 +387,6 @@ class KeyringReservation:
             raise
         index = store._index_document(record.key, record.generation)
         store._replace_with(temp, _encode(index).encode("utf-8"), store.path_for(record.key))
-
-    def release(self) -> None:
-        temp, self._temp = self._temp, None
-        if temp is not None:
-            _unlink(temp)
 
 
 def _unlink(path: Path) -> None:

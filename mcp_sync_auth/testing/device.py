@@ -6,14 +6,14 @@ asks for a scope this server grants and for its one resource (RFC 8707), as the 
 
 from __future__ import annotations
 
-from typing import Collection, Mapping, Optional
+from typing import Collection, Mapping
 
 from ..errors import MissingExtra
 from .client_auth import authenticate_client, claimed_client_id
 from .errors import OAuthError
 from .forms import TOKEN_MULTI_ERRORS, Pairs, form_pairs, to_params
 from .http_types import NO_STORE, Request, Response, json_response
-from .metadata import ResourceOf
+from .metadata import ResourceOf, requested_resource
 from .models import DEVICE_CODE_GRANT
 from .scopes import grantable_scope
 from .state import AuthState
@@ -62,14 +62,7 @@ class DeviceAuthorizationEndpoint:
         return json_response(200, answer, NO_STORE)
 
     def _resource(self, params: Mapping[str, str]) -> str:
-        resource: Optional[str] = params.get("resource")
-        if resource is None:
-            if self._state.require_resource:
-                raise OAuthError("invalid_target", "the resource parameter is required")
-            return self._resource_of(self._state.options)
-        if resource != self._resource_of(self._state.options):
-            raise OAuthError("invalid_target", "unknown resource")
-        return resource
+        return requested_resource(self._state, self._resource_of, params)
 
     def _refused(self, request: Request, params: Mapping[str, str], error: OAuthError) -> Response:
         self._state.record_device_refusal(claimed_client_id(request, params), error)

@@ -24,7 +24,7 @@ from .assertions import (
 from .errors import OAuthError
 from .id_jag import ID_JAG_ASSERTION, id_jag_terms, is_id_jag_typ
 from .jwt_keys import PublicKey
-from .metadata import ResourceOf
+from .metadata import ResourceOf, requested_resource
 from .models import DEVICE_CODE_GRANT, JWT_BEARER_GRANT, ClientInfo, TokenGrant
 from .scopes import grantable_scope, parse_scope
 from .state import AuthState
@@ -85,15 +85,7 @@ class Grants:
         }
 
     def _resource(self, params: Mapping[str, str]) -> str:
-        """The audience of a grant with no earlier request to bind it: ``resource`` or the default."""
-        resource = params.get("resource")
-        if resource is None:
-            if self._state.require_resource:
-                raise OAuthError("invalid_target", "the resource parameter is required")
-            return self._resource_of(self._state.options)
-        if resource != self._resource_of(self._state.options):
-            raise OAuthError("invalid_target", "unknown resource")
-        return resource
+        return requested_resource(self._state, self._resource_of, params)
 
     def authorization_code(self, request: GrantRequest) -> TokenGrant:
         client = request.authenticated

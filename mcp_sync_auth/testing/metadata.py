@@ -7,9 +7,10 @@ The documents describe what the server really does; test overrides change only t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Mapping
 
 from .dpop import DPOP_ALGORITHMS
+from .errors import OAuthError
 from .http_types import Request, Response, json_response
 from .id_jag import ID_JAG_PROFILE
 from .jwt_keys import ALGORITHMS
@@ -23,6 +24,20 @@ __all__ = ["MetadataEndpoints", "ResourceOf", "ServerUrls"]
 
 ResourceOf = Callable[[ServerOptions], str]
 """The resource identifier the server grants tokens for and accepts them at, under given knobs."""
+
+
+def requested_resource(state: AuthState, resource_of: ResourceOf, params: Mapping[str, str]) -> str:
+    """The audience of a grant with no earlier request to bind it (client credentials, the JWT
+    bearer grant, a device authorization): the ``resource`` asked for, else the server's own."""
+    own = resource_of(state.options)
+    resource = params.get("resource")
+    if resource is None:
+        if state.require_resource:
+            raise OAuthError("invalid_target", "the resource parameter is required")
+        return own
+    if resource != own:
+        raise OAuthError("invalid_target", "unknown resource")
+    return resource
 
 
 @dataclass(frozen=True)
