@@ -1,6 +1,8 @@
 """Code that runs in worker processes (started with the spawn method, so it must be importable)."""
 
 import importlib
+import os
+import sys
 import threading
 from collections import Counter
 
@@ -108,6 +110,8 @@ def run_cycles(config, clock, process_barrier, results):
                 outcome = echo_call(session, config["mcp_url"], auth)
             except MCPAuthError as exc:
                 outcome = type(exc).__name__
+                if outcome not in outcomes:  # the first of each kind, for the test's report on failure
+                    print(f"worker {os.getpid()}: {outcome}: {exc}", file=sys.stderr, flush=True)
             with guard:
                 outcomes[outcome] += 1
             done.wait()

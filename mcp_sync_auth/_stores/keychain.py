@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from typing import Any, Callable, Optional, TypeVar
 
 from .._util.keyring_extra import keyring_module
@@ -126,7 +127,7 @@ class Keychain:
 
         def run() -> None:
             try:
-                outcome["value"] = call(backend)
+                outcome["value"] = _with_retries(call, backend, time.monotonic() + self.timeout)
             except BaseException as exc:  # handed to the caller below
                 outcome["error"] = exc
             finally:
@@ -151,6 +152,27 @@ class Keychain:
             raise _translated(error, backend, what) from None
         value: T = outcome.get("value")  # type: ignore[assignment]
         return value
+
+
+# A backend that could not reach its service (keyring's InitError, secretstorage's
+# SecretServiceNotAvailableException: the D-Bus connection refused or cut off, or the daemon too
+# busy to answer, as a burst of new connections on a loaded machine does) is asked again until the
+# call's deadline: a refresh whose answer cannot be stored in the keychain may cost the chain. Any
+# other failure (a locked keychain, a refused write) is reported at once.
+_UNREACHABLE = ("InitError", "SecretServiceNotAvailableException")
+_FIRST_PAUSE, _LONGEST_PAUSE = 0.05, 0.5
+
+
+def _with_retries(call: Callable[[Any], T], backend: Any, deadline: float) -> T:
+    pause = _FIRST_PAUSE
+    while True:
+        try:
+            return call(backend)
+        except Exception as exc:
+            if type(exc).__name__ not in _UNREACHABLE or time.monotonic() + pause >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(2 * pause, _LONGEST_PAUSE)
 
 
 def _translated(error: BaseException, backend: object, what: str) -> BaseException:

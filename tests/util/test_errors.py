@@ -42,6 +42,7 @@ SAMPLES = {
     "kind": "certificate",
     "host": "as.example:8443",
     "proxy": "proxy.corp:3128",
+    "revoked": ("refresh_token",),
 }
 
 
