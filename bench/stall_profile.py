@@ -90,6 +90,7 @@ def profile_of(timelines: Sequence[Sequence[Sequence[Any]]], schedule: Sequence[
         return {}
     segments: dict[str, list[float]] = {name: [] for name, _ in SEGMENTS}
     cross: list[float] = []
+    after_write: list[float] = []
     in_process: list[float] = []
     leader_grant: list[float] = []
     granters: list[int] = []
@@ -147,10 +148,13 @@ def profile_of(timelines: Sequence[Sequence[Sequence[Any]]], schedule: Sequence[
                 continue
             others = sorted((e for e in events if e[0].startswith("lead:")), key=lambda e: e[2])
             if others:
-                cross.append(others[0][3] - released)  # negative: it read the renamed file before the release
+                # Negative: it saw the set before the release (the renamed file, the Redis commit's message).
+                cross.append(others[0][3] - released)
+                after_write.append(others[0][3] - write[3])
     return {
         "segments": {name: summarize(values) for name, values in segments.items()},
         "cross_process_wake": summarize(cross),
+        "cross_process_after_write": summarize(after_write),
         "in_process_wake": summarize(in_process),
         "leader_grant": summarize(leader_grant),
         "granters_per_expiry": granters,
@@ -201,6 +205,7 @@ def where_the_time_goes(figures: dict[str, Any]) -> list[str]:
     for name, stats in profile["segments"].items():
         lines.append(f"{name:<40} {_ms(stats['mean']):>9} {_ms(stats['p99']):>9}  {notes.get(name, '')}")
     for key, label in (("cross_process_wake", "other processes: lock release -> set seen"),
+                       ("cross_process_after_write", "other processes: write done -> set seen"),
                        ("in_process_wake", "in-process waiters: leader done -> running")):
         stats = profile[key]
         lines.append(f"{label:<40} p50 {_ms(stats['p50'])}, p99 {_ms(stats['p99'])}, max {_ms(stats['max'])} "
