@@ -195,11 +195,14 @@ class PhaseTimer:
         @functools.wraps(original)
         def lead(*args: Any, **kwargs: Any) -> Any:
             timer._local.granted = False
-            began = time.perf_counter()
+            began, cpu = time.perf_counter(), time.thread_time()
             try:
                 return original(*args, **kwargs)
             finally:
                 granted = bool(getattr(timer._local, "granted", False))
+                # this thread's own CPU time in the lead (as an event from 0): the rest of its wall time it
+                # waited for a core or for the GIL
+                timer.event("lead cpu", 0.0, time.thread_time() - cpu)
                 timer.event("lead: granted" if granted else "lead: adopted", began, time.perf_counter(),
                             "flight leader: whole refresh" + (" (sent the grant)" if granted else
                                                               " (adopted another's set)"))

@@ -237,6 +237,10 @@ def _ms(seconds: Optional[float]) -> str:
     return "n/a" if seconds is None or math.isnan(seconds) else f"{seconds * 1e3:.1f}"
 
 
+def _plus(seconds: float) -> str:
+    return "n/a" if math.isnan(seconds) else f"{seconds * 1e3:+.1f}"
+
+
 def _get(cell: GridCell, *path: str) -> float:
     value: Any = cell.figures
     for key in path:
@@ -251,8 +255,8 @@ def _line(cell: GridCell) -> str:
         last = cell.errors[0].strip().splitlines()[-1]
         return f"  {cell.store:<5} N={cell.threads:<3} P={cell.processes}: ERROR {last}"
     return (f"  {cell.store:<5} N={cell.threads:<3} P={cell.processes}: grants/expiry {cell.grants_per_expiry:.2f}, "
-            f"alive {cell.chain_alive}, failed {cell.calls_failed}; end to end +{_ms(_get(cell, 'e2e_added_p50'))} / "
-            f"+{_ms(_get(cell, 'e2e_added_p99'))} ms (p50 / p99), grant under load "
+            f"alive {cell.chain_alive}, failed {cell.calls_failed}; end to end {_plus(_get(cell, 'e2e_added_p50'))} / "
+            f"{_plus(_get(cell, 'e2e_added_p99'))} ms (p50 / p99), grant under load "
             f"{_ms(_get(cell, 'probe_expiry', 'p50'))} ms ({cell.seconds:.1f} s)")
 
 
