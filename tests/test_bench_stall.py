@@ -38,8 +38,14 @@ def test_the_stall_run_counts_the_chains_grants_not_the_probes_and_profiles_ever
 
 
 def _figures(e2e_p50, probe_p50, in_call_p99):
-    return {"e2e_added_p50": e2e_p50, "e2e_added_p99": e2e_p50, "added_p50": e2e_p50, "added_p99": in_call_p99,
-            "probe_expiry": {"p50": probe_p50}, "refresh_rtt": {"p50": 0.001}}
+    return {
+        "e2e_added_p50": e2e_p50,
+        "e2e_added_p99": e2e_p50,
+        "added_p50": e2e_p50,
+        "added_p99": in_call_p99,
+        "probe_expiry": {"p50": probe_p50},
+        "refresh_rtt": {"p50": 0.001},
+    }
 
 
 def test_the_goals_pass_and_miss_on_the_figures():
