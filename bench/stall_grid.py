@@ -263,7 +263,7 @@ def _line(cell: GridCell) -> str:
 COLUMNS = (
     ("store", 5), ("N", 3), ("P", 2), ("grants/exp", 10), ("alive", 5), ("e2e +p50", 8), ("e2e +p99", 8),
     ("call +p50", 9), ("call +p99", 9), ("grant load", 10), ("leader grant", 12), ("bare", 5), ("+p50/grant", 10),
-    ("xproc after release p99", 23), ("xproc after write p99", 21), ("inproc wake p99", 15), ("s", 5),
+    ("xproc after release p99", 23), ("xproc after visible p99", 23), ("inproc wake p99", 15), ("s", 5),
 )
 
 
@@ -279,7 +279,7 @@ def table(run: GridRun) -> list[str]:
             _ms(probe), _ms(_get(cell, "profile", "leader_grant", "p50")), _ms(_get(cell, "refresh_rtt", "p50")),
             "n/a" if math.isnan(added) or not probe or math.isnan(probe) else f"{added / probe:.1f}",
             _ms(_get(cell, "profile", "cross_process_wake", "p99")),
-            _ms(_get(cell, "profile", "cross_process_after_write", "p99")),
+            _ms(_get(cell, "profile", "cross_process_after_visible", "p99")),
             _ms(_get(cell, "profile", "in_process_wake", "p99")),
             f"{cell.seconds:.0f}",
         ])
@@ -313,9 +313,10 @@ def report(run: GridRun) -> list[str]:
         "and p99; the headline). call +p50/+p99: time in MCPAuth.__call__ minus its baseline median (a "
         "diagnostic). grant load: a probe's bare refresh grant posted as each expiry burst starts, p50 (the "
         "grant under the same load); leader grant: the flight leader's own grant, p50; bare: the bare grant "
-        "alone, before the bursts, p50. +p50/grant: e2e +p50 / grant load. xproc after release / after write: "
-        "the holder's lock release (or the end of its write) to another process's leader returning with the new "
-        "set (negative: seen before it); inproc wake: a leader's work returning to its waiter running.",
+        "alone, before the bursts, p50. +p50/grant: e2e +p50 / grant load. xproc after release / after "
+        "visible: the holder's lock release (or its new set becoming visible: renamed, committed) to another "
+        "process's leader returning with the new set (negative: seen before it); inproc wake: a leader's work "
+        "returning to its waiter running.",
         "",
         *table(run),
         "",
