@@ -4,6 +4,7 @@ side by side, in one run.
     python -m bench.stall_grid            # the grid, 10 expiries a cell (about ten minutes on 2 cores)
     python -m bench.stall_grid --quick    # 3 expiries a cell (a few minutes)
     python -m bench.stall_grid --json     # the same, one JSON object on stdout instead of the table
+    python -m bench.stall_grid --save grid.json   # the table, and the JSON object in grid.json
 
 Each cell is the stall run of ``python -m bench`` section 3 (:func:`bench.scenarios.stall`): a warm-up
 burst, then a valid-token burst and an expiry burst, E times, every thread of every process calling once
@@ -386,6 +387,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--processes", default=",".join(map(str, PROCESSES)), help="default: %(default)s")
     parser.add_argument("--stores", default=",".join(STORES), help="default: %(default)s")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout instead of the table")
+    parser.add_argument("--save", type=Path, metavar="FILE", help="also write that JSON object to FILE")
     args = parser.parse_args(argv)
     stores = [s.strip() for s in args.stores.split(",") if s.strip()]
     unknown = [s for s in stores if s not in STORES]
@@ -399,6 +401,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         lambda text: print(text, flush=True))
     run = grid(_numbers(args.threads), _numbers(args.processes), stores, expiries, 10 if args.quick else 30,
                "quick" if args.quick else "full", command, progress)
+    if args.save is not None:
+        args.save.write_text(json.dumps(to_json(run), indent=1, default=str) + "\n", encoding="utf-8")
     if args.json:
         print(json.dumps(to_json(run), indent=1, default=str))
     else:

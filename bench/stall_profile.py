@@ -228,6 +228,11 @@ def where_the_time_goes(figures: dict[str, Any]) -> list[str]:
         stats = profile[key]
         lines.append(f"{label:<40} p50 {_ms(stats['p50'])}, p99 {_ms(stats['p99'])}, max {_ms(stats['max'])} "
                      f"({int(stats['count'])} wake-ups)")
+    wall = profile["segments"].get("burst start -> leader returns", {}).get("mean", math.nan)
+    cpu = profile["segments"].get("  of which the thread ran on a CPU", {}).get("mean", math.nan)
+    if not math.isnan(wall) and not math.isnan(cpu) and wall > 0:
+        lines.append(f"the granting thread ran on a CPU {_ms(cpu)} of its {_ms(wall)} ({100 * cpu / wall:.0f}%); the "
+                     "rest it waited: for a core, the GIL, the disk (fsync) and the server")
     in_call = figures.get("added_p50", math.nan)
     e2e = figures.get("e2e_added_p50", math.nan)
     lines.append(f"{'added p50 in MCPAuth.__call__':<40} {_ms(in_call):>9}")
