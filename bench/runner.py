@@ -166,11 +166,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             f"the same load p50 {s.probe_expiry.get('p50', float('nan')) * 1e3:.1f} ms, bare "
             f"{s.refresh_rtt['p50'] * 1e3:.1f} ms; in __call__ p50 {s.added_p50 * 1e3:.1f} ms, p99 "
             f"{s.added_p99 * 1e3:.1f} ms; grants {s.grants}/{s.expiries}, alive {s.chain_alive}")
-        for goal, measured, met in stall_goals(s.figures()):
+        verdicts = stall_goals(s.figures())
+        for goal, measured, met in verdicts:
             say(f"  {'n/a ' if met is None else ('PASS' if met else 'MISS')} {goal}: {measured}")
-            if met is False:
-                for line in where_the_time_goes(s.figures()):
-                    say(f"      {line}")
+        if any(met is False for _, _, met in verdicts):
+            say("  where the time goes (mean and p99 over the expiries):")
+            for line in where_the_time_goes(s.figures()):
+                say(f"      {line}")
     if "throughput" in experiments:
         sample_load("throughput")
         say(f"4. throughput, token lifetime 1 s vs never ({plan.tput_threads} threads x {plan.tput_processes} "
