@@ -17,6 +17,8 @@ from .contenders import BY_NAME
 from .fleet import MAIN_COMMANDS, FleetResult
 from .model import GOAL_RATIO, GOAL_THROUGHPUT, BenchResults
 from .scenarios import OverheadResult, ScalingPoint, StallResult, ThroughputResult
+from .stall_profile import goals as stall_goals
+from .stall_profile import where_the_time_goes
 
 LOADED = 0.5  # a 1-minute load average above this fraction of the cores means "other work was running"
 
@@ -80,11 +82,9 @@ def goals(results: BenchResults) -> list[tuple[str, str, Optional[bool]]]:
                      f"{_num(o.ratio_p50, 3)} (median latencies; means {_num(o.ratio_mean, 3)})", met))
     if results.stall is not None:
         s = results.stall
-        met = s.added_p99 <= s.budget if not s.errors else None
-        rows.append(("3. expiry stall p99 ≤ one refresh round trip + 5 ms",
-                     f"p99 +{_ms(s.added_p99)} vs budget {_ms(s.budget)} "
-                     f"(refresh round trip p50 {_ms(s.refresh_rtt['p50'])}; {s.threads} threads x {s.processes} "
-                     f"processes)", met))
+        for letter, (goal, measured, met) in zip("ab", stall_goals(s.figures())):
+            rows.append((f"3{letter}. expiry stall, {s.threads} threads x {s.processes} processes: {goal}", measured,
+                         None if s.errors else met))
     if results.throughput is not None:
         t = results.throughput
         met = None if t.ratio is None else t.ratio >= GOAL_THROUGHPUT
@@ -248,35 +248,45 @@ def _stall_section(s: Optional[StallResult]) -> list[str]:
         "",
         "## 3. Expiry stall",
         "",
-        f"mcp_sync_auth, {s.threads} threads x {s.processes} processes. Cycles alternate: every thread calls "
+        f"mcp_sync_auth, {s.threads} threads x {s.processes} processes. Bursts alternate: every thread calls "
         "once with a valid token (baseline), then once right after an expiry (the shared clock jumps; times are "
-        "real, `perf_counter`). The client sees the expiry on its clock, so the refresh happens inside "
-        "`MCPAuth.__call__`, before the request is sent: the **added latency** of a call that hit an expiry is "
-        "the time it spent there, minus the median of that time in baseline cycles (the fast path, "
-        "microseconds). The **refresh round trip** is measured bare (a keep-alive `requests.Session` posting "
-        "refresh grants on a chain of its own, from a process of its own) right before and after.",
+        "real, `perf_counter`). **The headline is end to end**: the whole-call latency of calls in expiry bursts "
+        "minus that of calls in the bursts between, at p50 and at p99. It is set against **the refresh grant "
+        "under the same load** (a probe process, one more party of the barrier, posts one bare refresh grant on "
+        "a chain of its own as each burst starts) and against **the bare grant** (a keep-alive "
+        "`requests.Session` posting refresh grants alone, right before and after the bursts). The time a call "
+        "spent in `MCPAuth.__call__` (the refresh happens there, before the request is sent) minus its median in "
+        "baseline bursts is kept as a diagnostic.",
         "",
     ]
-    rtt = s.refresh_rtt["p50"]
+    probe = s.probe_expiry.get("p50", math.nan)
+    leader = s.profile.get("leader_grant", {}).get("p50", math.nan) if s.profile else math.nan
     rows = [
-        ["added latency p50", _ms(s.added_p50), _num(s.added_p50 / rtt)],
-        ["added latency p99", _ms(s.added_p99), _num(s.added_p99 / rtt)],
-        ["refresh round trip p50 (bare)", _ms(rtt), "1.00"],
-        ["refresh round trip p99 (bare)", _ms(s.refresh_rtt["p99"]), _num(s.refresh_rtt["p99"] / rtt)],
-        ["goal: added p99 ≤ refresh round trip + 5 ms", _ms(s.budget), _num(s.budget / rtt)],
-        ["whole call p50 / p99, baseline cycles", f"{_ms(s.latency_baseline['p50'])} / "
+        ["**end to end, added p50**", _ms(s.e2e_added_p50), _num(_ratio_of(s.e2e_added_p50, probe))],
+        ["**end to end, added p99**", _ms(s.e2e_added_p99), _num(_ratio_of(s.e2e_added_p99, probe))],
+        ["whole call p50 / p99, baseline bursts", f"{_ms(s.latency_baseline['p50'])} / "
          f"{_ms(s.latency_baseline['p99'])}", ""],
-        ["whole call p50 / p99, expiry cycles", f"{_ms(s.latency_expiry['p50'])} / {_ms(s.latency_expiry['p99'])}",
+        ["whole call p50 / p99, expiry bursts", f"{_ms(s.latency_expiry['p50'])} / {_ms(s.latency_expiry['p99'])}",
          ""],
+        ["refresh grant under the same load, p50 / p99 (probe, expiry bursts)",
+         f"{_ms(probe)} / {_ms(s.probe_expiry.get('p99', math.nan))}", "1.00"],
+        ["the same in the baseline bursts, p50", _ms(s.probe_baseline.get("p50", math.nan)),
+         _num(_ratio_of(s.probe_baseline.get("p50", math.nan), probe))],
+        ["the flight leader's own grant, p50", _ms(leader), _num(_ratio_of(leader, probe))],
+        ["bare refresh grant p50 / p99 (alone)", f"{_ms(s.refresh_rtt['p50'])} / {_ms(s.refresh_rtt['p99'])}",
+         _num(_ratio_of(s.refresh_rtt["p50"], probe))],
+        ["diagnostic: in `MCPAuth.__call__`, added p50 / p99", f"{_ms(s.added_p50)} / {_ms(s.added_p99)}",
+         _num(_ratio_of(s.added_p50, probe))],
     ]
-    lines += _table(["measure", "time (context)", "÷ refresh round trip p50"], rows)
-    lines += ["", "Whole-call latencies are context only: with every thread calling at once they are dominated by "
-              "queueing at the one-process server, in both kinds of cycle."]
+    lines += _table(["measure", "time (context)", "÷ grant under load p50"], rows)
     if s.per_process_added_p50:
-        lines += ["", "Added p50 per process, smallest first (a process whose thread led the refresh waits least): "
-                  + ", ".join(_ms(x) for x in s.per_process_added_p50)]
+        lines += ["", "In-call added p50 per process, smallest first (a process whose thread led the refresh waits "
+                  "least): " + ", ".join(_ms(x) for x in s.per_process_added_p50)]
     lines += ["", f"Grants: {s.grants} for {s.expiries} expiries; reuse detections {s.reuse_detections}; chain alive "
               f"{_yes(s.chain_alive)}; calls OK {s.calls_ok}, failed {s.calls_failed}."]
+    if s.profile:
+        lines += ["", "Where the time goes, per expiry (the process that sent the grant, then the wake-ups; "
+                  "`bench/stall_profile.py`):", "", "```", *where_the_time_goes(s.figures()), "```"]
     return lines
 
 
@@ -458,7 +468,7 @@ def _profile_section(results: BenchResults) -> list[str]:
     profile = results.overhead.profile if results.overhead else None
     if not phases and not profile:
         return []
-    lines = ["", "## Profile (--profile)", ""]
+    lines = ["", "## Profile (phase timers of the stall run; of throughput and cProfile with --profile)", ""]
     if phases:
         lines += ["Wall time of the refresh protocol's phases, summed over the worker processes of each run:", ""]
         merged: dict[tuple[str, str], list[dict[str, float]]] = {}

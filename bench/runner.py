@@ -18,6 +18,8 @@ from .fleet import fleet
 from .model import BenchResults, from_json
 from .report import write_report
 from .scenarios import grants_matrix, overhead, scaling, stall, throughput
+from .stall_profile import goals as stall_goals
+from .stall_profile import where_the_time_goes
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 EXPERIMENTS = ("grants", "overhead", "stall", "throughput", "scaling", "fleet")
@@ -158,11 +160,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if "stall" in experiments:
         sample_load("stall")
         say(f"3. expiry stall ({plan.stall_threads} threads x {plan.stall_processes} processes, real-time latencies)")
-        results.stall = stall(plan.stall_threads, plan.stall_processes, plan.stall_expiries, plan.rtt_count,
-                              profile=args.profile)
+        results.stall = stall(plan.stall_threads, plan.stall_processes, plan.stall_expiries, plan.rtt_count)
         s = results.stall
-        say(f"  added p50 {s.added_p50 * 1e3:.1f} ms, p99 {s.added_p99 * 1e3:.1f} ms; refresh round trip p50 "
-            f"{s.refresh_rtt['p50'] * 1e3:.1f} ms; grants {s.grants}/{s.expiries}, alive {s.chain_alive}")
+        say(f"  end to end added p50 {s.e2e_added_p50 * 1e3:.1f} ms, p99 {s.e2e_added_p99 * 1e3:.1f} ms; grant under "
+            f"the same load p50 {s.probe_expiry.get('p50', float('nan')) * 1e3:.1f} ms, bare "
+            f"{s.refresh_rtt['p50'] * 1e3:.1f} ms; in __call__ p50 {s.added_p50 * 1e3:.1f} ms, p99 "
+            f"{s.added_p99 * 1e3:.1f} ms; grants {s.grants}/{s.expiries}, alive {s.chain_alive}")
+        verdicts = stall_goals(s.figures())
+        for goal, measured, met in verdicts:
+            say(f"  {'n/a ' if met is None else ('PASS' if met else 'MISS')} {goal}: {measured}")
+        if any(met is False for _, _, met in verdicts):
+            say("  where the time goes (mean and p99 over the expiries):")
+            for line in where_the_time_goes(s.figures()):
+                say(f"      {line}")
     if "throughput" in experiments:
         sample_load("throughput")
         say(f"4. throughput, token lifetime 1 s vs never ({plan.tput_threads} threads x {plan.tput_processes} "

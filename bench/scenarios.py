@@ -26,8 +26,9 @@ from mcp_sync_auth.testing import StrictAuthServer
 
 from .clock import SharedClock
 from .contenders import BY_NAME, Contender, initial_token_document, make_mcp_auth, write_token_file
+from .stall_profile import burst_figures, profile_of
 from .stats import median, percentile, ratio, summarize
-from .workers import Record, cycles_worker, overhead_worker, refresh_rtt_worker, throughput_worker
+from .workers import Record, cycles_worker, overhead_worker, probe_worker, refresh_rtt_worker, throughput_worker
 
 TTL = 300.0  # access token lifetime for clock-driven runs; every expiry moves the clock by TTL + 1
 START_TIMEOUT = 600.0  # spawning 16 processes on a loaded 2-core machine is slow
@@ -142,6 +143,9 @@ class CyclesRun:
     errors: list[str]
     phases: list[dict[str, dict[str, float]]]
     seconds: float
+    probe: list[float] = dataclasses.field(default_factory=list)  # per cycle: the probe's grant (seconds)
+    probe_grants: int = 0  # grants the probe sent (the server counts them with the chain's)
+    timelines: list[list[Any]] = dataclasses.field(default_factory=list)  # per process (profile on)
 
 
 def run_cycles(
@@ -154,22 +158,29 @@ def run_cycles(
     profile: bool = False,
     environments: Optional[Sequence[dict[str, str]]] = None,
     after_cycle: Optional[Callable[[int], None]] = None,
+    probe_refresh_token: Optional[str] = None,
 ) -> CyclesRun:
     """One cycle per schedule entry; ``True`` moves the clock past the token's lifetime first.
 
     ``environments`` (one per process): the whole environment each worker starts with (a fleet host's
     HOME, caches and store URL). ``after_cycle(index)`` runs in the parent once every process finished
-    that cycle, before the next one starts (the fleet run reads Redis's command counters there)."""
+    that cycle, before the next one starts (the fleet run reads Redis's command counters there).
+    ``probe_refresh_token``: a refresh token of a chain of its own; a probe process (one more party of
+    the barrier) posts one bare refresh grant with it as each cycle starts (:func:`probe_worker`)."""
     spawn = spawn_context()
-    barrier = spawn.Barrier(processes + 1)
+    probing = probe_refresh_token is not None
+    barrier = spawn.Barrier(processes + 1 + (1 if probing else 0))
     results = spawn.Queue()
     spec = {"contender": contender.name, "driver": contender.driver, "env": chain.env,
             "cycles": len(schedule), "profile": profile and contender.ours}
     workers = [spawn.Process(target=cycles_worker, args=(spec, clock, barrier, results), daemon=True)
                for _ in range(processes)]
+    if probing:
+        probe_spec = {"env": chain.env, "refresh_token": probe_refresh_token, "cycles": len(schedule)}
+        workers.append(spawn.Process(target=probe_worker, args=(probe_spec, barrier, results), daemon=True))
     began = time.perf_counter()
     for index, worker in enumerate(workers):
-        if environments is None:
+        if environments is None or index >= len(environments):
             worker.start()
         else:
             with environment(environments[index]):  # a spawned child starts with os.environ
@@ -186,9 +197,11 @@ def run_cycles(
     except threading.BrokenBarrierError:
         errors.append("a worker failed or timed out (barrier broken)")
         barrier.abort()
-    reports, report_errors = _collect(results, processes, 60 if not errors else 10)
+    reports, report_errors = _collect(results, len(workers), 60 if not errors else 10)
     _finish(workers)
     errors.extend(report_errors)
+    probes = [report for report in reports if "probe" in report]
+    reports = [report for report in reports if "probe" not in report]
     records: list[list[Record]] = [[] for _ in schedule]
     by_process = []
     for report in reports:
@@ -198,7 +211,10 @@ def run_cycles(
         for index, cycle in enumerate(mine):
             records[index].extend(cycle)
     phases = [r["phases"] for r in reports if "phases" in r]
-    return CyclesRun(records, by_process, errors, phases, time.perf_counter() - began)
+    return CyclesRun(records, by_process, errors, phases, time.perf_counter() - began,
+                     probe=[float(x) for x in probes[0]["probe"]] if probes else [],
+                     probe_grants=int(probes[0]["probe_grants"]) if probes else 0,
+                     timelines=[r["timeline"] for r in reports if "timeline" in r])
 
 
 # --- 1. grants per expiry ------------------------------------------------------------------------------
@@ -226,8 +242,9 @@ class CellOutcomes:
 def fill_outcomes(cell: CellOutcomes, chain: Chain, run: CyclesRun) -> None:
     """Fill in the server's counts (read while the chain's server runs) and the calls' outcomes."""
     audit = chain.server.audit
-    cell.grants = audit.grants.get("refresh_token", 0)
-    cell.refresh_ok = audit.refresh_ok
+    # The probe's grants (a chain of its own, every one accepted) are the server's too: not the chain's.
+    cell.grants = audit.grants.get("refresh_token", 0) - run.probe_grants
+    cell.refresh_ok = audit.refresh_ok - run.probe_grants
     cell.reuse_detections = audit.reuse_detections
     cell.revocations = audit.revocations
     cell.chain_alive = chain.alive()
@@ -335,10 +352,20 @@ class StallResult:
     errors: list[str]
     phases: list[dict[str, dict[str, float]]]
     per_process_added_p50: list[float] = dataclasses.field(default_factory=list)
+    # The headline (bench.stall_profile): end to end, expiry bursts minus the bursts between.
+    e2e_added_p50: float = math.nan
+    e2e_added_p99: float = math.nan
+    probe_expiry: dict[str, float] = dataclasses.field(default_factory=dict)  # a bare grant, in expiry bursts
+    probe_baseline: dict[str, float] = dataclasses.field(default_factory=dict)  # the same, in the bursts between
+    profile: dict[str, Any] = dataclasses.field(default_factory=dict)  # stall_profile.profile_of
 
     @property
     def grants_per_expiry(self) -> float:
         return self.grants / self.expiries if self.expiries else math.nan
+
+    def figures(self) -> dict[str, Any]:
+        """What bench.stall_profile's goals and profile lines read."""
+        return dataclasses.asdict(self)
 
     @property
     def budget(self) -> float:
@@ -353,15 +380,16 @@ def _split(cycles: Sequence[Sequence[Record]], schedule: Sequence[bool], field: 
     return baseline, hit
 
 
-def stall(threads: int, processes: int, expiries: int, rtt_count: int, profile: bool = False) -> StallResult:
+def stall(threads: int, processes: int, expiries: int, rtt_count: int, profile: bool = True) -> StallResult:
     """Cycles alternate: a valid-token cycle (baseline), then an expiry cycle; the first (warm-up)
     cycle opens connections and is left out.
 
-    The added latency of a call that hit an expiry is the time it spent in ``MCPAuth.__call__`` getting
-    its token (the refresh happens there, before the request is sent: the client sees the expiry on its
-    clock) minus the median of that time in the baseline cycles (microseconds: the fast path). Whole-call
-    latencies are kept as context only: with every thread calling at once they are dominated by queueing
-    at the one-process server, in both kinds of cycle alike.
+    The headline (:mod:`bench.stall_profile`) is end to end: whole-call latency in expiry bursts minus
+    that in the bursts between, at p50 and p99, set against a probe's bare refresh grant posted as each
+    burst starts (the grant under the same load) and against the bare one. As a diagnostic, the time a
+    call spent in ``MCPAuth.__call__`` getting its token (the refresh happens there, before the request is
+    sent: the client sees the expiry on its clock) minus the median of that time in the baseline cycles.
+    The phase timers are on by default (they time the slow path only), so the profile says where it goes.
     """
     ours = BY_NAME["mcp_sync_auth"]
     clock = SharedClock()
@@ -369,8 +397,10 @@ def stall(threads: int, processes: int, expiries: int, rtt_count: int, profile: 
     with chain_for(ours, threads=threads, ttl=TTL, clock=clock) as chain:
         chain.env["time_auth"] = True
         rtt = refresh_round_trips(chain, rtt_count)  # before and after, on chains of their own
+        probe_token = chain.server.mint_tokens(chain.env["client_id"])["refresh_token"]
         chain.server.reset_audit()
-        run = run_cycles(ours, chain, clock, processes=processes, schedule=schedule, profile=profile)
+        run = run_cycles(ours, chain, clock, processes=processes, schedule=schedule, profile=profile,
+                         probe_refresh_token=probe_token)
         audit = chain.server.audit
         alive = chain.alive()
         rtt += refresh_round_trips(chain, rtt_count)
@@ -378,9 +408,11 @@ def stall(threads: int, processes: int, expiries: int, rtt_count: int, profile: 
     ok = outcomes.pop("ok", 0)
     figures = stall_figures(run, schedule)
     return StallResult(
-        threads, processes, expiries, refresh_rtt=summarize(rtt), grants=audit.grants.get("refresh_token", 0),
+        threads, processes, expiries, refresh_rtt=summarize(rtt),
+        grants=audit.grants.get("refresh_token", 0) - run.probe_grants,
         reuse_detections=audit.reuse_detections, chain_alive=alive, calls_ok=ok,
         calls_failed=sum(outcomes.values()), errors=run.errors, phases=run.phases, **figures,
+        **burst_figures(run.records, run.probe, schedule), profile=profile_of(run.timelines, schedule),
     )
 
 

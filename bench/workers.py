@@ -53,17 +53,19 @@ def cycles_worker(spec: dict[str, Any], clock: Optional[SharedClock], barrier: A
         if spec["driver"] == "asyncio":
             records = _cycles_asyncio(spec, clock, barrier)
         else:
-            records = _cycles_threads(spec, clock, barrier)
+            records = _cycles_threads(spec, clock, barrier, timer)
     except Exception:
         _fail(results, barrier)
         return
     report: dict[str, Any] = {"pid": os.getpid(), "cycles": records}
     if timer is not None:
         report["phases"] = timer.summary()
+        report["timeline"] = timer.timeline()
     results.put(report)
 
 
-def _cycles_threads(spec: dict[str, Any], clock: Optional[SharedClock], barrier: Any) -> list[list[Record]]:
+def _cycles_threads(spec: dict[str, Any], clock: Optional[SharedClock], barrier: Any,
+                    timer: Optional[Any] = None) -> list[list[Record]]:
     env = spec["env"]
     client = THREADED[spec["contender"]](env, clock)
     threads, cycles = env["threads"], spec["cycles"]
@@ -95,8 +97,12 @@ def _cycles_threads(spec: dict[str, Any], clock: Optional[SharedClock], barrier:
     for thread in pool:
         thread.start()
     try:
-        for _ in range(cycles):
+        for cycle in range(cycles):
+            if timer is not None:
+                timer.cycle = cycle  # every event until the next cycle belongs to this one
             barrier.wait(BARRIER_TIMEOUT)
+            if timer is not None:
+                timer.mark("burst")  # this process learns that the cycle began
             start.wait(BARRIER_TIMEOUT)
             done.wait(BARRIER_TIMEOUT)
             barrier.wait(BARRIER_TIMEOUT)
@@ -329,3 +335,40 @@ def refresh_rtt_worker(spec: dict[str, Any], results: Any) -> None:
         results.put({"pid": os.getpid(), "durations": durations[1:]})  # the first one opens the connection
     except Exception:
         _fail(results, None)
+
+
+# --- a refresh grant under the load of a burst ---------------------------------------------------------
+
+
+def probe_worker(spec: dict[str, Any], barrier: Any, results: Any) -> None:
+    """A party of the cycles' barrier, like a worker process: as each cycle starts it posts one bare
+    refresh grant (a keep-alive ``requests.Session``, a chain of its own), so its round trip meets the
+    same machine, the same server and the same moment as the burst's calls. One warm-up grant first
+    opens the connection."""
+    try:
+        env = spec["env"]
+        state = {"refresh_token": spec["refresh_token"]}
+        with requests.Session() as session:
+
+            def grant() -> float:
+                form = {"grant_type": "refresh_token", "refresh_token": state["refresh_token"],
+                        "client_id": env["client_id"], "resource": env["mcp_url"]}
+                began = time.perf_counter()
+                response = session.post(env["token_endpoint"], data=form, headers={"Accept": "application/json"},
+                                        timeout=60)
+                answer = response.json()
+                took = time.perf_counter() - began
+                if response.status_code != 200:
+                    raise RuntimeError(f"probe refresh failed: HTTP {response.status_code} {answer.get('error')}")
+                state["refresh_token"] = answer["refresh_token"]
+                return took
+
+            grant()
+            durations = []
+            for _ in range(spec["cycles"]):
+                barrier.wait(BARRIER_TIMEOUT)  # cycle starts
+                durations.append(grant())
+                barrier.wait(BARRIER_TIMEOUT)  # cycle done
+        results.put({"pid": os.getpid(), "probe": durations, "probe_grants": len(durations) + 1})
+    except Exception:
+        _fail(results, barrier)
