@@ -3,9 +3,11 @@ number of reads (files, kernel lock table, Redis round trips) that does not grow
 what it must. Counts are asserted, never times.
 """
 
+import dataclasses
 import json
 import math
 import os
+import pickle
 import threading
 import time
 
@@ -188,3 +190,14 @@ def test_the_lock_table_names_a_held_flock(tmp_path):
     with store.lock(key, 5.0):
         info = os.stat(store.directory / (key.stem + ".lock"))
         assert file_module._file_id(info.st_dev, info.st_ino) in file_module._flocks_held()
+
+
+def test_a_cached_stem_changes_nothing_a_key_compares_hashes_or_shows():
+    fresh, used = chain_keys(1)[0], chain_keys(1)[0]
+    stem = used.stem  # cached on ``used`` only
+    assert used.stem == stem == fresh.stem
+    assert used == fresh and hash(used) == hash(fresh) and repr(used) == repr(fresh)
+    assert used.to_json() == fresh.to_json() == dataclasses.asdict(fresh)
+    assert pickle.loads(pickle.dumps(used)) == fresh
+    assert pickle.loads(pickle.dumps(used)).stem == stem
+    assert dataclasses.replace(used, account="bob").stem != stem
