@@ -130,7 +130,9 @@ class ChainMemories:
         with self._guard:
             self._bound = _checked_bound(bound)
             recent: cachetools.LRUCache[Hashable, ChainMemory] = cachetools.LRUCache(self._bound)
-            for key, memory in list(self._recent.items())[-self._bound :]:
+            old = self._recent
+            while old:  # least recent first, so that the most recent ones are those kept
+                key, memory = old.popitem()
                 recent[key] = memory
             self._recent = recent
 

@@ -219,10 +219,14 @@ def test_the_fast_path_takes_no_lock(memories, store, refresher, clock, monkeypa
 
 
 def test_the_bound_can_be_set_and_a_wrong_one_is_refused(memories, store, refresher, clock):
-    for n in range(BOUND):
-        manager(stored_chain(store, clock, n), store, refresher, clock).token()
+    keys = [stored_chain(store, clock, n) for n in range(BOUND)]
+    for key in keys:
+        manager(key, store, refresher, clock).token()
+    manager(keys[0], store, refresher, clock)  # the oldest is the most recent again
     memories.set_bound(8)
     assert settled_sizes(memories) == {"recent": 8, "unsaved": 0, "live": 8}
+    kept = {key for (_, key) in memories._recent}
+    assert kept == {keys[0], *keys[-7:]}  # the 8 most recently used survive the new bound
     for wrong in (0, -1, True, 2.5, "many"):
         with pytest.raises(ConfigurationError, match="at least 1"):
             memories.set_bound(wrong)
