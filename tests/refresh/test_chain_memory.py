@@ -10,12 +10,23 @@ import threading
 from collections import Counter
 
 import pytest
+import requests
 
-from mcp_sync_auth import ChainKey, ChainRecord, ConfigurationError, MemoryTokenStore, TokenSet, TokenStoreError
+from mcp_sync_auth import (
+    ChainKey,
+    ChainRecord,
+    ConfigurationError,
+    FileTokenStore,
+    MCPAuth,
+    MemoryTokenStore,
+    TokenSet,
+    TokenStoreError,
+)
 from mcp_sync_auth._refresh import manager as manager_module
 from mcp_sync_auth._refresh import memory
 from mcp_sync_auth._refresh.manager import TokenManager, _flights
 from mcp_sync_auth._refresh.memory import ChainMemories
+from mcp_sync_auth.testing import login
 
 from ..clocks import ManualClock
 from ..helpers import wait_until
@@ -240,3 +251,46 @@ def test_a_wrong_bound_in_the_environment_is_a_clear_error(monkeypatch):
     assert memory._bound_from_environment() == 12
     monkeypatch.delenv(memory.ENV_BOUND)
     assert memory._bound_from_environment() == memory.DEFAULT_BOUND == 4096
+
+
+class CountingStore(FileTokenStore):
+    """A file store that counts every call that could read, list or lock."""
+
+    def __init__(self, directory):
+        super().__init__(directory)
+        self.calls = Counter()
+
+    def load(self, key):
+        self.calls["load"] += 1
+        return super().load(key)
+
+    def inventory(self):
+        self.calls["inventory"] += 1
+        return super().inventory()
+
+    def lock(self, key, timeout):
+        self.calls["lock"] += 1
+        return super().lock(key, timeout)
+
+    def try_lock(self, key):
+        self.calls["try_lock"] += 1
+        return super().try_lock(key)
+
+
+def test_mcpauth_with_a_fresh_token_takes_no_lock_and_reads_no_store(memories, server, clock, store_dir, monkeypatch):
+    store = CountingStore(store_dir)
+    first = login(server, store, clock=clock)
+    auth = MCPAuth(server.mcp_url, store=store, clock=clock, interactive=False)
+    request = requests.Request("POST", server.mcp_url).prepare()
+    expected = f"Bearer {first.access_token()}"
+    assert auth(request).headers["Authorization"] == expected  # finds its chain in the store
+    guards = {"memories": CountingLock(), "flights": CountingLock(), "resolve": CountingLock()}
+    monkeypatch.setattr(memories, "_guard", guards["memories"])
+    monkeypatch.setattr(_flights, "_guard", guards["flights"])
+    monkeypatch.setattr(auth._source, "_resolve_guard", guards["resolve"])
+    store.calls.clear()
+    for _ in range(1000):
+        request = requests.Request("POST", server.mcp_url).prepare()
+        assert auth(request).headers["Authorization"] == expected
+    assert {name: guard.acquired for name, guard in guards.items()} == {"memories": 0, "flights": 0, "resolve": 0}
+    assert store.calls == Counter()
