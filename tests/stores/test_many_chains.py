@@ -4,6 +4,7 @@ what it must. Counts are asserted, never times.
 """
 
 import dataclasses
+import gc
 import json
 import math
 import os
@@ -201,3 +202,22 @@ def test_a_cached_stem_changes_nothing_a_key_compares_hashes_or_shows():
     assert pickle.loads(pickle.dumps(used)) == fresh
     assert pickle.loads(pickle.dumps(used)).stem == stem
     assert dataclasses.replace(used, account="bob").stem != stem
+
+
+def test_the_redis_lease_registry_holds_only_the_leases_in_use(redis_server):
+    store = RedisTokenStore.from_url(redis_server.url)
+    try:
+        chains = chain_keys(300)
+        for key in chains:
+            with store.lock(key, 5.0):
+                pass
+        gc.collect()
+        assert redis_store_module._HELD.sizes() == (0, 0)  # it used to keep one entry per key ever locked
+        with store.lock(chains[0], 5.0):
+            gc.collect()
+            assert redis_store_module._HELD.sizes() == (1, 1)
+            assert list(store.held_leases()) == [store._name(chains[0], "lease")]
+        gc.collect()
+        assert redis_store_module._HELD.sizes() == (0, 0)
+    finally:
+        store.close()
