@@ -26,7 +26,7 @@ class ChainKey:
     account: str = DEFAULT_ACCOUNT
 
     def to_json(self) -> dict[str, str]:
-        return dataclasses.asdict(self)
+        return {"resource": self.resource, "issuer": self.issuer, "client_id": self.client_id, "account": self.account}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ChainKey:
@@ -40,9 +40,14 @@ class ChainKey:
 
     @property
     def stem(self) -> str:
-        """A file-system-safe name, stable across processes and Python versions."""
-        canonical = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
+        """A file-system-safe name, stable across processes and Python versions (computed once per key:
+        listing thousands of chains asks for it often)."""
+        cached: Optional[str] = self.__dict__.get("_stem")
+        if cached is None:
+            canonical = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+            cached = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
+            object.__setattr__(self, "_stem", cached)  # not a field: equality, hash and repr ignore it
+        return cached
 
     def describe(self) -> str:
         account = "" if self.account == DEFAULT_ACCOUNT else f", account {self.account!r}"

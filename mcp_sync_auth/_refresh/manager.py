@@ -6,7 +6,8 @@ one was stored. How:
 
 1. Fast path: a fresh token in memory is returned with no lock, no file and no network.
 2. Otherwise the caller joins the chain's in-process flight (:mod:`singleflight`); only its leader
-   goes on. Every ``TokenManager`` for the same store and chain shares the same flight and memory.
+   goes on. Every ``TokenManager`` for the same store and chain shares the same flight and memory;
+   memories are bounded (an LRU of recent chains) without ever splitting one (:mod:`.memory`).
 3. The leader first reads the store without the lock: another process may have rotated already.
 4. Then it takes the store's lock, reads again, and adopts a newer set if there is one. Only if the
    stored set is still the stale one does it spend the *stored* refresh token, exactly once.
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 import time
 from typing import Callable, NoReturn, Optional, TypeVar
 
@@ -47,6 +47,7 @@ from ..errors import (
     login_needed,
 )
 from . import shield
+from .memory import MEMORIES
 from .singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
@@ -64,28 +65,7 @@ _Login = TypeVar("_Login", bound=AuthorizationRequired)
 _Told = TypeVar("_Told")
 
 
-@dataclasses.dataclass
-class _ChainMemory:
-    """What this process knows about a chain. Attributes are replaced whole, never mutated in place,
-    so the fast path can read them without a lock."""
-
-    current: Optional[TokenSet] = None
-    # After an early refresh found another process refreshing, wait this long (monotonic) before the
-    # next attempt: the current token still works, and each attempt reads the store.
-    early_retry_at: float = 0.0
-    # A rotated set the store could not take: the chain's newest record, in this process only, until
-    # a write succeeds. Nothing older than it may be adopted or spent meanwhile.
-    unsaved: Optional[ChainRecord] = None
-
-
-_memory_guard = threading.Lock()
-_memory: dict[tuple[str, ChainKey], _ChainMemory] = {}
 _flights: SingleFlight[TokenSet] = SingleFlight()
-
-
-def _memory_for(store: ChainStore, key: ChainKey) -> _ChainMemory:
-    with _memory_guard:
-        return _memory.setdefault((store.identity, key), _ChainMemory())
 
 
 class TokenManager:
@@ -113,7 +93,9 @@ class TokenManager:
         self._clock = clock
         self._login_hint = login_hint
         self._flight_key = (store.identity, key)
-        self._memory = _memory_for(store, key)
+        # Held directly, so the fast path needs no lookup and no lock; the registry hands every live
+        # manager of this chain the same object (see :mod:`.memory`).
+        self._memory = MEMORIES.memory_for(self._flight_key)
 
     def __repr__(self) -> str:
         return f"TokenManager({self.key.describe()}, store={self.store!r})"
@@ -195,7 +177,7 @@ class TokenManager:
                 )
             )
             self._memory.current = tokens
-            self._memory.unsaved = None  # a login replaces the chain, stored or not
+            self._memory.stored()  # a login replaces the chain, stored or not
         log.debug("stored a new token set for %s (generation %d)", self.key.describe(), generation)
         return tokens
 
@@ -210,7 +192,8 @@ class TokenManager:
                 told = first(self._newest_tokens())
             self.store.delete(self.key)
             self._memory.current = None
-            self._memory.unsaved = None
+            self._memory.stored()
+        MEMORIES.forget(self._memory)
         return told
 
     def _newest_tokens(self) -> Optional[TokenSet]:
@@ -227,6 +210,7 @@ class TokenManager:
 
     def _fly(self, lead: Callable[[], TokenSet]) -> TokenSet:
         """Join the chain's flight (leading it if none is under way), shielded from Ctrl-C."""
+        self._memory.touch()  # the slow path marks the chain recent; the fast path never does
         return shield.shielded(lambda: _flights.run(self._flight_key, lead), self.key.describe())
 
     def _refresh(self, rejected: Optional[str]) -> TokenSet:
@@ -438,7 +422,7 @@ class TokenManager:
             except TokenStoreError as exc:
                 self._keep_unsaved(new_record, exc)
             else:
-                self._memory.unsaved = None
+                self._memory.stored()
             return fresh
         finally:
             room.release()
@@ -446,7 +430,7 @@ class TokenManager:
     # -- a rotated set the store did not take ------------------------------------------------------
 
     def _keep_unsaved(self, record: ChainRecord, cause: TokenStoreError) -> None:
-        self._memory.unsaved = record
+        self._memory.keep_unsaved(record)
         log.error(
             "could not store the refreshed tokens of %s (%s). The chain now lives only in this process: "
             "keep it running until a later call stores them (each call retries); another process using "
@@ -471,7 +455,7 @@ class TokenManager:
         except TokenStoreError:
             stored = None  # unreadable (a corrupt file is moved aside): ours replaces it
         if stored is not None and stored.generation >= unsaved.generation:
-            self._memory.unsaved = None  # a login replaced the chain meanwhile
+            self._memory.stored()  # a login replaced the chain meanwhile
             return True
         try:
             self.store.save(unsaved)
@@ -487,7 +471,7 @@ class TokenManager:
                 level=logging.ERROR,
             )
             return False
-        self._memory.unsaved = None
+        self._memory.stored()
         log.warning("the refreshed tokens of %s are stored now", self.key.describe())
         return True
 

@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, NoReturn, Optional, Union
+from typing import Any, BinaryIO, Iterator, NoReturn, Optional, Sequence, Union
 
 import filelock
 
@@ -125,20 +125,22 @@ def _read_file(path: Path) -> Optional[_FileRead]:
             return _refused(f"the token file {path} is a symbolic link; refusing to read it")
         return _refused(f"cannot read the token file {path}: {exc.strerror}")
     with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
         try:
-            _check_file(path, os.fstat(handle.fileno()))
+            _check_file(path, info)
         except TokenStoreError as exc:
             return _refused(exc.message)
-        raw = _read_bounded(handle)
+        raw = _read_bounded(handle, info.st_size)
     if raw is None:
         return _corrupt_read(f"it is larger than {MAX_FILE_BYTES // 1024} KiB, the limit for a store file")
     return _parse_document(path, raw)
 
 
-def _read_bounded(handle: BinaryIO) -> Optional[bytes]:
-    """The whole file, or None when it is larger than the limit: the size is checked before any read,
-    and the read stops one byte past the limit (the file may have grown since)."""
-    if os.fstat(handle.fileno()).st_size > MAX_FILE_BYTES:
+def _read_bounded(handle: BinaryIO, size: Optional[int] = None) -> Optional[bytes]:
+    """The whole file, or None when it is larger than the limit: the size (``size``, from an fstat
+    the caller made already, or a new one) is checked before any read, and the read stops one byte
+    past the limit (the file may have grown since)."""
+    if (os.fstat(handle.fileno()).st_size if size is None else size) > MAX_FILE_BYTES:
         return None
     raw = handle.read(MAX_FILE_BYTES + 1)
     return None if len(raw) > MAX_FILE_BYTES else raw
@@ -238,19 +240,21 @@ def _key_named(doc: Optional[dict[str, Any]], kind: EntryKind, stem: str) -> Opt
     return key if key.stem == stem else None
 
 
-def _unusable(doc: dict[str, Any], kind: EntryKind, stem: str) -> Optional[str]:
-    """Why a document of our schema cannot be used as the file named ``stem``, or None when it can."""
+def _judged(doc: dict[str, Any], kind: EntryKind, stem: str) -> tuple[Optional[ChainRecord], Optional[str]]:
+    """Whether a document of our schema can be used as the file named ``stem``: (its record, None) for
+    a good chain, (None, None) for a good registration, (None, why) when it cannot. The document is
+    parsed once: a listing of thousands of files pays for each parse."""
     try:
         if kind == "chain":
             record = document_to_record(doc)
-            return None if record.key.stem == stem else "it belongs to another chain"
+            return (record, None) if record.key.stem == stem else (None, "it belongs to another chain")
         key = _key_named(doc, kind, stem)
         if key is None or not isinstance(key, RegistrationKey):
-            return "it is not a client registration for this file's issuer"
+            return None, "it is not a client registration for this file's issuer"
         document_to_registration(key, doc)
     except ValueError as exc:
-        return str(exc)
-    return None
+        return None, str(exc)
+    return None, None
 
 
 def _peek_key(path: Path, kind: EntryKind, stem: str) -> Optional[Union[ChainKey, RegistrationKey]]:
@@ -444,6 +448,31 @@ class FileTokenStore:
                     return True
         return False
 
+    def refreshes_in_flight(self, keys: Sequence[ChainKey]) -> set[ChainKey]:
+        """:meth:`refresh_in_flight` for many chains, from one read of the kernel's lock table and one
+        of the folder (``status`` over thousands of chains), not a stat and a table read per chain."""
+        held = _flocks_held()
+        if held is None:
+            return {key for key in keys if self.refresh_in_flight(key)}
+        if not held or not keys:
+            return set()
+        try:
+            device = os.stat(self.directory).st_dev
+            with os.scandir(self.directory) as entries:
+                inodes = {
+                    entry.name[: -len(_LOCK_SUFFIX)]: entry.inode()
+                    for entry in entries
+                    if entry.name.endswith(_LOCK_SUFFIX) and not entry.is_symlink()
+                }
+        except OSError:
+            return {key for key in keys if self.refresh_in_flight(key)}
+        busy: set[ChainKey] = set()
+        for key in keys:
+            inode = inodes.get(key.stem)
+            if inode is not None and _file_id(device, inode) in held:
+                busy.add(key)
+        return busy
+
     def _holds_lock(self, key: _Lockable) -> bool:
         return self._holders.get(key.stem) == threading.get_ident()
 
@@ -525,16 +554,31 @@ class FileTokenStore:
             return Inventory([])
         records: list[ChainRecord] = []
         unreadable: list[Unreadable] = []
-        for path in sorted(self.directory.glob("*" + _RECORD_SUFFIX)):
-            kind = _kind_of(path.name)
-            if kind is None:
-                continue  # not a name this store gives its files
-            entry = self._entry_at(path, kind)
+        for name, kind in self._listing():
+            entry = self._entry_at(self.directory / name, kind)
             if isinstance(entry, ChainRecord):
                 records.append(entry)
             elif entry is not None:
                 unreadable.append(entry)
         return Inventory(records, unreadable)
+
+    def _listing(self) -> list[tuple[str, EntryKind]]:
+        """The names of the store's chain and registration files, sorted, from one read of the folder
+        (names sort as strings: no path objects, no stat)."""
+        try:
+            with os.scandir(self.directory) as entries:
+                names = [entry.name for entry in entries if entry.name.endswith(_RECORD_SUFFIX)]
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise TokenStoreError(f"cannot list the token folder {self.directory}: {exc.strerror}") from exc
+        names.sort()
+        found: list[tuple[str, EntryKind]] = []
+        for name in names:
+            kind = _kind_of(name)
+            if kind is not None:  # else not a name this store gives its files
+                found.append((name, kind))
+        return found
 
     def _entry_at(self, path: Path, kind: EntryKind) -> Union[ChainRecord, Unreadable, None]:
         """A chain file's record, None for a good registration (or a file gone since the listing),
@@ -545,9 +589,9 @@ class FileTokenStore:
             return None
         if found.problem is None:
             assert found.doc is not None
-            why = _unusable(found.doc, kind, stem)
+            record, why = _judged(found.doc, kind, stem)
             if why is None:
-                return document_to_record(found.doc) if kind == "chain" else None
+                return record
             found = _corrupt_read(why, doc=found.doc)
         key = _key_named(found.doc, kind, stem)
         if found.problem == "refused":
@@ -594,9 +638,9 @@ class FileTokenStore:
             return None
         if found.problem is None:
             assert found.doc is not None
-            why = _unusable(found.doc, kind, key.stem)
+            record, why = _judged(found.doc, kind, key.stem)
             if why is None:
-                return document_to_record(found.doc) if kind == "chain" else None  # replaced by a good one
+                return record  # replaced by a good one
             found = _corrupt_read(why)
         if found.problem == "corrupt":
             self._corrupt(key, path, found.reason, found.cause)
@@ -761,13 +805,24 @@ def _flock_held(path: Path) -> Optional[bool]:
         return False  # no lock file: never locked
     except OSError:
         return None
-    where = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    held = _flocks_held()
+    return None if held is None else _file_id(info.st_dev, info.st_ino) in held
+
+
+def _flocks_held() -> Optional[set[str]]:
+    """Every file an ``flock`` is held on now, as /proc/locks names it (device:inode); None where
+    the kernel does not say (not Linux)."""
     try:
         table = _KERNEL_LOCKS.read_text(encoding="ascii", errors="replace")
     except OSError:
         return None
+    held: set[str] = set()
     for line in table.splitlines():
         fields = line.split()
-        if "FLOCK" in fields and where in fields and "->" not in fields:  # "->": a waiter, not a holder
-            return True
-    return False
+        if "FLOCK" in fields and "->" not in fields and len(fields) > 5:  # "->": a waiter, not a holder
+            held.add(fields[5])
+    return held
+
+
+def _file_id(device: int, inode: int) -> str:
+    return f"{os.major(device):02x}:{os.minor(device):02x}:{inode}"

@@ -10,7 +10,7 @@ instead of treating it as absent. The methods are optional: :func:`take_inventor
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal, Optional, Protocol, Union, runtime_checkable
+from typing import Literal, Optional, Protocol, Sequence, Union, runtime_checkable
 
 from .._chain.keys import ChainKey, ChainRecord, RegistrationKey
 from ..errors import TokenStoreError
@@ -68,9 +68,25 @@ class BusyProbe(Protocol):
         """Whether another holder is refreshing the chain now (its lock, lease or in-flight mark)."""
 
 
+@runtime_checkable
+class BatchBusyProbe(Protocol):
+    """Optional: :class:`BusyProbe` for many chains at once (``status`` over thousands of them), in a
+    few reads rather than a few per chain."""
+
+    def refreshes_in_flight(self, keys: Sequence[ChainKey]) -> set[ChainKey]:
+        """Those of ``keys`` that another holder is refreshing now."""
+
+
 def refresh_in_flight(store: ChainStore, key: ChainKey) -> bool:
     """:meth:`BusyProbe.refresh_in_flight`; False for a store that cannot tell."""
     return isinstance(store, BusyProbe) and store.refresh_in_flight(key)
+
+
+def refreshes_in_flight(store: ChainStore, keys: Sequence[ChainKey]) -> set[ChainKey]:
+    """:meth:`BatchBusyProbe.refreshes_in_flight`, or one probe per key for a store without it."""
+    if isinstance(store, BatchBusyProbe):
+        return store.refreshes_in_flight(keys)
+    return {key for key in keys if refresh_in_flight(store, key)}
 
 
 def take_inventory(store: ChainStore) -> Inventory:
@@ -87,6 +103,7 @@ def settle(store: ChainStore, entry: Unreadable, timeout: float) -> Optional[Cha
 
 
 __all__ = [
+    "BatchBusyProbe",
     "BusyProbe",
     "EntryKind",
     "InspectableStore",
@@ -94,6 +111,7 @@ __all__ = [
     "Problem",
     "Unreadable",
     "refresh_in_flight",
+    "refreshes_in_flight",
     "settle",
     "take_inventory",
 ]

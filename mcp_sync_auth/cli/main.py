@@ -19,7 +19,7 @@ from .._chain.keys import DEFAULT_ACCOUNT, ChainKey, ChainRecord, RegistrationKe
 from .._oauth.login import AuthorizationHandler
 from .._oauth.settings import GRANT_TYPES
 from .._oauth.signing import ALGORITHMS
-from .._stores.inventory import Unreadable, refresh_in_flight, settle, take_inventory
+from .._stores.inventory import Unreadable, refreshes_in_flight, settle, take_inventory
 from .._stores.protocol import ChainStore, TokenStore
 from .._stores.selection import STORE_ENVIRONMENT_VARIABLE, describe_store, store_from_spec
 from .._util.urls import canonical_resource
@@ -80,7 +80,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             elif error is not None:
                 problems.append((entry, error))
     now = cli_status.clock()
-    statuses = [cli_status.chain_status(r, store=where, now=now, busy=refresh_in_flight(store, r.key)) for r in records]
+    busy = refreshes_in_flight(store, [r.key for r in records])  # a few reads for all, not a few per chain
+    statuses = [cli_status.chain_status(r, store=where, now=now, busy=r.key in busy) for r in records]
     if args.json:
         print(json.dumps(statuses, indent=2))
         for entry, error in problems:

@@ -16,7 +16,8 @@ import json
 import logging
 import threading
 import time
-from typing import Any, Iterator, Optional, Union
+import weakref
+from typing import Any, Iterator, Optional, Sequence, Union
 
 from ..._chain.keys import ChainKey, ChainRecord, RegistrationKey
 from ..._util.faultpoints import ARMED as _FAULTPOINTS
@@ -61,6 +62,9 @@ _MAX_HOLD = 1800.0
 _MAX_DOCUMENT = 1 << 20
 _STORE_OPTIONS = ("prefix", "lease", "wait_for_replicas", "replica_timeout", "encryption_key", "allow_plaintext")
 _SEALED = "sealed:"
+# Listing: how many keys one SCAN step looks at, and how many records one pipelined read fetches.
+_SCAN_COUNT = 1000
+_LIST_BATCH = 500
 
 
 class RedisTokenStore:
@@ -257,6 +261,31 @@ class RedisTokenStore:
         seconds, micros = self._call(doing, "time")
         return int(_text(deadline)) > int(seconds) * 1000 + int(micros) // 1000
 
+    def refreshes_in_flight(self, keys: Sequence[ChainKey]) -> set[ChainKey]:
+        """:meth:`refresh_in_flight` for many chains: pipelined, one round trip per
+        :data:`_LIST_BATCH` chains (each batch ends with Redis's clock, to judge its marks by)."""
+        busy: set[ChainKey] = set()
+        for start in range(0, len(keys), _LIST_BATCH):
+            batch = keys[start : start + _LIST_BATCH]
+            try:
+                pipe = self._client.pipeline(transaction=False)
+                for key in batch:
+                    pipe.exists(self._name(key, "lease"))
+                    pipe.hget(self._name(key, "inflight"), "deadline_ms")
+                pipe.time()
+                answers = pipe.execute()
+            except Exception as exc:
+                if _is_redis_error(exc):
+                    raise store_error(self.location, "reading the leases", exc, self._password) from None
+                raise
+            seconds, micros = answers[-1]
+            now_ms = int(seconds) * 1000 + int(micros) // 1000
+            for index, key in enumerate(batch):
+                leased, deadline = answers[2 * index], answers[2 * index + 1]
+                if int(leased) > 0 or (deadline is not None and int(_text(deadline)) > now_ms):
+                    busy.add(key)
+        return busy
+
     def held_leases(self) -> dict[str, str]:
         """The owner token of each lease this process holds on this store now, by key name (the chaos
         run checks, before each grant, that Redis still names that owner)."""
@@ -426,20 +455,22 @@ class RedisTokenStore:
         self._run("FORGET", [self._name(key, "record")], [self._name(key, "changed")], f"deleting {key.describe()}")
 
     def records(self) -> list[ChainRecord]:
+        """Every readable chain: one SCAN walk for the names, then their documents read in pipelined
+        batches (one round trip per :data:`_LIST_BATCH` chains, not one per chain)."""
+        names = [name for name in self._scan("record") if self._stem_of_name(name, "record") is not None]
         found: list[ChainRecord] = []
-        for name in self._scan("record"):
-            stem = self._stem_of_name(name, "record")
-            if stem is None:
-                continue
-            record = self._load_by_name(name)
-            if record is not None:
-                found.append(record)
+        for start in range(0, len(names), _LIST_BATCH):
+            batch = names[start : start + _LIST_BATCH]
+            for name, doc in zip(batch, self._documents(batch)):
+                record = self._record_in(name, doc)
+                if record is not None:
+                    found.append(record)
         return found
 
     def _scan(self, part: str) -> list[str]:
         pattern = f"{self.prefix}:{{*}}:{part}"
         try:
-            names = [_text(name) for name in self._client.scan_iter(match=pattern, count=500)]
+            names = [_text(name) for name in self._client.scan_iter(match=pattern, count=_SCAN_COUNT)]
         except Exception as exc:
             if _is_redis_error(exc):
                 raise store_error(self.location, "listing the stored chains", exc, self._password) from None
@@ -450,8 +481,20 @@ class RedisTokenStore:
         head, tail = f"{self.prefix}:{{", f"}}:{part}"
         return name[len(head) : -len(tail)] if name.startswith(head) and name.endswith(tail) else None
 
-    def _load_by_name(self, name: str) -> Optional[ChainRecord]:
-        doc = self._call("reading a record", "hget", name, "doc")
+    def _documents(self, names: list[str]) -> list[Any]:
+        """The ``doc`` field of each record named, in one round trip (None for one deleted since)."""
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for name in names:
+                pipe.hget(name, "doc")
+            documents: list[Any] = pipe.execute()
+        except Exception as exc:
+            if _is_redis_error(exc):
+                raise store_error(self.location, "reading the stored chains", exc, self._password) from None
+            raise
+        return documents
+
+    def _record_in(self, name: str, doc: Any) -> Optional[ChainRecord]:
         if doc is None:
             return None
         try:
@@ -533,33 +576,65 @@ class RedisReservation:
 class _HeldLease:
     """This process's live lease on one key (None when it holds none), and the lock of its attempts."""
 
-    def __init__(self) -> None:
+    def __init__(self, registry: _HeldLeases, identity: str, name: str) -> None:
         self.attempt = threading.Lock()
-        self.lease: Optional[Lease] = None
+        self._registry = registry
+        self._where = (identity, name)
+        self._lease: Optional[Lease] = None
+
+    @property
+    def lease(self) -> Optional[Lease]:
+        return self._lease
+
+    @lease.setter
+    def lease(self, lease: Optional[Lease]) -> None:
+        # Set under ``attempt``. A held lease keeps its entry alive; without one, the entry lives only
+        # while an attempt or a holder references it.
+        self._lease = lease
+        self._registry._holding(self, lease is not None)
 
 
 class _HeldLeases:
     """The leases this process holds, by store and key, whichever store object took them: a corrupt
-    record is moved aside only by its holder, and an orphan is told from a live lease."""
+    record is moved aside only by its holder, and an orphan is told from a live lease.
+
+    Bounded by what is in use: an entry is kept strongly while it holds a lease, and otherwise only
+    through a weak map, so every attempt on a key at the same time shares one ``attempt`` lock (each
+    attempt holds the entry), and a key nobody is locking costs nothing."""
 
     def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._by_name: dict[tuple[str, str], _HeldLease] = {}
+        self._reset_after_fork()
         reset_in_child(self)
 
     def at(self, identity: str, name: str) -> _HeldLease:
         with self._guard:
-            return self._by_name.setdefault((identity, name), _HeldLease())
+            held = self._by_name.get((identity, name))
+            if held is None:
+                held = self._by_name[(identity, name)] = _HeldLease(self, identity, name)
+            return held
 
     def live(self, identity: str) -> dict[str, Lease]:
         """The leases held now in this process on one store's keys, by key name (for instruments)."""
         with self._guard:
-            found = [(name, held.lease) for (owner, name), held in self._by_name.items() if owner == identity]
+            found = [(name, held.lease) for (owner, name), held in self._with_lease.items() if owner == identity]
         return {name: lease for name, lease in found if lease is not None}
+
+    def sizes(self) -> tuple[int, int]:
+        """(entries alive, entries holding a lease), for tests."""
+        with self._guard:
+            return len(self._by_name), len(self._with_lease)
+
+    def _holding(self, held: _HeldLease, holds: bool) -> None:
+        with self._guard:
+            if holds:
+                self._with_lease[held._where] = held
+            elif self._with_lease.get(held._where) is held:
+                del self._with_lease[held._where]
 
     def _reset_after_fork(self) -> None:
         self._guard = threading.Lock()
-        self._by_name = {}
+        self._by_name: weakref.WeakValueDictionary[tuple[str, str], _HeldLease] = weakref.WeakValueDictionary()
+        self._with_lease: dict[tuple[str, str], _HeldLease] = {}
 
 
 _HELD = _HeldLeases()
