@@ -40,7 +40,7 @@ from ..document import (
     registration_to_document,
 )
 from ..protocol import StoreKey
-from ..reservation import Reservation
+from ..reservation import Reservation, Visible
 from ..sealing import Sealer, open_stored, seal_for_store
 from . import scripts
 from .changes import ChangeFeed
@@ -505,7 +505,7 @@ class RedisReservation:
     def __repr__(self) -> str:
         return f"RedisReservation({self._current.key.describe()}, {'open' if self._open else 'closed'})"
 
-    def commit(self, record: ChainRecord) -> None:
+    def commit(self, record: ChainRecord, on_visible: Optional[Visible] = None) -> None:
         if not self._open:
             raise RuntimeError("a reservation is committed at most once")
         if record.key != self._current.key:
@@ -513,6 +513,8 @@ class RedisReservation:
         self._answered = True
         self._store._write(record, mode="exact", base=self._current.generation, owner=self._owner)
         self._open = False
+        if on_visible is not None:
+            on_visible()  # the compare-and-set ran: every reader sees the new record
 
     def release(self) -> None:
         if not self._open or self._answered:
