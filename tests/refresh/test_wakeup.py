@@ -11,6 +11,7 @@ import threading
 import pytest
 
 from mcp_sync_auth import FileTokenStore
+from mcp_sync_auth._refresh import manager
 from mcp_sync_auth._stores.file import _flock_held
 from mcp_sync_auth._stores.release_watch import supported
 
@@ -26,6 +27,12 @@ def _config(server, client_id, store_dir, **more):
         mcp_url=server.mcp_url, token_endpoint=server.token_endpoint, client_id=client_id, store_dir=str(store_dir),
         **more,
     )
+
+
+def _next(reports, timeout=180.0):
+    """The worker's next report; fails (rather than hangs) if none comes."""
+    wait_until(lambda: not reports.empty(), timeout=timeout, what="a report from the worker")
+    return reports.get()
 
 
 def _lock_file(store_dir, key):
@@ -44,14 +51,14 @@ def test_a_waiting_process_is_woken_by_the_release_not_by_a_timer(spawn, server,
     config = _config(server, client_id, store_dir, no_timers=True, lock_timeout=NEVER)
     waiter = spawn.Process(target=wait_for_the_holder, args=(config, clock, reports))
     waiter.start()
-    assert reports.get() == "contended"  # it found the lock held, and waits
+    assert _next(reports) == "contended"  # it found the lock held, and waits
     server.release_token_requests()
     holder.join(60)
     # Only the release can wake it now. (On polling code the waiter sleeps out its hour: this join
     # fails, and the report below never comes.)
     waiter.join(120)
     assert waiter.exitcode == 0
-    assert reports.get() == ("token", held["token"])  # the new generation, adopted from the store
+    assert _next(reports) == ("token", held["token"])  # the new generation, adopted from the store
     audit = server.audit
     assert audit.refresh_ok == 1 and audit.reuse_detections == 0  # the waiter sent no grant
 
@@ -69,19 +76,19 @@ def test_lock_timeout_is_raised_while_the_helper_waits_and_it_keeps_nothing(
     )
     waiter = spawn.Process(target=wait_for_the_holder, args=(config, clock, reports))
     waiter.start()
-    assert reports.get() == "contended"
-    kind, name, waited = reports.get()
+    assert _next(reports) == "contended"
+    kind, name, waited = _next(reports)
     assert (kind, name) == ("error", "LockTimeout")
     assert waited >= 1.0  # never before its bound
     # The bound passed while the helper thread was still blocked in the kernel on the holder's lock.
-    assert reports.get() == ("blocked", 1)
+    assert _next(reports) == ("blocked", 1)
     holder.stdin.write("go\n")
     holder.stdin.flush()
     assert holder.stdout.readline().strip() == "released"
     holder.wait(30)
     released.set()
     # The helper woke on the release, gave back the shared lock at once, and ended.
-    assert reports.get() == ("blocked", 0)
+    assert _next(reports) == ("blocked", 0)
     assert not _flock_held(_lock_file(store_dir, auth.key))
     # A third process (this one) takes the lock at its first attempt, while the waiter still lives.
     taken = FileTokenStore(store_dir).try_lock(auth.key)
@@ -112,13 +119,14 @@ def test_a_crash_between_the_rename_and_the_folder_fsync_loses_no_chain(
     )
     dying.start()
     monkeypatch.delenv("MCP_SYNC_AUTH_FAULTPOINT")
-    assert dying_reports.get() == ("joined", threads - 1)  # one leader, its waiters on its flight
+    assert _next(dying_reports) == ("joined", threads - 1)  # one leader, its waiters on its flight
     wait_until(lambda: server.held_token_requests == 1, what="the leader's grant at the server")
     # Another process waits for the same chain, blocked on the leader's lock.
     other_reports = spawn.SimpleQueue()
-    other = spawn.Process(target=wait_for_the_holder, args=(_config(server, client_id, store_dir), clock, other_reports))
+    other_config = _config(server, client_id, store_dir)
+    other = spawn.Process(target=wait_for_the_holder, args=(other_config, clock, other_reports))
     other.start()
-    assert other_reports.get() == "contended"
+    assert _next(other_reports) == "contended"
     server.release_token_requests()
     dying.join(120)
     assert dying.exitcode == -signal.SIGKILL
@@ -137,7 +145,7 @@ def test_a_crash_between_the_rename_and_the_folder_fsync_loses_no_chain(
     else:
         assert woken == []  # they would have woken after the release, which never came
     # The kernel let go of the dead leader's lock; the other process read the renamed set.
-    assert other_reports.get() == ("token", new_token)
+    assert _next(other_reports) == ("token", new_token)
     assert not _flock_held(_lock_file(store_dir, auth.key))
     assert server.audit.refresh_ok == 1  # nobody else sent a grant
     # The chain lives: its stored refresh token is the newest, and its next rotation works.
@@ -147,3 +155,47 @@ def test_a_crash_between_the_rename_and_the_folder_fsync_loses_no_chain(
     assert audit.refresh_ok == 2 and audit.reuse_detections == 0 and audit.refresh_failed == 0
     assert store.load(auth.key).generation == before + 2
     assert [name for name in os.listdir(store_dir) if name.endswith(".tmp")] == []
+
+
+@pytest.mark.parametrize("wake_early", [True, False], ids=["waking-early", "old-order"])
+def test_threads_wake_before_the_folder_fsync_which_still_precedes_the_release(
+    monkeypatch, server, auth, clock, store_dir, wake_early
+):
+    monkeypatch.setattr(manager, "_WAKE_EARLY", wake_early)
+    store = auth.store
+    threads = 4
+    got = []
+    done = threading.Condition()
+    at_fsync = []
+    fsync = store._fsync_directory
+
+    def observed_fsync():
+        # Early: the waiters have their tokens before the folder's fsync runs (bounded: the old order
+        # never gets there, so it records 0). And the chain's lock is still held meanwhile.
+        with done:
+            done.wait_for(lambda: len(got) == threads - 1, timeout=20 if wake_early else 0)
+            at_fsync.append((len(got), _flock_held(_lock_file(store_dir, auth.key))))
+        fsync()
+
+    monkeypatch.setattr(store, "_fsync_directory", observed_fsync)
+
+    def call():
+        token = auth.access_token()
+        with done:
+            got.append(token)
+            done.notify_all()
+
+    clock.advance(TTL + 1)
+    server.hold_token_requests()
+    pool = [threading.Thread(target=call) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    wait_until(lambda: manager._flights.waiting((store.identity, auth.key)) == threads - 1, what="the waiters")
+    server.release_token_requests()
+    for thread in pool:
+        thread.join(60)
+    assert at_fsync == [(threads - 1 if wake_early else 0, True)]
+    assert len(got) == threads and len(set(got)) == 1  # one new token, for the leader and every waiter
+    assert got[0] == FileTokenStore(store_dir).load(auth.key).tokens.access_token
+    assert not _flock_held(_lock_file(store_dir, auth.key))
+    assert server.audit.refresh_ok == 1
