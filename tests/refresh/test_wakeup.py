@@ -24,7 +24,10 @@ pytestmark = pytest.mark.skipif(not supported() or sys.platform != "linux", reas
 
 def _config(server, client_id, store_dir, **more):
     return dict(
-        mcp_url=server.mcp_url, token_endpoint=server.token_endpoint, client_id=client_id, store_dir=str(store_dir),
+        mcp_url=server.mcp_url,
+        token_endpoint=server.token_endpoint,
+        client_id=client_id,
+        store_dir=str(store_dir),
         **more,
     )
 
@@ -71,7 +74,12 @@ def test_lock_timeout_is_raised_while_the_helper_waits_and_it_keeps_nothing(
     reports = spawn.SimpleQueue()
     released, checked = spawn.Event(), spawn.Event()
     config = _config(
-        server, client_id, store_dir, lock_timeout=1.0, after_timeout=True, holder_released=released,
+        server,
+        client_id,
+        store_dir,
+        lock_timeout=1.0,
+        after_timeout=True,
+        holder_released=released,
         third_done=checked,
     )
     waiter = spawn.Process(target=wait_for_the_holder, args=(config, clock, reports))
