@@ -12,9 +12,10 @@ one was stored. How:
 4. Then it takes the store's lock, reads again, and adopts a newer set if there is one. Only if the
    stored set is still the stale one does it spend the *stored* refresh token, exactly once.
 5. Before the grant, the store reserves room for the new set (:mod:`.._stores.reservation`); without
-   it no grant is sent. The new set is written into that room before the lock is released and before
-   any waiter wakes. If even that write fails, the set is kept in memory, used, and written on a later
-   call: only this process has it then, and the log says so loudly.
+   it no grant is sent. The new set is written into that room before the lock is released; the
+   flight's waiters wake as soon as every reader can see it (after the rename, before the folder's
+   fsync, which still precedes the release). If even that write fails, the set is kept in memory,
+   used, and written on a later call: only this process has it then, and the log says so loudly.
 6. ``invalid_grant`` kills the chain in the store (its refresh token is dropped), so no thread or
    process presents it again; every caller gets :class:`RefreshChainRevoked`.
 7. A refresh led from the main thread is shielded from Ctrl-C (:mod:`.shield`): once the grant is out,
@@ -31,7 +32,7 @@ from typing import Callable, NoReturn, Optional, TypeVar
 from .._chain.keys import ChainKey, ChainRecord
 from .._chain.tokens import TokenSet, parse_token_response
 from .._stores.protocol import ChainStore
-from .._stores.reservation import reserve
+from .._stores.reservation import commit, reserve
 from .._util.faultpoints import ARMED as _FAULTPOINTS
 from .._util.faultpoints import reach as _faultpoint
 from .._util.logs import cause_of, warn_limited
@@ -53,9 +54,16 @@ from .singleflight import SingleFlight
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
-# How often a caller waiting for another process's refresh looks at the lock and the store.
+# How often a caller waiting for another process's refresh looks at the lock and the store, where
+# nothing wakes it (a store that neither waits in the kernel nor announces changes).
 _FIRST_PAUSE = 0.0005
 _MAX_PAUSE = 0.02
+# Where the kernel (the file store) or a notification (the Redis store) wakes the waiter, it still
+# looks this often: a safety net for a lost notification or a holder that dies without a release.
+_SAFETY_PAUSE = 0.25
+# Wake the flight's waiters as soon as the new set is visible in the store, before the folder's
+# fsync and the lock's release (RELIABILITY.md, "waking early"); False: after the flight, as before.
+_WAKE_EARLY = True
 _EARLY_RETRY_PAUSE = 0.05
 # After this long waiting for another process's lock, one log line says so.
 WAIT_NOTICE_AFTER = 2.0
@@ -287,7 +295,7 @@ class TokenManager:
                     self.key.describe(),
                     self._lock_timeout,
                 )
-            seen = self._pause(min(pause, max(deadline - time.monotonic(), 0.0)), seen)
+            seen = self._pause(pause, max(deadline - time.monotonic(), 0.0), seen)
             pause = min(pause * 2, _MAX_PAUSE)
             adopted = self._adopt_without_lock(rejected)
             if adopted is not None:
@@ -304,14 +312,19 @@ class TokenManager:
             return None
         return seen
 
-    def _pause(self, seconds: float, seen: Optional[int]) -> Optional[int]:
-        """Wait between two looks at the store: until it announces a change of this chain, if it can,
-        for ``seconds`` at most."""
+    def _pause(self, pause: float, left: float, seen: Optional[int]) -> Optional[int]:
+        """Wait between two looks at the store, ``left`` seconds at most: until the holder lets go of
+        the lock (a store that waits in the kernel), or the store announces a change of this chain
+        (the Redis store), each with the safety net's pause; else ``pause`` seconds."""
+        release = getattr(self.store, "wait_for_release", None)
+        if getattr(self.store, "waits_in_kernel", False) and callable(release):
+            release(self.key, min(_SAFETY_PAUSE, left))
+            return seen
         wait = getattr(self.store, "wait_for_change", None)
         if seen is None or not callable(wait):
-            time.sleep(seconds)
+            time.sleep(min(pause, left))
             return seen
-        moved: int = wait(self.key, seen, seconds)
+        moved: int = wait(self.key, seen, min(_SAFETY_PAUSE, left))
         return moved
 
     def _under_lock(self, rejected: Optional[str], still_valid: Optional[TokenSet]) -> TokenSet:
@@ -418,7 +431,7 @@ class TokenManager:
             # Whatever the write does, this process must use the new set: the old one is spent.
             self._memory.current = fresh
             try:
-                room.commit(new_record)
+                commit(room, new_record, lambda: self._visible(fresh))
             except TokenStoreError as exc:
                 self._keep_unsaved(new_record, exc)
             else:
@@ -426,6 +439,13 @@ class TokenManager:
             return fresh
         finally:
             room.release()
+
+    def _visible(self, fresh: TokenSet) -> None:
+        """The new set is in the store for every reader to see (not yet durable: the folder's fsync
+        and the lock's release follow). The flight's waiters take its access token now; none of them
+        presents its refresh token, which only a later holder of the lock reads back from the store."""
+        if _WAKE_EARLY:
+            _flights.publish(self._flight_key, fresh)
 
     # -- a rotated set the store did not take ------------------------------------------------------
 

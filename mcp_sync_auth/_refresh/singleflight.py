@@ -4,6 +4,10 @@ The first caller for a key becomes the leader and runs the work; callers that ar
 wait on that flight's ``threading.Condition`` and receive the leader's result, or a copy of the
 leader's error. A waiter never runs the work itself. When the flight ends, the next caller starts a
 new one.
+
+A leader may end its flight early with :meth:`SingleFlight.publish`, from inside its work: the
+waiters go on with that result while the leader finishes what only it needs (the refresh publishes
+once the new set is visible in the store, and then fsyncs the folder and releases the lock).
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ T = TypeVar("T")
 
 
 class _Flight(Generic[T]):
-    __slots__ = ("done", "ended", "error", "result", "waiters")
+    __slots__ = ("done", "ended", "error", "leader", "result", "waiters")
 
     def __init__(self) -> None:
+        self.leader = threading.get_ident()
         self.ended = threading.Condition(threading.Lock())  # guards done; notified once, when done
         self.done = False
         self.result: Optional[T] = None
@@ -65,24 +70,41 @@ class SingleFlight(Generic[T]):
             flight = self._flights.get(key)
             return -1 if flight is None else flight.waiters
 
+    def publish(self, key: Hashable, result: T) -> bool:
+        """End the key's flight now with ``result``, waking its waiters; only its leader may, from
+        inside its work, which goes on (its own caller gets what the work returns, as ever). Whether
+        there was such a flight."""
+        with self._guard:
+            flight = self._flights.get(key)
+        if flight is None or flight.leader != threading.get_ident():
+            return False
+        flight.result = result
+        self._end(key, flight)
+        return True
+
     def _lead(self, key: Hashable, flight: _Flight[T], work: Callable[[], T]) -> T:
         try:
             result = work()
         except BaseException as exc:
-            flight.error = exc
+            if not flight.done:  # published already: the waiters have their result
+                flight.error = exc
             raise
         else:
-            flight.result = result
+            if not flight.done:
+                flight.result = result
             return result
         finally:
-            # Remove the flight before waking anyone: a caller that arrives after this point starts a
-            # new flight (and sees whatever the work stored), it never joins a finished one.
-            with self._guard:
-                if self._flights.get(key) is flight:
-                    del self._flights[key]
-            with flight.ended:
-                flight.done = True
-                flight.ended.notify_all()
+            self._end(key, flight)
+
+    def _end(self, key: Hashable, flight: _Flight[T]) -> None:
+        # Remove the flight before waking anyone: a caller that arrives after this point starts a
+        # new flight (and sees whatever the work stored), it never joins a finished one.
+        with self._guard:
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+        with flight.ended:
+            flight.done = True
+            flight.ended.notify_all()
 
     @staticmethod
     def _wait(flight: _Flight[T]) -> T:

@@ -39,7 +39,9 @@ from .document import (
 )
 from .inventory import EntryKind, Inventory, Problem, Unreadable
 from .protocol import StoreKey
-from .reservation import Reservation
+from .release_watch import WATCH as _RELEASE_WATCH
+from .release_watch import supported as _kernel_can_wait
+from .reservation import Reservation, Visible
 
 __all__ = ["ENV_HOME", "FileReservation", "FileTokenStore", "default_directory"]
 
@@ -57,6 +59,8 @@ _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 # A FIFO put where a token file should be must not block the open: it is refused after fstat.
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _POSIX = hasattr(os, "geteuid")
+# Where the kernel cannot wake a waiter (or refused to), it looks again after this long at most.
+_POLL_PAUSE = 0.02
 # Every reader of a store file (load, the listing, the leftover recovery) refuses a larger file
 # without reading it: a chain record or a registration is a few KiB.
 MAX_FILE_BYTES = 1024 * 1024
@@ -284,6 +288,10 @@ class FileTokenStore:
       This is not reliable on network file systems (NFS, SMB); use a local folder per host.
     """
 
+    # A waiter for another process's lock is woken by the kernel when it is let go (see
+    # :mod:`.release_watch`); False polls instead (the only way where there is no ``flock``).
+    waits_in_kernel: bool = _kernel_can_wait()
+
     def __init__(self, directory: Union[str, os.PathLike[str], None] = None) -> None:
         self.directory = Path(directory).expanduser() if directory is not None else default_directory()
         self.directory = Path(os.path.abspath(self.directory))
@@ -367,11 +375,37 @@ class FileTokenStore:
         file_lock = self._acquire(key, None)
         return None if file_lock is None else self._holding(key, file_lock)
 
+    def wait_for_release(self, key: _Lockable, timeout: float) -> bool:
+        """Block until no process holds the key's lock, ``timeout`` seconds at most; whether it was let
+        go. Woken by the kernel where it can be (:attr:`waits_in_kernel`), else after a short pause
+        (then False: look at the store and the lock again). Takes no lock: the caller does."""
+        if self.waits_in_kernel:
+            self._ensure_directory()
+            woken = _RELEASE_WATCH.wait(str(self.directory / (key.stem + _LOCK_SUFFIX)), timeout)
+            if woken is not None:
+                return woken
+        time.sleep(min(max(timeout, 0.0), _POLL_PAUSE))
+        return False
+
     def _acquire(self, key: _Lockable, timeout: Optional[float]) -> Optional[filelock.BaseFileLock]:
         """The key's lock, acquired within ``timeout`` (LockTimeout after it); with no timeout, one
         attempt that returns None when another holds it."""
         self._ensure_directory()
         lock_path = self.directory / (key.stem + _LOCK_SUFFIX)
+        if timeout is not None and self.waits_in_kernel:
+            # Woken by the holder's release, not by filelock's polling.
+            deadline = time.monotonic() + timeout
+            while True:
+                taken = self._acquire(key, None)
+                left = deadline - time.monotonic()
+                if taken is not None:
+                    return taken
+                if left <= 0:
+                    raise LockTimeout(
+                        f"could not lock {key.describe()} within {timeout:g} s: another process holds "
+                        f"{lock_path} (a stopped process, or a network file system, can cause this)"
+                    )
+                self.wait_for_release(key, left)
         # A fresh FileLock object each time: nothing about a held lock survives in process memory,
         # so a fork in another thread cannot leave the child believing it holds the lock.
         file_lock = filelock.FileLock(str(lock_path), timeout=-1 if timeout is None else timeout, mode=0o600)
@@ -694,9 +728,10 @@ class FileTokenStore:
             raise TokenStoreError(f"cannot write the token file {path}: {exc.strerror}") from exc
         self._replace_with(Path(temp), _encode(doc), path)
 
-    def _replace_with(self, temp: Path, data: bytes, path: Path) -> None:
+    def _replace_with(self, temp: Path, data: bytes, path: Path, on_visible: Optional[Visible] = None) -> None:
         """Write ``data`` over the start of ``temp`` (cutting what follows), fsync it, rename it to
-        ``path``. The temp file is gone afterwards, whatever happened."""
+        ``path``, call ``on_visible``, fsync the folder. The temp file is gone afterwards, whatever
+        happened."""
         try:
             fd = os.open(temp, os.O_WRONLY | _O_NOFOLLOW)
             with os.fdopen(fd, "wb") as handle:
@@ -713,6 +748,12 @@ class FileTokenStore:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
             raise TokenStoreError(f"cannot write the token file {path}: {exc.strerror or exc}") from exc
+        if on_visible is not None:
+            # Every reader sees the new file now; only a crash of the machine could still undo the
+            # rename. The folder's fsync follows, and the caller's lock is released only after it.
+            on_visible()
+        if _FAULTPOINTS:
+            _faultpoint("after-rename-before-dirsync")
         self._fsync_directory()
 
     def _fsync_directory(self) -> None:
@@ -749,17 +790,18 @@ class FileReservation:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._key.describe()}, {'open' if self._temp else 'closed'})"
 
-    def commit(self, record: ChainRecord) -> None:
+    def commit(self, record: ChainRecord, on_visible: Optional[Visible] = None) -> None:
         temp, self._temp = self._temp, None
         if temp is None:
             raise RuntimeError("a reservation is committed at most once")
         if record.key != self._key:
             raise ValueError("a reservation holds room for one chain only")
-        self._fill(temp, record)
+        self._fill(temp, record, on_visible)
 
-    def _fill(self, temp: Path, record: ChainRecord) -> None:
+    def _fill(self, temp: Path, record: ChainRecord, on_visible: Optional[Visible] = None) -> None:
         """Write ``record`` into the reserved room and put it in place."""
-        self._store._replace_with(temp, _encode(record_to_document(record)), self._store.path_for(record.key))
+        path = self._store.path_for(record.key)
+        self._store._replace_with(temp, _encode(record_to_document(record)), path, on_visible)
 
     def release(self) -> None:
         temp, self._temp = self._temp, None

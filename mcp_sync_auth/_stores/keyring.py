@@ -66,7 +66,7 @@ from .file import (
 )
 from .inventory import EntryKind, Problem, Unreadable
 from .keychain import DEFAULT_SERVICE, Keychain
-from .reservation import Reservation
+from .reservation import Reservation, Visible
 
 __all__ = ["KeyringReservation", "KeyringTokenStore", "default_keyring_directory"]
 
@@ -378,7 +378,7 @@ class KeyringReservation(FileReservation):
 
     _store: KeyringTokenStore
 
-    def _fill(self, temp: Path, record: ChainRecord) -> None:
+    def _fill(self, temp: Path, record: ChainRecord, on_visible: Optional[Visible] = None) -> None:
         store = self._store
         try:
             store.keychain.set(store._entry_name(record.key), _encode(record_to_document(record)))
@@ -386,7 +386,7 @@ class KeyringReservation(FileReservation):
             _unlink(temp)
             raise
         index = store._index_document(record.key, record.generation)
-        store._replace_with(temp, _encode(index).encode("utf-8"), store.path_for(record.key))
+        store._replace_with(temp, _encode(index).encode("utf-8"), store.path_for(record.key), on_visible)
 
 
 def _unlink(path: Path) -> None:

@@ -9,15 +9,23 @@ room that is already there.
 
 Stores without :meth:`reserve` (memory, a custom store written before it existed) get
 :class:`SaveOnCommit`, whose commit is a plain ``save``.
+
+A commit may be told whom to call the moment the new record is visible to every reader
+(``on_visible``): the file store calls it after the rename, before the folder's fsync, so the threads
+waiting in this process for the set go on while that fsync runs (RELIABILITY.md says why this loses
+nothing). :func:`commit` calls it after the whole commit for a reservation that does not take it.
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Optional, Protocol
+from typing import Callable, Optional, Protocol
 
 from .._chain.keys import ChainRecord
 from .protocol import ChainStore
+
+Visible = Callable[[], None]
+"""Called once by a commit, when the new record is visible to every reader (not yet durable)."""
 
 
 class Reservation(Protocol):
@@ -38,8 +46,10 @@ class SaveOnCommit:
     def __init__(self, store: ChainStore) -> None:
         self._store = store
 
-    def commit(self, record: ChainRecord) -> None:
+    def commit(self, record: ChainRecord, on_visible: Optional[Visible] = None) -> None:
         self._store.save(record)
+        if on_visible is not None:
+            on_visible()
 
     def release(self) -> None:
         pass
@@ -56,4 +66,15 @@ def reserve(store: ChainStore, current: ChainRecord, *, deadline: Optional[float
     return reservation
 
 
-__all__ = ["Reservation", "SaveOnCommit", "reserve"]
+def commit(room: Reservation, record: ChainRecord, on_visible: Visible) -> None:
+    """``room.commit(record)``, calling ``on_visible`` as soon as the record can be read: from inside
+    the commit where the reservation offers it, else once the commit has returned."""
+    method = room.commit
+    if "on_visible" in inspect.signature(method).parameters:
+        method(record, on_visible=on_visible)  # type: ignore[call-arg]
+        return
+    method(record)
+    on_visible()
+
+
+__all__ = ["Reservation", "SaveOnCommit", "Visible", "commit", "reserve"]

@@ -8,7 +8,9 @@ process with that probability each time the named point is reached:
 - ``before-grant``: the lock is held and the refresh grant is about to be sent (nothing rotated yet);
 - ``after-grant-before-write``: the server answered with the rotated set, not yet written to the store;
 - ``during-write``: the new file is written and fsynced under its temp name, not yet renamed over the old
-  (in the Redis store: the commit has run in Redis, and its writer has not yet heard back).
+  (in the Redis store: the commit has run in Redis, and its writer has not yet heard back);
+- ``after-rename-before-dirsync``: the file store renamed the new file into place (every reader sees it,
+  in-process waiters have been woken) and has not yet fsynced the folder; the lock is still held.
 
 Two points make the disk look full (``OSError(ENOSPC)``) instead of killing:
 
@@ -37,7 +39,14 @@ ENV = "MCP_SYNC_AUTH_FAULTPOINT"
 _KILL = getattr(signal, "SIGKILL", signal.SIGTERM)
 _DISK_FULL = ("reserve", "write")
 _INTERRUPT = ("interrupt-during-grant",)
-POINTS = ("before-grant", "after-grant-before-write", "during-write", *_DISK_FULL, *_INTERRUPT)
+POINTS = (
+    "before-grant",
+    "after-grant-before-write",
+    "during-write",
+    "after-rename-before-dirsync",
+    *_DISK_FULL,
+    *_INTERRUPT,
+)
 
 
 def parse(value: str) -> dict[str, float]:

@@ -1,8 +1,10 @@
 """Waiters learn of a commit from Redis pub/sub, not by polling the record.
 
 One subscriber thread per store and process listens on the pattern of every chain's channel and
-counts the messages per chain. A waiter remembers the count it last saw and sleeps until it moves
-(or its pause runs out: a message lost while the subscriber reconnects costs one pause, no more).
+counts the messages per chain (a commit, a delete, a lease released). A waiter remembers the count
+it last saw and sleeps until it moves, or its pause runs out: the pause is only a safety net while
+the subscription is live. Until Redis has confirmed it (the feed is starting, or reconnecting),
+messages may be missed, so waits are cut to a short poll meanwhile.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from ..._util.logs import warn_limited
 log = logging.getLogger(__name__)
 
 _RECONNECT_PAUSE = 0.5
+# The longest wait while the subscription is not confirmed (a message may be missed then).
+_UNCONFIRMED_POLL = 0.01
 
 
 class ChangeFeed:
@@ -31,6 +35,7 @@ class ChangeFeed:
         self._counts: dict[str, int] = {}
         self._thread: Optional[threading.Thread] = None
         self._stop = threading.Event()
+        self._live = False  # Redis confirmed the subscription, and it has not failed since
         reset_in_child(self)
 
     def count(self, stem: str) -> int:
@@ -42,8 +47,15 @@ class ChangeFeed:
         """Block until the chain's count differs from ``seen`` or ``timeout`` passes; the count."""
         self._start()
         with self._changed:
+            if not self._live:
+                timeout = min(timeout, _UNCONFIRMED_POLL)
             self._changed.wait_for(lambda: self._counts.get(stem, 0) != seen, timeout)
             return self._counts.get(stem, 0)
+
+    @property
+    def live(self) -> bool:
+        """Whether the subscription is confirmed (so that no message is missed)."""
+        return self._live
 
     def close(self) -> None:
         self._stop.set()
@@ -63,10 +75,14 @@ class ChangeFeed:
                 pubsub = self._subscribe()
                 pubsub.psubscribe(self._pattern)
                 while not self._stop.is_set():
-                    message = pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if message is not None and message.get("type") == "pmessage":
+                    message = pubsub.get_message(timeout=1.0)
+                    kind = message.get("type") if message is not None else None
+                    if kind == "pmessage":
                         self._seen(message.get("channel"))
+                    elif kind == "psubscribe":
+                        self._confirmed(True)
             except Exception as exc:  # Redis away: waiters fall back to their pauses meanwhile
+                self._confirmed(False)
                 warn_limited(
                     log,
                     self._pattern,
@@ -81,6 +97,10 @@ class ChangeFeed:
                 if pubsub is not None:
                     with contextlib.suppress(Exception):  # closing a broken connection may fail too
                         pubsub.close()
+
+    def _confirmed(self, live: bool) -> None:
+        with self._changed:
+            self._live = live
 
     def _seen(self, channel: object) -> None:
         name = channel.decode("utf-8", "replace") if isinstance(channel, bytes) else str(channel)
@@ -97,6 +117,7 @@ class ChangeFeed:
         self._counts = {}
         self._thread = None
         self._stop = threading.Event()
+        self._live = False
 
 
 def _is_disconnect(exc: BaseException) -> bool:

@@ -44,9 +44,14 @@ if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KE
 return 1
 """
 
-# KEYS: lease. ARGV: owner. Deletes the lease only if it is still ours.
+# KEYS: lease. ARGV: owner, and the chain's change channel (optional). Deletes the lease only if it
+# is still ours, and then tells the waiters on the channel that it is free ("released").
 RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  if ARGV[2] then redis.call('PUBLISH', ARGV[2], 'released') end
+  return 1
+end
 return 0
 """
 

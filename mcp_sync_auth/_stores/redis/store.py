@@ -41,7 +41,7 @@ from ..document import (
     registration_to_document,
 )
 from ..protocol import StoreKey
-from ..reservation import Reservation
+from ..reservation import Reservation, Visible
 from ..sealing import Sealer, open_stored, seal_for_store
 from . import scripts
 from .changes import ChangeFeed
@@ -55,7 +55,6 @@ DEFAULT_LEASE = 30.0
 # Room between the end of the grant's deadline and the end of the lease, for the commit.
 MARGIN = 2.0
 DEAD_TTL = 86400.0
-_FIRST_PAUSE = 0.002
 _MAX_PAUSE = 0.25
 # The longest a lease is renewed: a login waits for a person (5 minutes by default) after its lock.
 _MAX_HOLD = 1800.0
@@ -187,8 +186,9 @@ class RedisTokenStore:
     @contextlib.contextmanager
     def lock(self, key: StoreKey, timeout: float) -> Iterator[None]:
         deadline = time.monotonic() + timeout
-        pause = _FIRST_PAUSE
         while True:
+            # Counted before the attempt: a release that comes between the two is not missed.
+            seen = self._changes.count(key.stem)
             lease = self._acquire(key)
             if lease is not None:
                 break
@@ -197,9 +197,9 @@ class RedisTokenStore:
                     f"could not take the lease on {key.describe()} in the Redis store at {self.location} "
                     f"within {timeout:g} s: another process holds it; nothing was sent without it"
                 )
-            seen = self._changes.count(key.stem)
-            self._changes.wait(key.stem, seen, min(pause, max(deadline - time.monotonic(), 0.0)))
-            pause = min(pause * 2, _MAX_PAUSE)
+            # Woken by the holder's release (or commit); the pause is the safety net for a holder
+            # that died (its lease expires unannounced) or a message lost while the feed reconnects.
+            self._changes.wait(key.stem, seen, min(_MAX_PAUSE, max(deadline - time.monotonic(), 0.0)))
         with self._holding(key, lease):
             yield
 
@@ -225,9 +225,10 @@ class RedisTokenStore:
                 raise store_error(self.location, f"taking the lease on {key.describe()}", exc, self._password) from None
             if int(taken) != 1:
                 return None
+            channel = self._name(key, "changed")
             held.lease = Lease(
                 lambda who, ms: bool(self._run("RENEW", [lease_name], [who, ms], "renewing a lease")),
-                lambda who: bool(self._run("RELEASE", [lease_name], [who], "releasing a lease")),
+                lambda who: bool(self._run("RELEASE", [lease_name], [who, channel], "releasing a lease")),
                 owner=owner,
                 length=self.lease,
                 max_hold=_MAX_HOLD,
@@ -294,7 +295,8 @@ class RedisTokenStore:
     # -- waiting for a change (the refresh protocol's waiters use it instead of sleeping) ---------
 
     def changes(self, key: StoreKey) -> int:
-        """A count that moves each time this chain's record changes (seen through pub/sub)."""
+        """A count that moves each time this chain's record changes or its lease is released (seen
+        through pub/sub)."""
         return self._changes.count(key.stem)
 
     def wait_for_change(self, key: StoreKey, seen: int, timeout: float) -> int:
@@ -548,7 +550,7 @@ class RedisReservation:
     def __repr__(self) -> str:
         return f"RedisReservation({self._current.key.describe()}, {'open' if self._open else 'closed'})"
 
-    def commit(self, record: ChainRecord) -> None:
+    def commit(self, record: ChainRecord, on_visible: Optional[Visible] = None) -> None:
         if not self._open:
             raise RuntimeError("a reservation is committed at most once")
         if record.key != self._current.key:
@@ -556,6 +558,8 @@ class RedisReservation:
         self._answered = True
         self._store._write(record, mode="exact", base=self._current.generation, owner=self._owner)
         self._open = False
+        if on_visible is not None:
+            on_visible()  # the compare-and-set ran: every reader sees the new record
 
     def release(self) -> None:
         if not self._open or self._answered:
