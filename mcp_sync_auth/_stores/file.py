@@ -42,6 +42,7 @@ from .protocol import StoreKey
 from .release_watch import WATCH as _RELEASE_WATCH
 from .release_watch import supported as _kernel_can_wait
 from .reservation import Reservation, Visible
+from .wake_gate import GATE_SUFFIX, GATES
 
 __all__ = ["ENV_HOME", "FileReservation", "FileTokenStore", "default_directory"]
 
@@ -61,6 +62,9 @@ _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _POSIX = hasattr(os, "geteuid")
 # Where the kernel cannot wake a waiter (or refused to), it looks again after this long at most.
 _POLL_PAUSE = 0.02
+# The holder of a chain's lock shuts its gate (:mod:`.wake_gate`) and opens it at the rename, so other
+# processes read the new set before the folder's fsync; False: they wake at the lock's release.
+_GATE = True
 # Every reader of a store file (load, the listing, the leftover recovery) refuses a larger file
 # without reading it: a chain record or a registration is a few KiB.
 MAX_FILE_BYTES = 1024 * 1024
@@ -376,12 +380,18 @@ class FileTokenStore:
         return None if file_lock is None else self._holding(key, file_lock)
 
     def wait_for_release(self, key: _Lockable, timeout: float) -> bool:
-        """Block until no process holds the key's lock, ``timeout`` seconds at most; whether it was let
-        go. Woken by the kernel where it can be (:attr:`waits_in_kernel`), else after a short pause
-        (then False: look at the store and the lock again). Takes no lock: the caller does."""
+        """Block until the holder of the key's lock has put the chain's new record in place or let go
+        of the lock, ``timeout`` seconds at most; whether either happened. Woken by the kernel where it
+        can be (:attr:`waits_in_kernel`), else after a short pause (then False: look at the store and
+        the lock again). Takes no lock: the caller does, if the store has nothing new."""
+        return self._wait(key, timeout, for_the_record=isinstance(key, ChainKey))
+
+    def _wait(self, key: _Lockable, timeout: float, *, for_the_record: bool) -> bool:
         if self.waits_in_kernel:
             self._ensure_directory()
-            woken = _RELEASE_WATCH.wait(str(self.directory / (key.stem + _LOCK_SUFFIX)), timeout)
+            lock_path = str(self.directory / (key.stem + _LOCK_SUFFIX))
+            gate = str(self.directory / (key.stem + GATE_SUFFIX)) if for_the_record else None
+            woken = _RELEASE_WATCH.wait(lock_path, timeout, gate)
             if woken is not None:
                 return woken
         time.sleep(min(max(timeout, 0.0), _POLL_PAUSE))
@@ -405,7 +415,7 @@ class FileTokenStore:
                         f"could not lock {key.describe()} within {timeout:g} s: another process holds "
                         f"{lock_path} (a stopped process, or a network file system, can cause this)"
                     )
-                self.wait_for_release(key, left)
+                self._wait(key, left, for_the_record=False)  # the lock itself, not the record, is wanted
         # A fresh FileLock object each time: nothing about a held lock survives in process memory,
         # so a fork in another thread cannot leave the child believing it holds the lock.
         file_lock = filelock.FileLock(str(lock_path), timeout=-1 if timeout is None else timeout, mode=0o600)
@@ -427,13 +437,29 @@ class FileTokenStore:
         """The block runs with ``file_lock`` held (it is acquired already); releases it after."""
         fork.remember(file_lock)
         self._holders[key.stem] = threading.get_ident()
+        gate = self._gate_path(key)
+        if gate is not None:
+            GATES.shut(gate)
         try:
             self._recover_leftovers(key)
             yield
         finally:
             self._holders.pop(key.stem, None)
+            if gate is not None:
+                GATES.lift(gate)  # (opened already if a record was put in place)
             fork.forget(file_lock)
             file_lock.release()
+
+    def _gate_path(self, key: _Lockable) -> Optional[str]:
+        """The chain's gate, where processes wait in the kernel for its records; None elsewhere."""
+        if not (_GATE and self.waits_in_kernel and isinstance(key, ChainKey)):
+            return None
+        return str(self.directory / (key.stem + GATE_SUFFIX))
+
+    def _open_gate(self, key: _Lockable) -> None:
+        gate = self._gate_path(key)
+        if gate is not None:
+            GATES.lift(gate)
 
     def _recover_leftovers(self, key: _Lockable) -> None:
         """Deal with temp files of writers that died between writing and renaming.
@@ -688,15 +714,16 @@ class FileTokenStore:
     def reserve(self, current: ChainRecord) -> Reservation:
         """Room on disk for the record that follows ``current`` (see :mod:`.reservation`).
 
-        A temp file of more than the record's size, filled with spaces and fsynced: the record is later
-        written over its start. JSON allows trailing whitespace, so the file parses at every moment
+        A temp file of more than the record's size, its blocks allocated and filled with spaces: the
+        record is later written over its start. JSON allows trailing whitespace, so the file parses at every moment
         of that write, and a killed writer's leftover is recovered like any other."""
         key = current.key
         size = _room_for(len(_encode(record_to_document(current))))
         return FileReservation(self, key, self._padded_temp(key, size))
 
     def _padded_temp(self, key: ChainKey, size: int) -> Path:
-        """A temp file beside the key's record holding ``size`` spaces, fsynced; StoreFull if not."""
+        """A temp file beside the key's record holding ``size`` spaces in allocated blocks; StoreFull
+        if the file system has not got them."""
         self._ensure_directory()
         temp: Optional[str] = None
         try:
@@ -704,9 +731,11 @@ class FileTokenStore:
             with os.fdopen(fd, "wb") as handle:
                 if _FAULTPOINTS:
                     _faultpoint("reserve")
+                allocated = _allocate(handle.fileno(), size)
                 handle.write(b" " * size)
                 handle.flush()
-                os.fsync(handle.fileno())
+                if not allocated:
+                    os.fsync(handle.fileno())  # the written spaces get their blocks now, or ENOSPC
         except OSError as exc:
             if temp is not None:
                 with contextlib.suppress(OSError):
@@ -796,7 +825,13 @@ class FileReservation:
             raise RuntimeError("a reservation is committed at most once")
         if record.key != self._key:
             raise ValueError("a reservation holds room for one chain only")
-        self._fill(temp, record, on_visible)
+
+        def visible() -> None:
+            self._store._open_gate(record.key)  # other processes first: most of the waiters are there
+            if on_visible is not None:
+                on_visible()
+
+        self._fill(temp, record, visible)
 
     def _fill(self, temp: Path, record: ChainRecord, on_visible: Optional[Visible] = None) -> None:
         """Write ``record`` into the reserved room and put it in place."""
@@ -808,6 +843,23 @@ class FileReservation:
         if temp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
+
+
+def _allocate(fd: int, size: int) -> bool:
+    """Have the file system allocate ``size`` bytes of ``fd`` now (OSError ENOSPC if it cannot), so the
+    write into them cannot run out of room; False where it cannot allocate ahead (the caller fsyncs
+    what it writes instead). Allocation needs no fsync: the blocks are the file's from here on, and the
+    one crash that could take them back (the machine's) takes the process and its grant with it."""
+    allocate = getattr(os, "posix_fallocate", None)
+    if allocate is None:
+        return False
+    try:
+        allocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS):
+            return False
+        raise
+    return True
 
 
 def _encode(doc: dict[str, Any]) -> bytes:

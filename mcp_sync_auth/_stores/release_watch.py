@@ -13,6 +13,12 @@ the kernel releases a dead process's locks). There is never more than one such t
 per process: later waiters join the one already blocked instead of starting another. Whatever it
 gets after its callers are gone it releases at once, so it never keeps anyone from the lock.
 
+A waiter that wants the chain's new set rather than its lock waits on the chain's gate first
+(:mod:`.wake_gate`), which the holder lets go at the rename: the helper takes it shared without
+blocking to see whether anyone announces a set at all. If the gate is shut it blocks there; if it is
+open (the holder has not shut it yet, has shown its set already, or could not take it) it waits for the
+lock's release instead, exactly as a waiter for the lock does.
+
 Only where ``fcntl.flock`` exists (POSIX); elsewhere :func:`supported` is False and callers poll.
 """
 
@@ -66,12 +72,13 @@ class ReleaseWatch:
         self._guard = threading.Lock()
         self._rounds: dict[str, _Round] = {}
 
-    def wait(self, path: str, timeout: float) -> Optional[bool]:
-        """Block until no process holds ``path`` exclusively, ``timeout`` seconds at most.
+    def wait(self, path: str, timeout: float, gate: Optional[str] = None) -> Optional[bool]:
+        """Block until no process holds ``path`` exclusively, ``timeout`` seconds at most; with a
+        ``gate``, until that gate opens if it is shut now, else until ``path`` is free.
 
-        True: the lock was free at some moment after the call began (look at the store now). False:
-        the time ran out. None: the kernel could not wait (the caller pauses instead)."""
-        waiting = self._round_for(path)
+        True: the lock was free (or the gate opened) at some moment after the call began: look at the
+        store now. False: the time ran out. None: the kernel could not wait (the caller pauses)."""
+        waiting = self._round_for(path, gate)
         if not waiting.free.wait(max(timeout, 0.0)):
             return False
         return None if waiting.failed else True
@@ -81,42 +88,62 @@ class ReleaseWatch:
         with self._guard:
             return len(self._rounds)
 
-    def _round_for(self, path: str) -> _Round:
+    def _round_for(self, path: str, gate: Optional[str]) -> _Round:
+        # Waiters for the set and waiters for the lock are woken at different moments: separate rounds.
+        name = path if gate is None else gate
         with self._guard:
-            waiting = self._rounds.get(path)
+            waiting = self._rounds.get(name)
             if waiting is not None:
                 return waiting
-            waiting = self._rounds[path] = _Round()
-        helper = threading.Thread(target=self._block, args=(path, waiting), name="mcp-sync-auth-lock-wait", daemon=True)
+            waiting = self._rounds[name] = _Round()
+        helper = threading.Thread(
+            target=self._block, args=(name, path, gate, waiting), name="mcp-sync-auth-lock-wait", daemon=True
+        )
         try:
             helper.start()
         except RuntimeError:  # no thread to be had (interpreter shutting down): callers poll
-            self._fire(path, waiting, failed=True)
+            self._fire(name, waiting, failed=True)
         return waiting
 
-    def _block(self, path: str, waiting: _Round) -> None:
+    def _block(self, name: str, path: str, gate: Optional[str], waiting: _Round) -> None:
         failed = False
         try:
-            # O_CREAT: the lock file may not exist yet; the same mode as filelock gives it.
-            waiting.fd = os.open(path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW, 0o600)
-            fcntl.flock(waiting.fd, fcntl.LOCK_SH)
-            # Got it: the exclusive holder is gone. Give it back before anyone is told.
-            fcntl.flock(waiting.fd, fcntl.LOCK_UN)
+            if gate is None or not self._wait_shared(gate, waiting, only_if_shut=True):
+                self._wait_shared(path, waiting, only_if_shut=False)
         except OSError:
             failed = True
         finally:
-            fd, waiting.fd = waiting.fd, None
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-            self._fire(path, waiting, failed=failed)
+            self._fire(name, waiting, failed=failed)
 
-    def _fire(self, path: str, waiting: _Round, *, failed: bool) -> None:
+    @staticmethod
+    def _wait_shared(path: str, waiting: _Round, *, only_if_shut: bool) -> bool:
+        """Take ``path`` shared and give it back at once: the moment no exclusive holder is left.
+        ``only_if_shut``: return False at once, having waited for nothing, if it is not held now."""
+        # O_CREAT: the lock file may not exist yet; the same mode as filelock gives it.
+        fd = waiting.fd = os.open(path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW, 0o600)
+        try:
+            if only_if_shut:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    pass  # shut: wait below for it to open
+                else:
+                    return False  # (closing the descriptor gives the shared lock back)
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            # Got it: the exclusive holder is gone. Give it back before anyone is told.
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return True
+        finally:
+            waiting.fd = None
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _fire(self, name: str, waiting: _Round, *, failed: bool) -> None:
         with self._guard:
             # Out of the table first: a waiter that comes after this starts a new round, it never
             # joins one whose moment has passed.
-            if self._rounds.get(path) is waiting:
-                del self._rounds[path]
+            if self._rounds.get(name) is waiting:
+                del self._rounds[name]
             waiting.failed = failed
             waiting.free.set()
 

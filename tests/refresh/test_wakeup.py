@@ -7,11 +7,13 @@ import os
 import signal
 import sys
 import threading
+import time
 
 import pytest
 
 from mcp_sync_auth import FileTokenStore
 from mcp_sync_auth._refresh import manager
+from mcp_sync_auth._stores import file as file_store
 from mcp_sync_auth._stores.file import _flock_held
 from mcp_sync_auth._stores.release_watch import supported
 
@@ -64,6 +66,64 @@ def test_a_waiting_process_is_woken_by_the_release_not_by_a_timer(spawn, server,
     assert _next(reports) == ("token", held["token"])  # the new generation, adopted from the store
     audit = server.audit
     assert audit.refresh_ok == 1 and audit.reuse_detections == 0  # the waiter sent no grant
+
+
+@pytest.mark.parametrize("gate", [True, False], ids=["gate", "lock-only"])
+def test_a_waiting_process_reads_the_new_set_at_the_rename_while_the_lock_is_still_held(
+    spawn, monkeypatch, server, auth, clock, store_dir, client_id, gate
+):
+    monkeypatch.setattr(file_store, "_GATE", gate)
+    store = auth.store
+    clock.advance(TTL + 1)
+    server.hold_token_requests()
+    held = {}
+    holder = threading.Thread(target=lambda: held.update(token=auth.access_token()))
+    holder.start()  # this process leads; its gate is shut from the lock on, before its grant
+    wait_until(lambda: server.held_token_requests == 1, what="the holder's grant at the server")
+    reports = spawn.SimpleQueue()
+    config = _config(server, client_id, store_dir, no_timers=True, lock_timeout=NEVER)
+    waiter = spawn.Process(target=wait_for_the_holder, args=(config, clock, reports))
+    waiter.start()
+    assert _next(reports) == "contended"
+    at_fsync = []
+    fsync = store._fsync_directory
+
+    def observed_fsync():
+        # The folder's fsync of the holder's write: the lock is held until after it, so the waiter
+        # (whose every timer lasts an hour) can have the new set by now only if the rename woke it.
+        # Bounded; the lock-only order never gets a report here.
+        deadline = time.monotonic() + (60 if gate else 0)
+        while reports.empty() and time.monotonic() < deadline:
+            time.sleep(0.002)  # polling a real condition, with a deadline
+        at_fsync.append((None if reports.empty() else reports.get(), _flock_held(_lock_file(store_dir, auth.key))))
+        fsync()
+
+    monkeypatch.setattr(store, "_fsync_directory", observed_fsync)
+    server.release_token_requests()
+    holder.join(60)
+    waiter.join(120)
+    assert waiter.exitcode == 0
+    new_token = held["token"]
+    if gate:
+        assert at_fsync == [(("token", new_token), True)]
+    else:
+        assert at_fsync == [(None, True)]
+        assert _next(reports) == ("token", new_token)  # woken by the release, after the fsync
+    assert not _flock_held(store_dir / (auth.key.stem + ".gate"))
+    audit = server.audit
+    assert audit.refresh_ok == 1 and audit.reuse_detections == 0  # the waiter sent no grant
+
+
+def test_a_refresh_fsyncs_twice_the_record_and_the_folder(monkeypatch, server, auth, clock):
+    # The reservation allocates its room without an fsync: on the refresh's critical path there are
+    # exactly the two that make the new record durable.
+    calls = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd))[1])
+    clock.advance(TTL + 1)
+    auth.access_token()
+    assert len(calls) == 2
+    assert server.audit.refresh_ok == 1
 
 
 def test_lock_timeout_is_raised_while_the_helper_waits_and_it_keeps_nothing(

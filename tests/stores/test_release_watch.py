@@ -49,7 +49,7 @@ def test_a_child_forked_while_a_helper_waits_keeps_neither_the_helper_nor_its_de
     waiter = threading.Thread(target=lambda: store.wait_for_release(KEY, 120))
     waiter.start()
     wait_until(lambda: WATCH.blocked() == 1, what="the helper, blocked")
-    path = str(store.directory / (KEY.stem + ".lock"))
+    path = str(store.directory / (KEY.stem + ".gate"))  # a waiter for the record: its round is the gate's
     wait_until(lambda: WATCH._rounds[path].fd is not None, what="the helper's descriptor")
     fd = WATCH._rounds[path].fd
 
