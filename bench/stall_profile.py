@@ -44,7 +44,7 @@ SEGMENTS = (
     ("store read before the lock", "the unlocked look for another process's rotation"),
     ("lock wait", "try_lock polling or blocking, less the reads in between"),
     ("store read under the lock", ""),
-    ("reserve room", "file: a padded temp file, fsynced; Redis: the in-flight mark"),
+    ("reserve room", "file: a padded temp file, allocated (no fsync); Redis: the in-flight mark"),
     ("other work under the lock", "leftover recovery, bookkeeping before the grant"),
     ("refresh grant", "the leader's own round trip"),
     ("grant answer -> write starts", ""),
