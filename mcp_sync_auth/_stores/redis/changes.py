@@ -5,6 +5,11 @@ counts the messages per chain (a commit, a delete, a lease released). A waiter r
 it last saw and sleeps until it moves, or its pause runs out: the pause is only a safety net while
 the subscription is live. Until Redis has confirmed it (the feed is starting, or reconnecting),
 messages may be missed, so waits are cut to a short poll meanwhile.
+
+The pattern brings the messages of every chain of the fleet, most of which this process never uses.
+So only the chains it has asked about are counted, the most recent :data:`REMEMBERED` of them, plus
+every chain somebody waits on now. A count that was dropped starts again at 0: a waiter whose count it
+was sees it move and looks at the store once more, which is always safe.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import logging
 import threading
 from typing import Any, Callable, Optional
 
+from cachetools import LRUCache
+
 from ..._util.fork import reset_in_child
 from ..._util.logs import warn_limited
 
@@ -22,6 +29,8 @@ log = logging.getLogger(__name__)
 _RECONNECT_PAUSE = 0.5
 # The longest wait while the subscription is not confirmed (a message may be missed then).
 _UNCONFIRMED_POLL = 0.01
+# How many chains' counts a process keeps besides those waited on now.
+REMEMBERED = 4096
 
 
 class ChangeFeed:
@@ -32,16 +41,18 @@ class ChangeFeed:
         self._pattern = pattern
         self._stem_of = stem_of
         self._changed = threading.Condition()
-        self._counts: dict[str, int] = {}
+        self._counts: LRUCache[str, int] = LRUCache(maxsize=REMEMBERED)
+        self._waited: dict[str, int] = {}  # stem -> how many wait on it now (always counted)
         self._thread: Optional[threading.Thread] = None
         self._stop = threading.Event()
         self._live = False  # Redis confirmed the subscription, and it has not failed since
         reset_in_child(self)
 
     def count(self, stem: str) -> int:
+        """The chain's count now; from this call on its messages are counted (see above)."""
         self._start()
         with self._changed:
-            return self._counts.get(stem, 0)
+            return self._counted(stem)
 
     def wait(self, stem: str, seen: int, timeout: float) -> int:
         """Block until the chain's count differs from ``seen`` or ``timeout`` passes; the count."""
@@ -49,8 +60,26 @@ class ChangeFeed:
         with self._changed:
             if not self._live:
                 timeout = min(timeout, _UNCONFIRMED_POLL)
-            self._changed.wait_for(lambda: self._counts.get(stem, 0) != seen, timeout)
-            return self._counts.get(stem, 0)
+            self._waited[stem] = self._waited.get(stem, 0) + 1
+            try:
+                self._changed.wait_for(lambda: self._counts.get(stem, 0) != seen, timeout)
+                return self._counted(stem)
+            finally:
+                left = self._waited.pop(stem) - 1
+                if left:
+                    self._waited[stem] = left
+
+    def counted(self) -> int:
+        """How many chains' counts are kept now (for tests)."""
+        with self._changed:
+            return len(self._counts)
+
+    def _counted(self, stem: str) -> int:
+        """The chain's count, kept from now on (and marked recent). Called with the condition held."""
+        count = self._counts.get(stem)
+        if count is None:
+            count = self._counts[stem] = 0
+        return count
 
     @property
     def live(self) -> bool:
@@ -108,13 +137,17 @@ class ChangeFeed:
         if stem is None:
             return
         with self._changed:
-            self._counts[stem] = self._counts.get(stem, 0) + 1
+            count = self._counts.get(stem)
+            if count is None and stem not in self._waited:
+                return  # nobody here asked about this chain
+            self._counts[stem] = (count or 0) + 1
             self._changed.notify_all()
 
     def _reset_after_fork(self) -> None:
         # The parent's subscriber thread does not exist in a child; it starts its own when needed.
         self._changed = threading.Condition()
-        self._counts = {}
+        self._counts = LRUCache(maxsize=REMEMBERED)
+        self._waited = {}
         self._thread = None
         self._stop = threading.Event()
         self._live = False
