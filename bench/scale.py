@@ -340,7 +340,7 @@ def to_json(run: ScaleRun) -> dict[str, Any]:
         "machine": run.machine, "load_start": run.load_start, "load_end": run.load_end, "loaded": run.loaded,
         "plan": dataclasses.asdict(run.plan), "parts": run.parts, "not_measured": run.not_measured,
         "chains": None if run.chains is None else {"rows": run.chain_rows, "data": run.chains},
-        "stall": stall, "problems": run.problems(),
+        "stall": stall, "problems": run.problems(), "report": report(run),
     }
 
 

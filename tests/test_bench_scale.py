@@ -13,8 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from bench import scale
+from bench import runner, scale
 from bench.fleet import unavailable as redis_unavailable
+from bench.model import BenchResults, from_json
+from bench.report import markdown
+from bench.report import to_json as report_json
 from bench.stall_grid import GridCell, GridRun
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,3 +107,18 @@ def test_chains_touched_once_must_leave_a_bounded_memory():
     unbounded = {"touched_once": {"chains": 10_000, "registry": {"unbounded": 10_000}}}  # an old checkout
     assert scale.chains_problems(bounded) == []
     assert scale.chains_problems(unbounded)
+
+
+def test_the_suite_runner_reports_the_scale_run_and_fails_on_its_problems():
+    """``python -m bench --only scale`` keeps bench.scale's JSON in its results: the Markdown shows its
+    report, and its problems are the run's (exit status 1), also when rendered again from the JSON."""
+    machine = {"cpu": "test", "usable_cores": 2, "logical_cpus": 2, "python": "CPython", "platform": "test",
+               "versions": {}}
+    results = BenchResults("quick", "test", "now", machine, None, ["mcp_sync_auth"], {}, {})
+    assert runner._problems(results) == []
+    problem = "stall file N=8 P=2: grants per expiry 2.00 (must be 1.00), 0 violations (must be 0)"
+    results.scale = {"report": ["benchmark of scale (quick)", "  FAILED:", f"    - {problem}"], "problems": [problem]}
+    assert runner._problems(results) == [problem]
+    assert "## 7. Scale (`python -m bench.scale`)" in markdown(results) and problem in markdown(results)
+    rebuilt = from_json(json.loads(json.dumps(report_json(results), default=str)))
+    assert rebuilt.scale == results.scale and runner._problems(rebuilt) == [problem]
