@@ -9,6 +9,7 @@
 - ``records()`` and ``mcp-sync-auth status --json`` over 10,000 stored chains: a file store in a temporary
   folder, and a Redis store when ``redis-server`` is on ``PATH`` (with its round trips counted).
 
+:func:`measure` returns all of it as data (``python -m bench.scale`` runs it beside the stall grid).
 Times depend on the machine and its load (the load average is printed); counts and sizes do not.
 The script runs against whichever ``mcp_sync_auth`` is first on ``sys.path``: run it with an older
 checkout first on ``PYTHONPATH`` to compare (a version without the bounded memory reports it unbounded).
@@ -27,7 +28,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from mcp_sync_auth import ChainKey, ChainRecord, FileTokenStore, MemoryTokenStore, TokenSet
 from mcp_sync_auth._refresh import manager as manager_module
@@ -191,40 +192,75 @@ def redis_listing(chains: int) -> Optional[dict[str, Any]]:
         server.close()
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.chains", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer calls and 10,000 chains touched once")
-    args = parser.parse_args(argv)
-    calls = 200_000 if args.quick else 1_000_000
-    touched = 10_000 if args.quick else 100_000
-    print(f"python {sys.version.split()[0]}, load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
-    print("\nfast path, TokenManager.token() with a fresh token in memory")
-    for chains in (1, 100, 10_000):
-        found = fast_path(chains, calls)
-        print(f"  {found['chains']:>6} chains: {found['cpu_us_per_call']:.3f} us CPU per call ({found['calls']} calls)")
-    print("\nmemory per chain (manager + memory; the token sets are the store's)")
-    for chains in (1, 100, 10_000):
-        found = memory_per_chain(chains)
-        print(f"  {found['chains']:>6} chains: {found['bytes_per_chain']:.0f} bytes per chain")
-    found = touched_once(touched)
-    held = found["held_bytes"]
-    print(f"\n{touched} chains touched once, managers dropped: registry {found['registry']},")
-    print(f"  {held / 1e6:.1f} MB still held ({held / touched:.0f} bytes per chain touched)")
-    print("\nrecords() and status --json over 10,000 stored chains (best of 3 for files, 1 for Redis)")
-    listing = file_store_listing(10_000)
-    print(
+FAST_CHAINS = (1, 100, 10_000)  # the chain counts of the fast path and of the memory per chain
+LISTED = 10_000  # stored chains that records() and status list
+FULL_CALLS = 1_000_000
+QUICK_CALLS = 200_000
+FULL_TOUCHED = 100_000
+QUICK_TOUCHED = 10_000
+
+
+def measure(
+    calls: int = FULL_CALLS,
+    touched: int = FULL_TOUCHED,
+    counts: Sequence[int] = FAST_CHAINS,
+    listed: int = LISTED,
+    progress: Callable[[str], None] = lambda text: None,
+) -> dict[str, Any]:
+    """Every measurement of this module, as data: what ``main`` prints and ``bench.scale`` tabulates."""
+    data: dict[str, Any] = {"calls": calls, "counts": list(counts), "touched": touched, "listed": listed}
+    progress(f"fast path, {len(counts)} chain counts")
+    data["fast_path"] = [fast_path(chains, calls) for chains in counts]
+    progress("memory per chain")
+    data["memory"] = [memory_per_chain(chains) for chains in counts]
+    progress(f"{touched} chains touched once")
+    data["touched_once"] = touched_once(touched)
+    progress(f"records() and status over {listed} stored chains")
+    data["listing"] = {"file": file_store_listing(listed), "redis": redis_listing(listed)}
+    return data
+
+
+def lines(data: dict[str, Any]) -> list[str]:
+    out = ["fast path, TokenManager.token() with a fresh token in memory"]
+    for found in data["fast_path"]:
+        out.append(
+            f"  {found['chains']:>6} chains: {found['cpu_us_per_call']:.3f} us CPU per call ({found['calls']} calls)"
+        )
+    out += ["", "memory per chain (manager + memory; the token sets are the store's)"]
+    for found in data["memory"]:
+        out.append(f"  {found['chains']:>6} chains: {found['bytes_per_chain']:.0f} bytes per chain")
+    found = data["touched_once"]
+    touched, held = found["chains"], found["held_bytes"]
+    out += [
+        "",
+        f"{touched} chains touched once, managers dropped: registry {found['registry']},",
+        f"  {held / 1e6:.1f} MB still held ({held / touched:.0f} bytes per chain touched)",
+        "",
+        f"records() and status --json over {data['listed']} stored chains (best of 3 for files, 1 for Redis)",
+    ]
+    listing, fleet = data["listing"]["file"], data["listing"]["redis"]
+    out.append(
         f"  file store: records {listing['records_s']:.3f} s ({listing['records_cpu_s']:.3f} s CPU), "
         f"status {listing['status_s']:.3f} s ({listing['status_cpu_s']:.3f} s CPU)"
     )
-    fleet = redis_listing(10_000)
     if fleet is None:
-        print("  Redis store: not measured (no redis-server on PATH)")
+        out.append("  Redis store: not measured (no redis-server on PATH)")
     else:
-        print(
+        out.append(
             f"  Redis store: records {fleet['records_s']:.3f} s ({fleet['records_cpu_s']:.3f} s CPU, "
             f"{fleet['records_round_trips']} round trips), status {fleet['status_s']:.3f} s "
             f"({fleet['status_cpu_s']:.3f} s CPU)"
         )
+    return out
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.chains", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer calls and 10,000 chains touched once")
+    args = parser.parse_args(argv)
+    print(f"python {sys.version.split()[0]}, load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores\n")
+    data = measure(QUICK_CALLS if args.quick else FULL_CALLS, QUICK_TOUCHED if args.quick else FULL_TOUCHED)
+    print("\n".join(lines(data)))
     print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
     return 0
 

@@ -32,6 +32,7 @@ class BenchResults:
     throughput: Optional[ThroughputResult] = None
     scaling: list[ScalingPoint] = dataclasses.field(default_factory=list)
     fleet: Optional[FleetResult] = None
+    scale: Optional[dict[str, Any]] = None  # bench.scale's JSON (``--only scale``), report lines included
     problems: list[str] = dataclasses.field(default_factory=list)
     load_samples: list[tuple[str, float]] = dataclasses.field(default_factory=list)
 

@@ -170,6 +170,7 @@ def markdown(results: BenchResults) -> str:
     lines += _throughput_section(results.throughput)
     lines += _scaling_section(results.scaling)
     lines += _fleet_section(results.fleet)
+    lines += _scale_section(results.scale)
     lines += _not_measured_section(results)
     lines += _profile_section(results)
     return "\n".join(lines) + "\n"
@@ -439,6 +440,12 @@ def _fleet_section(f: Optional[FleetResult]) -> list[str]:
 
 def _ratio_of(a: float, b: float) -> float:
     return a / b if b and not math.isnan(a) and not math.isnan(b) else math.nan
+
+
+def _scale_section(data: Optional[dict[str, Any]]) -> list[str]:
+    if data is None:
+        return []
+    return ["", "## 7. Scale (`python -m bench.scale`)", "", "```", *data.get("report", []), "```"]
 
 
 def _not_measured_section(results: BenchResults) -> list[str]:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from . import machine
+from . import machine, scale
 from .check import problems_with_ours
 from .contenders import CONTENDERS, Contender, available
 from .fleet import fleet
@@ -23,6 +23,8 @@ from .stall_profile import where_the_time_goes
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 EXPERIMENTS = ("grants", "overhead", "stall", "throughput", "scaling", "fleet")
+# Run only when named in --only: the benchmark of scale (bench/scale.py) takes minutes of its own.
+OPT_IN = ("scale",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +82,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="folder for the results (default: %(default)s)")
     parser.add_argument("--name", help="base name of the result files (default: 'latest' for --full, else 'quick')")
     parser.add_argument("--contenders", help="comma-separated subset of: " + ", ".join(c.name for c in CONTENDERS))
-    parser.add_argument("--only", help="comma-separated subset of: " + ", ".join(EXPERIMENTS))
+    parser.add_argument("--only", help="comma-separated subset of: " + ", ".join(EXPERIMENTS)
+                        + "; or " + ", ".join(OPT_IN) + ", which runs only when named")
     parser.add_argument("--profile", action="store_true",
                         help="time the refresh protocol's phases in our workers and cProfile the fast path")
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG (no matplotlib needed)")
@@ -104,7 +107,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.render is not None:
         return render(args)
     plan = FULL if args.full else QUICK
-    experiments = _select(args.only, EXPERIMENTS, "experiment")
+    experiments = _select(args.only, EXPERIMENTS + OPT_IN, "experiment") if args.only else list(EXPERIMENTS)
     chosen = _select(args.contenders, [c.name for c in CONTENDERS], "contender")
     if "mcp_sync_auth" not in chosen:
         chosen.insert(0, "mcp_sync_auth")
@@ -194,10 +197,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         results.fleet = fleet(plan.fleet_shapes, plan.fleet_expiries, plan.fleet_fast_calls, plan.fleet_fast_rounds,
                               progress=say)
 
+    if "scale" in experiments:
+        sample_load("scale")
+        say("7. scale: many chains in one process, and the expiry stall grid (python -m bench.scale)")
+        ran = scale.run_scale(scale.FULL if args.full else scale.QUICK, scale.PARTS, results.command,
+                             progress=lambda text: print(text, flush=True))  # its lines carry their own times
+        results.scale = scale.to_json(ran)
+
     results.seconds = time.perf_counter() - began
     results.load_end = machine.load_average()
     sample_load("end")
-    results.problems = problems_with_ours(results.grants, results.stall, results.throughput, results.fleet)
+    results.problems = _problems(results)
     name = args.name or ("latest" if args.full else "quick")
     written = write_report(results, args.out, name, chart=not args.no_chart)
     say(f"done in {results.seconds:.0f} s; load average at the end {results.load_end}")
@@ -212,9 +222,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
+def _problems(results: BenchResults) -> list[str]:
+    found = problems_with_ours(results.grants, results.stall, results.throughput, results.fleet)
+    return found + (list(results.scale["problems"]) if results.scale is not None else [])
+
+
 def render(args: argparse.Namespace) -> int:
     results = from_json(json.loads(args.render.read_text(encoding="utf-8")))
-    results.problems = problems_with_ours(results.grants, results.stall, results.throughput, results.fleet)
+    results.problems = _problems(results)
     name = args.name or args.render.stem
     for path in write_report(results, args.out, name, chart=not args.no_chart):
         print(f"wrote {path}")

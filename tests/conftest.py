@@ -106,6 +106,7 @@ SYSTEM_TESTS = (
     "tests/refresh/test_chain_memory.py::test_100000_chains",
     "tests/stores/test_many_chains.py",
     "tests/test_bench_stall.py",
+    "tests/test_bench_scale.py",
 )
 
 
