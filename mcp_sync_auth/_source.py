@@ -21,20 +21,21 @@ from ._oauth.challenge import BearerChallenge
 from ._oauth.discovery import Discovery
 from ._oauth.login import AuthorizationFlow
 from ._oauth.registration import ClientRegistration, Registrar
-from ._oauth.revocation import LOCAL_ONLY_HINT, LogoutResult, TokenRevoker
+from ._oauth.revocation import LOCAL_ONLY_HINT, LogoutResult, TokenRevoker, tokens_kept_hint
 from ._oauth.settings import ClientSettings, LoginOptions
 from ._refresh.manager import Clock, TokenManager
 from ._refresh.singleflight import SingleFlight
 from ._stores.inventory import Unreadable, settle, take_inventory
 from ._stores.protocol import TokenStore
 from ._util.redact import clean_server_text
-from ._util.sessions import DEFAULT_OPTIONS, ConnectionOptions, SessionSource
+from ._util.sessions import DEFAULT_OPTIONS, ConnectionOptions, SessionSource, setup_failure_of_step
 from ._util.timeouts import Timeouts
 from .errors import (
     AuthorizationRequired,
     ConfigurationError,
     ConnectionSetupError,
     CorruptTokenCache,
+    DiscoveryConnectionError,
     DiscoveryError,
     InsufficientScope,
     RevocationConnectionError,
@@ -415,17 +416,17 @@ class ChainSource:
         key = chain.manager.key
         if chain.token_endpoint is None or key.issuer == chain.token_endpoint:
             return NO_METADATA
+        unknown = f"cannot find out whether {key.issuer} revokes tokens"
         try:
             endpoint = self._discovery.authorization_server(key.issuer).revocation_endpoint
+        except DiscoveryConnectionError as exc:  # a setting to change: it says which, as every request does
+            raise setup_failure_of_step(
+                RevocationConnectionError, exc, doing=unknown, hint=tokens_kept_hint(), transient=True
+            ) from exc
         except DiscoveryError as exc:
-            message = (
-                f"cannot find out whether {key.issuer} revokes tokens ({exc}); the tokens are kept. {LOCAL_ONLY_HINT}"
-            )
-            if isinstance(exc, ConnectionSetupError):  # a setting to change: say which, as every request does
-                raise RevocationConnectionError(
-                    message, kind=exc.kind, host=exc.host, proxy=exc.proxy, transient=True
-                ) from None
-            raise RevocationFailed(message, transient=True) from None
+            raise RevocationFailed(
+                f"{unknown} ({exc}); the tokens are kept. {LOCAL_ONLY_HINT}", transient=True
+            ) from exc
         if endpoint is None:
             return NO_REVOCATION
         return TokenRevoker(endpoint, self._flow.token_client(chain.token_endpoint, chain.registration))

@@ -30,6 +30,13 @@ MAX_ERROR_BYTES = 64 * 1024
 LOCAL_ONLY_HINT = "pass local_only=True (mcp-sync-auth logout --local-only) to forget them without telling the server"
 
 
+def tokens_kept_hint(failed: str = "") -> str:
+    """What a certificate or proxy failure (whose own message names the setting to change) means for
+    a logout: what ``failed``, if the failure does not say it already, and that nothing was forgotten."""
+    lead = f"{failed[:1].upper()}{failed[1:]} failed, and the tokens are kept" if failed else "The tokens are kept"
+    return f"{lead}: fix that, or {LOCAL_ONLY_HINT}"
+
+
 @dataclasses.dataclass(frozen=True)
 class LogoutResult:
     """What a logout did.
@@ -99,6 +106,7 @@ class TokenRevoker:
                 self.endpoint,
                 failure=RevocationConnectionError,
                 details={"transient": True},
+                hint=tokens_kept_hint(what),
                 data=form,
                 headers=headers,
                 timeout=timeouts.for_grants,
@@ -106,14 +114,8 @@ class TokenRevoker:
                 stream=True,
                 auth=no_auth,
             )
-        except RevocationConnectionError as exc:
-            raise RevocationConnectionError(
-                f"{what} failed: {exc} The tokens are kept. {LOCAL_ONLY_HINT}",
-                kind=exc.kind,
-                host=exc.host,
-                proxy=exc.proxy,
-                transient=True,
-            ) from None
+        except RevocationConnectionError:
+            raise  # it names the setting to change, and what that means for the tokens
         except requests.exceptions.RequestException as exc:
             raise RevocationFailed(
                 f"{what} failed: no answer ({type(exc).__name__}); the tokens are kept. {LOCAL_ONLY_HINT}",
@@ -142,4 +144,4 @@ class TokenRevoker:
         )
 
 
-__all__ = ["ACCESS_TOKEN", "REFRESH_TOKEN", "LogoutResult", "TokenRevoker"]
+__all__ = ["ACCESS_TOKEN", "LOCAL_ONLY_HINT", "REFRESH_TOKEN", "LogoutResult", "TokenRevoker", "tokens_kept_hint"]

@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any, Callable, Optional, TypeVar
 
-from .._util.keyring_extra import keyring_module
+from .._util.keyring_extra import keychain_locked_errors, keyring_module, service_unreachable_errors
 from ..errors import ConfigurationError, KeychainUnavailable
 
 __all__ = [
@@ -158,8 +158,8 @@ class Keychain:
 # SecretServiceNotAvailableException: the D-Bus connection refused or cut off, or the daemon too
 # busy to answer, as a burst of new connections on a loaded machine does) is asked again until the
 # call's deadline: a refresh whose answer cannot be stored in the keychain may cost the chain. Any
-# other failure (a locked keychain, a refused write) is reported at once.
-_UNREACHABLE = ("InitError", "SecretServiceNotAvailableException")
+# other failure (a locked keychain, a refused write, another package's error of the same name) is
+# reported at once.
 _FIRST_PAUSE, _LONGEST_PAUSE = 0.05, 0.5
 
 
@@ -169,7 +169,7 @@ def _with_retries(call: Callable[[Any], T], backend: Any, deadline: float) -> T:
         try:
             return call(backend)
         except Exception as exc:
-            if type(exc).__name__ not in _UNREACHABLE or time.monotonic() + pause >= deadline:
+            if not isinstance(exc, service_unreachable_errors()) or time.monotonic() + pause >= deadline:
                 raise
         time.sleep(pause)
         pause = min(2 * pause, _LONGEST_PAUSE)
@@ -180,8 +180,7 @@ def _translated(error: BaseException, backend: object, what: str) -> BaseExcepti
     if not isinstance(error, Exception):
         return error  # KeyboardInterrupt and friends pass through as they are
     kind = type(error).__name__
-    locked = "Locked" in kind or "Unlock" in kind
-    why = "it is locked" if locked else f"it failed with {kind}"
+    why = "it is locked" if isinstance(error, keychain_locked_errors()) else f"it failed with {kind}"
     return KeychainUnavailable(f"the keychain ({backend_name(backend)}) refused {what}: {why}; {_ADVICE}")
 
 

@@ -6,7 +6,8 @@ It sends through ``Session.request``, never a bare ``Session.send``, because tha
 ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``) when ``trust_env`` is true. The ``verify=`` and
 ``proxies=`` given once (:class:`ConnectionOptions`) go with every request, as a caller's own
 per-request arguments would, and a certificate or proxy failure becomes our error naming the host
-and the setting to change. Sessions are safe across ``fork()``.
+and the setting to change, followed by the caller's ``hint`` (what that failure means for its step).
+Sessions are safe across ``fork()``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import dataclasses
 import os
 import re
 import threading
-from typing import Any, Mapping, Optional, Tuple, Union
+from typing import Any, Mapping, Optional, Tuple, TypeVar, Union
 from urllib.parse import urlsplit
 
 import requests
@@ -26,6 +27,7 @@ from . import fork
 from .redact import clean_server_text
 
 Verify = Union[bool, str]
+_Setup = TypeVar("_Setup", bound=ConnectionSetupError)
 _VERIFY_REASON = re.compile(r"certificate verify failed: ([^()'\"]{1,120})")
 
 
@@ -139,20 +141,23 @@ class SessionSource:
         *,
         failure: type[ConnectionSetupError],
         details: Optional[Mapping[str, Any]] = None,
+        hint: str = "",
         **arguments: Any,
     ) -> requests.Response:
         """``Session.request`` with the configured ``verify``/``proxies`` (and the environment, as
         ``requests`` merges it). A certificate or proxy failure raises ``failure`` (a subclass of
-        :class:`ConnectionSetupError`, built with ``details``); other errors are the caller's."""
+        :class:`ConnectionSetupError`, built with ``details``) whose message ends with ``hint``, the
+        caller's advice for its step (our own words: never a token or a secret); other errors are
+        the caller's."""
         session = self.get()
         try:
             return session.request(method, url, **self.options.request_arguments(), **arguments)
         except requests.exceptions.ProxyError as exc:
             # urllib3 reports a failure to reach or tunnel through the proxy (even a TLS one with an
             # https:// proxy) as a ProxyError: the proxy setting is what to change.
-            raise self._proxy_failure(session, url, exc, failure, details or {}) from None
+            raise self._proxy_failure(session, url, exc, failure, details or {}, hint=hint) from None
         except requests.exceptions.SSLError as exc:
-            raise self._certificate_failure(session, url, exc, failure, details or {}) from None
+            raise self._certificate_failure(session, url, exc, failure, details or {}, hint=hint) from None
 
     def _certificate_failure(
         self,
@@ -161,6 +166,8 @@ class SessionSource:
         exc: Exception,
         failure: type[ConnectionSetupError],
         details: Mapping[str, Any],
+        *,
+        hint: str,
     ) -> ConnectionSetupError:
         host = _host(url)
         found = _VERIFY_REASON.search(str(exc))
@@ -170,7 +177,7 @@ class SessionSource:
             f"{self._bundle_in_use(session)}. Set REQUESTS_CA_BUNDLE to a CA bundle that holds the "
             "certificate's issuer, or pass verify= (the bundle's path)"
         )
-        return failure(message, kind="certificate", host=host, **details)
+        return failure(with_hint(message, hint), kind="certificate", host=host, **details)
 
     def _bundle_in_use(self, session: requests.Session) -> str:
         verify = self.options.verify
@@ -191,6 +198,8 @@ class SessionSource:
         exc: Exception,
         failure: type[ConnectionSetupError],
         details: Mapping[str, Any],
+        *,
+        hint: str,
     ) -> ConnectionSetupError:
         host = _host(url)
         merged = session.merge_environment_settings(url, self.options.proxy_map or {}, None, None, None)
@@ -200,7 +209,7 @@ class SessionSource:
             f"could not reach {host} through the proxy {proxy} ({type(exc).__name__}). Check HTTPS_PROXY "
             f"(HTTP_PROXY for http://) or proxies=, or add {_hostname(url)} to NO_PROXY to connect directly"
         )
-        return failure(message, kind="proxy", host=host, proxy=proxy, **details)
+        return failure(with_hint(message, hint), kind="proxy", host=host, proxy=proxy, **details)
 
     def close(self) -> None:
         """Close our own session (never the caller's); a later ``get`` opens a new one."""
@@ -214,6 +223,22 @@ class SessionSource:
         # may have been held by a thread that does not exist in the child.
         self._guard = threading.Lock()
         self._own = None
+
+
+def with_hint(message: str, hint: str) -> str:
+    """A connection failure's message, then the caller's advice for its step, as a sentence of its own."""
+    return f"{message}. {hint}" if hint else message
+
+
+def setup_failure_of_step(
+    step: type[_Setup], met: ConnectionSetupError, *, doing: str, hint: str = "", **details: Any
+) -> _Setup:
+    """The connection-setup failure ``met`` in a preliminary step (metadata discovery before a
+    revocation), as the error of the step the user asked for (``step``): what could not be done
+    (``doing``) and why, then the ``hint``. The kind, host and proxy stay, and so does the family, so it is still
+    caught as :class:`ConnectionSetupError`. Raise it ``from met``, so the chain keeps the original."""
+    message = with_hint(f"{doing}: {met}", hint)
+    return step(message, kind=met.kind, host=met.host, proxy=met.proxy, **details)
 
 
 def _hostname(url: str) -> str:
@@ -239,4 +264,6 @@ __all__ = [
     "Verify",
     "no_auth",
     "proxy_host",
+    "setup_failure_of_step",
+    "with_hint",
 ]
