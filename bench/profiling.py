@@ -210,25 +210,21 @@ class PhaseTimer:
         owner._lead = lead
 
     def _wrap_flight(self, owner: Any) -> None:
-        """The in-process waiters: how long each waited, and how long after its leader's work returned it
-        ran again (the wake-up)."""
+        """The in-process waiters: how long each waited, and how long after its flight ended (the
+        leader published the new set, or its work returned) it ran again (the wake-up)."""
         timer = self
-        original_lead = getattr(owner, "_lead", None)
+        original_end = getattr(owner, "_end", None)
         original_wait = getattr(owner, "_wait", None)
-        if not callable(original_lead) or not callable(original_wait):
+        if not callable(original_end) or not callable(original_wait):
             return
 
-        def lead(self: Any, key: Any, flight: Any, work: Callable[[], Any]) -> Any:
-            def timed_work() -> Any:
-                try:
-                    return work()
-                finally:
-                    # before the leader's finally wakes anyone; a new flight reusing the id overwrites
-                    # this before any of its own waiters can wake
-                    with timer._guard:
-                        timer._flight_done[id(flight)] = time.perf_counter()
-
-            return original_lead(self, key, flight, timed_work)
+        def end(self: Any, key: Any, flight: Any) -> Any:
+            if not getattr(flight, "done", True):
+                # The first end of this flight (a publish, or the work's return), before anyone is
+                # woken; a new flight reusing the id overwrites this before any of its waiters wakes.
+                with timer._guard:
+                    timer._flight_done[id(flight)] = time.perf_counter()
+            return original_end(self, key, flight)
 
         def wait(flight: Any) -> Any:
             began = time.perf_counter()
@@ -240,7 +236,7 @@ class PhaseTimer:
                     done = timer._flight_done.get(id(flight))
                 timer.event("waiter", began, woke, "flight waiter: wait for leader")
                 if done is not None:
-                    timer.event("in-process wake", done, woke, "flight waiter: wake-up after the leader's work")
+                    timer.event("in-process wake", done, woke, "flight waiter: wake-up after the flight ended")
 
-        owner._lead = lead
+        owner._end = end
         owner._wait = staticmethod(wait)

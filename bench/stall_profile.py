@@ -223,7 +223,7 @@ def where_the_time_goes(figures: dict[str, Any]) -> list[str]:
         lines.append(f"{name:<40} {_ms(stats['mean']):>9} {_ms(stats['p99']):>9}  {notes.get(name, '')}")
     for key, label in (("cross_process_wake", "other processes: lock release -> set seen"),
                        ("cross_process_after_visible", "other processes: set visible -> seen"),
-                       ("in_process_wake", "in-process waiters: leader done -> running"),
+                       ("in_process_wake", "in-process waiters: flight ended -> running"),
                        ("granter_waiters_after_visible", "its own waiters: set visible -> running")):
         stats = profile[key]
         lines.append(f"{label:<40} p50 {_ms(stats['p50'])}, p99 {_ms(stats['p99'])}, max {_ms(stats['max'])} "

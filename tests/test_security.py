@@ -495,7 +495,7 @@ def test_files_are_private_whatever_the_umask(tmp_path):
         os.umask(old)
     assert stat.S_IMODE(os.stat(store.directory).st_mode) == 0o700
     files = list(store.directory.iterdir())
-    assert len(files) == 3  # the chain, its lock file, the registration
+    assert len(files) == 4  # the chain, its lock file, its gate, the registration
     for path in files:
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path.name
 
