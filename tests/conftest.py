@@ -107,6 +107,7 @@ SYSTEM_TESTS = (
     "tests/stores/test_many_chains.py",
     "tests/test_bench_stall.py",
     "tests/test_bench_scale.py",
+    "tests/test_bench_waits.py",
 )
 
 
