@@ -14,67 +14,6 @@ from mcp_sync_auth import KeychainUnavailable  # noqa: E402
 from mcp_sync_auth._stores.keychain import Keychain  # noqa: E402
 
 
-class FlakyBackend:
-    """Fails the first ``failures`` calls with ``error``, then keeps what it is given."""
-
-    def __init__(self, failures, error):
-        self.failures = failures
-        self.error = error
-        self.calls = 0
-        self.secrets = {}
-
-    def _maybe_fail(self):
-        self.calls += 1
-        if self.calls <= self.failures:
-            raise self.error("Failed to create the collection")
-
-    def get_password(self, service, entry):
-        self._maybe_fail()
-        return self.secrets.get((service, entry))
-
-    def set_password(self, service, entry, secret):
-        self._maybe_fail()
-        self.secrets[(service, entry)] = secret
-
-
-def test_a_service_that_could_not_be_reached_is_asked_again():
-    backend = FlakyBackend(3, keyring_errors.InitError)
-    keychain = Keychain("mcp-sync-auth-test", timeout=30, backend=backend)
-    keychain.set("entry", "value")
-    assert backend.calls == 4 and keychain.get("entry") == "value"
-
-
-def test_a_service_that_stays_away_is_reported_by_the_calls_deadline():
-    backend = FlakyBackend(10_000, keyring_errors.InitError)
-    keychain = Keychain("mcp-sync-auth-test", timeout=1.0, backend=backend)
-    with pytest.raises(KeychainUnavailable, match="InitError"):
-        keychain.set("entry", "value")
-    assert 1 < backend.calls < 10_000
-
-
-def test_a_locked_keychain_is_not_asked_again():
-    backend = FlakyBackend(1, keyring_errors.KeyringLocked)
-    keychain = Keychain("mcp-sync-auth-test", timeout=30, backend=backend)
-    with pytest.raises(KeychainUnavailable, match="locked"):
-        keychain.set("entry", "value")
-    assert backend.calls == 1
-
-
-# -- the errors are keyring's and secretstorage's own classes, not any class of the same name -----------
-
-
-class InitError(Exception):
-    """Named as keyring's, but another package's: it says nothing about the keychain's service."""
-
-
-class SecretServiceNotAvailableException(Exception):
-    """Named as secretstorage's, but another package's."""
-
-
-class KeyringLocked(Exception):
-    """Named as keyring's, but another package's: it does not say the keychain is locked."""
-
-
 class MemoryKeyring(keyring_backend.KeyringBackend):
     """A keyring backend that keeps its secrets in a dict, after failing its first ``failures`` calls
     with ``error``. It gives no priority, so keyring never chooses it by itself: only set_keyring does."""
@@ -103,6 +42,44 @@ class MemoryKeyring(keyring_backend.KeyringBackend):
         self._maybe_fail()
         if self.secrets.pop((service, username), None) is None:
             raise keyring_errors.PasswordDeleteError("no such entry")
+
+
+def test_a_service_that_could_not_be_reached_is_asked_again():
+    backend = MemoryKeyring(3, keyring_errors.InitError)
+    keychain = Keychain("mcp-sync-auth-test", timeout=30, backend=backend)
+    keychain.set("entry", "value")
+    assert backend.calls == 4 and keychain.get("entry") == "value"
+
+
+def test_a_service_that_stays_away_is_reported_by_the_calls_deadline():
+    backend = MemoryKeyring(10_000, keyring_errors.InitError)
+    keychain = Keychain("mcp-sync-auth-test", timeout=1.0, backend=backend)
+    with pytest.raises(KeychainUnavailable, match="InitError"):
+        keychain.set("entry", "value")
+    assert 1 < backend.calls < 10_000
+
+
+def test_a_locked_keychain_is_not_asked_again():
+    backend = MemoryKeyring(1, keyring_errors.KeyringLocked)
+    keychain = Keychain("mcp-sync-auth-test", timeout=30, backend=backend)
+    with pytest.raises(KeychainUnavailable, match="locked"):
+        keychain.set("entry", "value")
+    assert backend.calls == 1
+
+
+# -- the errors are keyring's and secretstorage's own classes, not any class of the same name -----------
+
+
+class InitError(Exception):
+    """Named as keyring's, but another package's: it says nothing about the keychain's service."""
+
+
+class SecretServiceNotAvailableException(Exception):
+    """Named as secretstorage's, but another package's."""
+
+
+class KeyringLocked(Exception):
+    """Named as keyring's, but another package's: it does not say the keychain is locked."""
 
 
 @pytest.fixture
