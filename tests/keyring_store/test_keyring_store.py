@@ -57,7 +57,7 @@ def test_tokens_live_in_the_keychain_and_the_folder_holds_no_secret(
     key = the_key(keyring_store)
     stored = secret_service_backend.get_password("mcp-sync-auth", keyring_store._entry_name(key))
     assert MARK in stored and '"generation":2' in stored
-    assert sorted(p.suffix for p in store_dir.iterdir()) == [".json", ".lock"]  # the index and the lock
+    assert sorted(p.suffix for p in store_dir.iterdir()) == [".gate", ".json", ".lock"]  # the index, the lock, the gate
     assert MARK not in folder_text(store_dir)
     assert MARK not in repr(keyring_store) + keyring_store.location
     # A second store object (another process, after a restart) reads the same chain from the keychain.
